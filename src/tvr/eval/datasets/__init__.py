@@ -1,0 +1,1 @@
+"""tvr.eval.datasets"""

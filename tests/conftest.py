@@ -1,0 +1,43 @@
+"""Shared test fixtures: running the CLI in-process and locating the optional real data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run `tvr ARGS...` in-process; returns exit code and captured stdout/stderr."""
+    from tvr.cli.main import main
+
+    def _run(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return _run
+
+
+@pytest.fixture
+def realdata() -> Path:
+    """The read-only real public data beside the project; tests using it skip when it is absent."""
+    if not REALDATA.is_dir():
+        pytest.skip(f"real data folder {REALDATA} is absent")
+    return REALDATA
