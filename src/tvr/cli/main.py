@@ -87,11 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click_exc.ClickException as exc:
         print(f"error: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
-    except click_exc.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 130
-    except click_exc.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
+    except BrokenPipeError:  # e.g. `tvr … | head`: the reader left; nothing more to say
+        sys.stderr.close()
+        return 1
     return result if isinstance(result, int) else 0
 
 

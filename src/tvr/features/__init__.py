@@ -1,1 +1,1 @@
-"""tvr.features"""
+"""tvr.features: the feature store (per-video tensors + SQLite manifest) and `extract_features`."""
