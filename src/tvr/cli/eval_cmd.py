@@ -1,9 +1,63 @@
-"""`tvr eval` — not yet implemented."""
+"""`tvr eval` — evaluate a trained checkpoint on a manifest split (optionally post-processed)."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to `app` (none yet)."""
+    """Adds `tvr eval` to `app`."""
+
+    @app.command("eval")
+    def eval_command(
+        manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL/CSV) holding the split to evaluate.")],
+        checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Run directory written by 'tvr train'.")],
+        split: Annotated[str, typer.Option("--split", help="Split to evaluate (all entries if the manifest is unsplit).")] = "test",
+        postproc: Annotated[str, typer.Option("--postproc", help="none, is, dis, csls, gc, cent, dsl, tvh.")] = "none",
+        querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest whose captions form the querybank (default: the manifest's train captions).")] = None,
+        ranks_out: Annotated[Path | None, typer.Option("--ranks-out", help="Write one JSON line per query (rank, top-5, tags).")] = None,
+        device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
+        workers: Annotated[int, typer.Option("--workers", "-w", help="Decode processes.")] = 2,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the metric JSON on stdout.")] = False,
+    ) -> None:
+        """Text→video and video→text metrics, hubness and per-tag metrics of a checkpoint."""
+        from tvr.cli.output import print_json, stderr_console
+        from tvr.eval.evaluate import evaluate_model
+        from tvr.errors import TvrError
+        from tvr.io.manifest import SPLITS, read_manifest
+        from tvr.models.registry import load_model
+        from tvr.postproc import get_postproc
+        from tvr.train.data import load_pairs
+        from tvr.train.trainer import FRAMES_DIR, resolve_device
+
+        if split not in SPLITS:
+            raise TvrError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        entry = get_postproc(postproc)
+        dev = resolve_device(device)
+        model = load_model(checkpoint, device=dev)
+        m = read_manifest(manifest)
+        part = m if m.splits() == {None} else m.split(split)
+        if not part.entries:
+            raise TvrError(f"{manifest}: no entry has split {split!r}")
+        qb_texts = None
+        if entry.needs_querybank:
+            qb = read_manifest(querybank) if querybank is not None else m.split("train")
+            qb_texts = [e.caption for e in qb.entries]
+            if not qb_texts:
+                raise TvrError(f"--postproc {postproc} needs a querybank: pass --querybank MANIFEST ({manifest} has no train captions)")
+        pairs = load_pairs(part, model.input_spec(), checkpoint / FRAMES_DIR, workers=workers, progress=not json_out)
+        report = evaluate_model(model, pairs, device=dev, postproc=postproc, querybank_texts=qb_texts,
+                                split=None if m.splits() == {None} else split, ranks_out=ranks_out)
+        if json_out:
+            print_json(report)
+            return
+        from tvr.eval.report import format_report_table
+
+        console = stderr_console()
+        console.print(format_report_table(report))
+        for tag, t2v in report.get("by_tag", {}).items():
+            console.print(f"  tag {tag:<10} n={t2v['n_queries']:<5} t2v R@1 {t2v['R@1']:5.1f}  R@5 {t2v['R@5']:5.1f}  "
+                          f"R@10 {t2v['R@10']:5.1f}  MdR {t2v['MdR']:.1f}")

@@ -1,9 +1,44 @@
-"""`tvr train` — not yet implemented."""
+"""`tvr train` — train a retrieval method on a manifest's train split into a run directory."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Adds this module's commands to `app` (none yet)."""
+    """Adds `tvr train` to `app`."""
+
+    @app.command("train")
+    def train_command(
+        manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL/CSV); trains on split 'train' (all entries if unsplit).")],
+        method: Annotated[str, typer.Option("--method", "-m", help="Method name, e.g. clip4clip-meanp, clip4clip-seqtransf.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (checkpoint, metrics.jsonl, frame cache).")],
+        epochs: Annotated[int | None, typer.Option("--epochs", help="Number of epochs (default: the preset's).")] = None,
+        config: Annotated[Path | None, typer.Option("--config", help='JSON: {"preset": NAME, "model": {...}, "train": {...}}.')] = None,
+        device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
+        resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last finished epoch.")] = False,
+        seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the preset's, 0).")] = None,
+        first_stage: Annotated[Path | None, typer.Option("--first-stage", help="First-stage run (re-rankers only).")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    ) -> None:
+        """Train a model; checkpoints after every epoch, validation metrics in RUN/metrics.jsonl."""
+        from tvr.cli.output import print_json, stderr_console
+        from tvr.errors import TvrError
+        from tvr.train.trainer import train
+
+        if first_stage is not None:
+            raise TvrError(f"--first-stage is only for re-ranking methods; {method!r} takes none")
+        if resume and config is not None:
+            raise TvrError("--resume continues with the run's saved config; drop --config")
+        result = train(manifest, method, out, config_file=config, epochs=epochs, device=device,
+                       resume=resume, seed=seed, progress=not quiet)
+        last = result.history[-1] if result.history else {}
+        if json_out:
+            print_json({"run_dir": str(result.run_dir), "method": method, "epochs": result.epochs,
+                        "elapsed_s": round(result.elapsed_s, 2), "last": last})
+        elif not quiet:
+            stderr_console().print(f"trained {method} → {result.run_dir} in {result.elapsed_s:.1f} s")

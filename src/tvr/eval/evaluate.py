@@ -1,0 +1,160 @@
+"""Evaluate a trained model on a manifest split: encode captions and clips, score, report.
+
+The scores handed to post-processing are on the cosine scale (the model's `similarity`); the
+dual softmax, defined on logit-scaled scores, gets τ / logit_scale instead (same ranking).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tvr.atomic import atomic_open
+from tvr.errors import TvrError
+from tvr.models.base import RetrievalModel, TextBatch, TextEmb, VideoEmb
+from tvr.train.data import Clips, PairSet
+
+TEXT_BATCH = 256
+VIDEO_BATCH = 32
+SCORE_CHUNK = 1024
+
+
+@torch.no_grad()
+def encode_texts(model: RetrievalModel, texts: Sequence[str], device: torch.device | str, batch_size: int = TEXT_BATCH) -> TextEmb:
+    model.eval()
+    parts = [
+        model.encode_text(TextBatch(list(texts[i : i + batch_size])).to(device)).detach()
+        for i in range(0, len(texts), batch_size)
+    ]
+    return type(parts[0]).cat(parts)
+
+
+@torch.no_grad()
+def encode_clips(model: RetrievalModel, clips: Clips, device: torch.device | str, batch_size: int = VIDEO_BATCH) -> VideoEmb:
+    model.eval()
+    parts = [
+        model.encode_video(clips.batch(range(i, min(i + batch_size, len(clips)))).to(device)).detach()
+        for i in range(0, len(clips), batch_size)
+    ]
+    return type(parts[0]).cat(parts)
+
+
+@torch.no_grad()
+def score_matrix(model: RetrievalModel, text_emb: TextEmb, video_emb: VideoEmb, chunk: int = SCORE_CHUNK) -> np.ndarray:
+    """[n_text, n_video] float32 cosine-scale scores, computed in row chunks (non-inner-product
+    models may need memory per pair)."""
+    rows = [
+        model.similarity(text_emb.select(slice(i, i + chunk)), video_emb).float().cpu().numpy()
+        for i in range(0, len(text_emb), chunk)
+    ]
+    return np.concatenate(rows, axis=0)
+
+
+def pair_scores(model: RetrievalModel, pairs: PairSet, device: torch.device | str) -> tuple[np.ndarray, list[int]]:
+    """Scores of every caption against every clip of `pairs`, and each caption's clip column."""
+    t = encode_texts(model, [e.caption for e in pairs.entries], device)
+    v = encode_clips(model, pairs.clips, device)
+    return score_matrix(model, t, v), [int(r) for r in pairs.video_rows]
+
+
+def tags_of(extra: dict[str, Any]) -> list[str]:
+    """The tags of a manifest entry ("tags": list or string), as strings."""
+    tags = extra.get("tags")
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        return [tags]
+    if isinstance(tags, (list, tuple)):
+        return [str(t) for t in tags]
+    return [str(tags)]
+
+
+def metrics_by_tag(final_qg: np.ndarray, gt: Sequence[int], entries: Sequence[Any]) -> dict[str, dict[str, float]]:
+    """t2v metrics over the queries carrying each tag (the gallery stays whole)."""
+    from tvr.eval.metrics import ranks, recall_summary
+
+    r = ranks(final_qg, list(gt))
+    groups: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        for tag in tags_of(e.extra):
+            groups.setdefault(tag, []).append(i)
+    out = {}
+    for tag in sorted(groups):
+        summary = recall_summary(r[groups[tag]])
+        summary["n_queries"] = len(groups[tag])
+        out[tag] = summary
+    return out
+
+
+def write_ranks(
+    path: Path, final_qg: np.ndarray, gt: Sequence[int], entries: Sequence[Any], gallery: Sequence[str], top: int = 5
+) -> None:
+    """One JSON line per query: caption, video, the rank of its video, the top videos with scores,
+    plus the entry's extra manifest fields (e.g. tags)."""
+    from tvr.eval.metrics import ranks
+
+    r = ranks(final_qg, list(gt))
+    k = min(top, final_qg.shape[1])
+    best = np.argsort(-final_qg, axis=1, kind="stable")[:, :k]
+    with atomic_open(path, "w") as fh:
+        for i, e in enumerate(entries):
+            doc: dict[str, Any] = {
+                "caption": e.caption,
+                "video": e.video,
+                "rank": float(r[i]),
+                "top": [{"video": gallery[j], "score": float(final_qg[i, j])} for j in best[i]],
+            }
+            if e.start is not None or e.end is not None:
+                doc["start"], doc["end"] = e.start, e.end
+            for key, value in e.extra.items():
+                doc.setdefault(key, value)
+            fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
+
+
+def evaluate_model(
+    model: RetrievalModel,
+    pairs: PairSet,
+    *,
+    device: torch.device | str = "cpu",
+    postproc: str = "none",
+    querybank_texts: Sequence[str] | None = None,
+    split: str | None = None,
+    ranks_out: Path | None = None,
+) -> dict[str, Any]:
+    """The DESIGN §9 metric JSON for `pairs`, plus "by_tag" when the captions carry tags."""
+    from tvr.eval.report import score_report
+    from tvr.postproc import apply_postproc, get_postproc
+
+    entry = get_postproc(postproc)
+    if entry.needs_querybank and not querybank_texts:
+        raise TvrError(f"--postproc {postproc} needs a querybank (captions); none given and no training captions found")
+    t = encode_texts(model, [e.caption for e in pairs.entries], device)
+    v = encode_clips(model, pairs.clips, device)
+    scores = score_matrix(model, t, v).astype(np.float64)
+    gt = [int(r) for r in pairs.video_rows]
+    qb = None
+    if entry.needs_querybank and querybank_texts:
+        qb = score_matrix(model, encode_texts(model, list(querybank_texts), device), v).astype(np.float64)
+    temperature = 1.0 / float(model.scale().detach()) if postproc == "dsl" else 1.0
+    report = score_report(scores, gt, postproc=postproc, querybank_bg=qb, temperature=temperature,
+                          method=model.method, split=split)
+    final = apply_postproc(postproc, scores, qb, temperature=temperature)
+    report["chance"] = {"R@1": 100.0 / scores.shape[1], "MdR": (scores.shape[1] + 1) / 2}
+    if pairs.skipped:
+        report["skipped_videos"] = list(pairs.skipped)
+    by_tag = metrics_by_tag(final, gt, pairs.entries)
+    if by_tag:
+        report["by_tag"] = by_tag
+    if ranks_out is not None:
+        names: dict[int, str] = {}
+        for e, r in zip(pairs.entries, pairs.video_rows, strict=True):
+            names.setdefault(int(r), e.video_key)  # the manifest's spelling of the clip
+        gallery = [names.get(r, pairs.clips.keys[r]) for r in range(len(pairs.clips))]
+        write_ranks(ranks_out, final, gt, pairs.entries, gallery)
+    return report
+

@@ -1,0 +1,263 @@
+"""Build an index: decode (through the feature store), encode with a checkpoint, write one generation.
+
+Frames come from the same "pixels" feature store the trainer and evaluator use (decoded once,
+resumable, failures recorded and skipped), batches from the same `Clips` code, embeddings from the
+evaluator's `encode_clips`. Everything the search needs (model copy, FAISS vectors, the whole
+VideoEmb, item metadata, querybank statistics) goes into a fresh `data-<id>` folder that
+`index.json` then points at (see `tvr.index.layout`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tvr.atomic import commit_temp, temp_path_beside
+from tvr.errors import TvrError
+from tvr.index import layout
+from tvr.index.items import Item
+from tvr.index.querybank_texts import querybank_captions
+
+DEFAULT_STORE = "frames"  # inside the checkpoint's run directory, shared with `tvr train` / `tvr eval`
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build; `store=None` reuses the checkpoint's own frame store (RUN_DIR/frames)."""
+
+    kind: str = "flat"
+    store: Path | None = None
+    querybank: Path | None = None
+    workers: int = 2
+    device: str = "cpu"
+    force: bool = False
+    progress: bool = True
+    batch_size: int = 32
+    beta: float = 20.0  # QB-Norm defaults on cosine scores
+    dis_k: int = 1
+    csls_k: int = 10
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    index_dir: Path
+    method: str
+    kind: str
+    n_items: int
+    failed: list[dict[str, str]]
+    querybank_size: int
+    querybank_source: str | None
+    extract: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index_dir": str(self.index_dir), "method": self.method, "kind": self.kind, "n_items": self.n_items,
+            "n_failed": len(self.failed), "failed": self.failed, "querybank_size": self.querybank_size,
+            "querybank_source": self.querybank_source, "extract": self.extract, "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class GallerySource:
+    """The distinct clips of a folder or manifest, in source order, with their display names."""
+
+    jobs: list[Any]  # tvr.features.extract.ClipJob
+    names: dict[str, str]  # store key → name as the user wrote it
+
+
+def gallery_source(source: Path) -> GallerySource:
+    from tvr.features.extract import ClipJob
+    from tvr.features.store import clip_key
+    from tvr.io.manifest import read_manifest
+
+    source = Path(source)
+    jobs, names = [], {}
+    if source.is_dir():
+        from tvr.io.discover import find_videos
+
+        paths = find_videos(source)
+        if not paths:
+            raise TvrError(f"{source}: no video files found (searched recursively)")
+        for p in paths:
+            key = clip_key(p)
+            if key not in names:
+                jobs.append(ClipJob(key, p.resolve()))
+                names[key] = p.relative_to(source).as_posix()
+    elif source.is_file():
+        manifest = read_manifest(source)
+        for e in manifest.entries:
+            path = manifest.path_of(e)
+            key = clip_key(path, e.start, e.end)
+            if key not in names:
+                jobs.append(ClipJob(key, path.resolve(), e.start, e.end))
+                names[key] = e.video_key
+    else:
+        raise TvrError(f"{source}: no such folder or manifest")
+    return GallerySource(jobs, names)
+
+
+def build_index(source: Path, checkpoint: Path, out: Path, options: BuildOptions = BuildOptions()) -> BuildReport:
+    """Index every decodable clip of `source` with the checkpoint's model into `out`."""
+    from tvr.index.vector_index import IndexSpec
+    from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
+    from tvr.train.trainer import resolve_device
+
+    t0 = time.monotonic()
+    spec = IndexSpec(kind=options.kind)  # bad kind: fail before any work
+    if options.workers < 1:
+        raise TvrError(f"--workers must be at least 1, got {options.workers}")
+    device = resolve_device(options.device)
+    checkpoint, out = Path(checkpoint), Path(out)
+    options = replace(options, store=resolve_store(checkpoint, options.store))
+    _, _, ckpt_doc = read_checkpoint_config(checkpoint)  # a clear error for a non-checkpoint
+    if not (checkpoint / WEIGHTS_FILE).is_file():
+        raise TvrError(f"{checkpoint / WEIGHTS_FILE}: missing")
+    _check_target(out, options)
+    gallery = gallery_source(source)
+    bank_texts, bank_source = querybank_captions(options.querybank, ckpt_doc)
+
+    data_dir = layout.new_data_dir(out)
+    try:
+        model_dir = data_dir / "model"
+        model_dir.mkdir()
+        for name in (CONFIG_FILE, WEIGHTS_FILE):  # copied first: what is indexed is exactly what is stored
+            _copy_atomic(checkpoint / name, model_dir / name)
+        model_sha = layout.sha256_file(model_dir / WEIGHTS_FILE)
+        _check_same_model(out, model_sha, options.force)
+        info, report_extra = _build_generation(
+            out, data_dir, gallery, bank_texts, bank_source, spec, device, options, model_sha, str(source)
+        )
+        layout.commit(out, info)
+    except BaseException:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    return BuildReport(
+        index_dir=out, method=info.method, kind=info.kind, n_items=info.n_items, failed=info.failed,
+        querybank_size=len(bank_texts), querybank_source=bank_source, extract=report_extra,
+        elapsed_s=time.monotonic() - t0,
+    )
+
+
+def _build_generation(
+    out: Path, data_dir: Path, gallery: GallerySource, bank_texts: list[str], bank_source: str | None,
+    spec: Any, device: Any, options: BuildOptions, model_sha: str, source: str,
+) -> tuple[layout.IndexInfo, dict[str, Any]]:
+    import torch
+
+    from tvr.eval.evaluate import encode_clips, encode_texts, score_matrix
+    from tvr.features.extract import extract_features
+    from tvr.features.store import FeatureStore
+    from tvr.index.gallery import emb_class_name, save_gallery
+    from tvr.index.items import write_items
+    from tvr.index.vector_index import VectorIndex
+    from tvr.models.registry import load_model
+    from tvr.postproc.querybank import QueryBank
+    from tvr.train.data import Clips, PixelsEncoder
+
+    model = load_model(data_dir / "model", device=device)
+    input_spec = model.input_spec()
+    if not input_spec.pixels or input_spec.streams:
+        raise TvrError(f"method {model.method!r} reads precomputed feature streams; 'tvr index' supports frame-based models only")
+    assert options.store is not None  # resolved by build_index
+    store_dir = options.store
+    extract = extract_features(
+        gallery.jobs, PixelsEncoder(input_spec.num_frames, input_spec.image_size), store_dir,
+        workers=options.workers, progress=options.progress,
+    )
+    with FeatureStore(store_dir) as store:
+        rows = {j.key: store.entry(j.key) for j in gallery.jobs}
+    ok = [j for j in gallery.jobs if rows[j.key] is not None and rows[j.key].status == "ok"]
+    failed = [
+        {"path": str(j.path), "key": j.key, "error": (rows[j.key].error if rows[j.key] else None) or "not decoded"}
+        for j in gallery.jobs if j not in ok
+    ]
+    if not ok:
+        raise TvrError(f"{source}: none of its {len(gallery.jobs)} videos could be decoded (first error: {failed[0]['error']})")
+
+    clips = Clips(store_dir, [j.key for j in ok], input_spec)
+    try:
+        with torch.no_grad():
+            emb = encode_clips(model, clips, device, batch_size=options.batch_size)
+            vectors = (model.gallery_vectors(emb) if model.inner_product else model.candidate_vectors(emb)).float()
+            bank = None
+            if bank_texts:
+                bank_bg = score_matrix(model, encode_texts(model, bank_texts, device), emb)
+                bank = QueryBank.from_scores(bank_bg, beta=options.beta, dis_k=options.dis_k, csls_k=options.csls_k)
+    finally:
+        clips.close()
+    emb = emb.to("cpu")
+    vectors_np = vectors.cpu().numpy().astype(np.float32)
+
+    files = layout.FILE_NAMES
+    roles = [layout.MODEL_CONFIG, layout.MODEL_WEIGHTS, layout.VECTORS, layout.GALLERY, layout.ITEMS]
+    VectorIndex.build(vectors_np, spec).save(data_dir / files[layout.VECTORS])
+    save_gallery(data_dir / files[layout.GALLERY], emb, torch.from_numpy(vectors_np))
+    write_items(data_dir / files[layout.ITEMS], [
+        Item(j.key, gallery.names[j.key], str(j.path), j.start_s, j.end_s, rows[j.key].duration_s) for j in ok
+    ])
+    bank_doc = None
+    if bank is not None:
+        bank.save(data_dir / files[layout.QUERYBANK])
+        roles.append(layout.QUERYBANK)
+        bank_doc = {"n_bank": bank.n_bank, "beta": bank.beta, "dis_k": bank.dis_k, "csls_k": bank.csls_k,
+                    "source": bank_source}
+        if model.inner_product:  # DESIGN §4: IS folded exactly into one more dimension
+            _, folded = bank.folded_is_vectors(np.zeros((1, vectors_np.shape[1])), vectors_np)
+            VectorIndex.build(folded.astype(np.float32), spec).save(data_dir / files[layout.VECTORS_IS])
+            roles.append(layout.VECTORS_IS)
+    info = layout.IndexInfo(
+        method=model.method, model_sha256=model_sha, inner_product=bool(model.inner_product), kind=spec.kind,
+        n_items=len(ok), dim=int(vectors_np.shape[1]), emb_class=emb_class_name(emb), data_dir=data_dir.name,
+        files=layout.describe_files(out, data_dir, roles), querybank=bank_doc, failed=failed, source=source,
+        created_s=time.time(),
+    )
+    return info, extract.to_json()
+
+
+def resolve_store(checkpoint: Path, store: Path | None) -> Path:
+    return Path(store) if store is not None else Path(checkpoint) / DEFAULT_STORE
+
+
+def _check_target(out: Path, options: BuildOptions) -> None:
+    """OUT must be absent, empty, an index, or (with --force) anything that is a directory."""
+    if out.exists() and not out.is_dir():
+        raise TvrError(f"{out}: exists and is not a directory")
+    if not out.is_dir() or options.force or (out / layout.INDEX_FILE).is_file():
+        return
+    store = options.store.resolve() if options.store is not None else None
+    foreign = [
+        p.name for p in out.iterdir()
+        if not (p.name.startswith(layout.DATA_PREFIX) or p.name.startswith(".") or (store is not None and p.resolve() == store))
+    ]
+    if foreign:
+        raise TvrError(f"{out}: not empty and not a tvr index (holds {foreign[0]!r}); choose another --out or pass --force")
+
+
+def _check_same_model(out: Path, model_sha: str, force: bool) -> None:
+    """Re-indexing into an existing index must use the same weights unless --force."""
+    if force or not (out / layout.INDEX_FILE).is_file():
+        return
+    try:
+        old = layout.read_info(out)
+    except TvrError as exc:
+        raise TvrError(f"{out}: holds an unreadable index ({exc}); pass --force to replace it") from None
+    if old.model_sha256 != model_sha:
+        raise TvrError(
+            f"{out}: index was built with another model ({old.method}, weights sha256 {old.model_sha256[:12]}…, "
+            f"this checkpoint: {model_sha[:12]}…); pass --force to replace it or choose another --out"
+        )
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    tmp = temp_path_beside(dst)
+    try:
+        shutil.copyfile(src, tmp)
+        commit_temp(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)

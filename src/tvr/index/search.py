@@ -1,0 +1,213 @@
+"""Search an index by text: ranked videos with scores and the best-matching moment.
+
+`Searcher.open(index_dir)` verifies every file against index.json and loads the model copy, the
+FAISS index(es), the stored VideoEmb, the item table and the querybank once; `search` can then be
+called many times (the HTTP server holds one Searcher).
+
+Scores: "none" ranks by the model's cosine-scale similarity. Inner-product models are searched in
+FAISS directly; other models get FAISS candidates re-scored by `model.similarity`. Querybank
+post-processors (IS/DIS/CSLS/GC/CENT) score the whole gallery row (O(N) per query) and normalise it
+with the stored statistics; IS (and DIS's normalised rows) of inner-product models use the folded
+index instead (DESIGN §4), so an ANN index returns the IS top-k directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tvr.errors import TvrError
+from tvr.index import layout
+from tvr.index.items import Item, ItemTable
+from tvr.index.moments import Moment, best_moments
+from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
+
+SEARCH_POSTPROCS = ("none", "is", "dis", "csls", "gc", "cent")
+MIN_CANDIDATES = 100  # non-inner-product models: FAISS candidates re-scored per query (at least)
+MAX_QUERY_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One ranked result of one query."""
+
+    rank: int  # 1-based
+    row: int  # gallery row
+    item: Item
+    score: float  # ranking score (post-processed when a post-processor is used)
+    similarity: float  # the model's raw cosine-scale similarity
+    moment: Moment | None
+
+    def to_json(self) -> dict[str, Any]:
+        i = self.item
+        return {
+            "rank": self.rank, "video": i.name, "path": i.path, "key": i.key, "start_s": i.start_s,
+            "end_s": i.end_s, "duration_s": i.duration_s, "score": self.score, "similarity": self.similarity,
+            "moment": None if self.moment is None else self.moment.to_json(),
+        }
+
+
+class Searcher:
+    """An opened index; see the module docstring."""
+
+    def __init__(
+        self, root: Path, info: layout.IndexInfo, model: RetrievalModel, gallery: VideoEmb, vectors: Any,
+        items: ItemTable, bank: Any, folded: Any, device: torch.device,
+    ) -> None:
+        self.root = root
+        self.info = info
+        self.model = model
+        self.gallery = gallery
+        self.vectors = vectors  # VectorIndex over gallery (or candidate) vectors
+        self.items = items
+        self.bank = bank  # QueryBank or None
+        self.folded = folded  # VectorIndex of IS-folded vectors, or None
+        self.device = device
+
+    @classmethod
+    def open(cls, index_dir: str | Path, device: str = "cpu") -> Searcher:
+        from tvr.index.gallery import load_gallery
+        from tvr.index.vector_index import IndexSpec, VectorIndex
+        from tvr.models.registry import load_model
+        from tvr.postproc.querybank import QueryBank
+        from tvr.train.trainer import resolve_device
+
+        root = Path(index_dir)
+        info = layout.read_info(root)
+        layout.verify_files(root, info)
+        if info.files[layout.MODEL_WEIGHTS]["sha256"] != info.model_sha256:
+            raise TvrError(f"{root / layout.INDEX_FILE}: the stored model is not the one the index was built with "
+                           f"(weights sha256 differs from 'model_sha256'); rebuild the index")
+        dev = resolve_device(device)
+        model = load_model(info.path_of(root, layout.MODEL_WEIGHTS).parent, method=info.method, device=dev)
+        if bool(model.inner_product) != info.inner_product:
+            raise TvrError(f"{root}: index built for inner_product={info.inner_product}, model {info.method!r} says otherwise")
+        gallery, _ = load_gallery(info.path_of(root, layout.GALLERY), info.emb_class, info.n_items)
+        spec = IndexSpec(kind=info.kind)
+        vectors = VectorIndex.load(info.path_of(root, layout.VECTORS), spec, info.files[layout.VECTORS]["sha256"])
+        if len(vectors) != info.n_items or vectors.dim != info.dim:
+            raise TvrError(f"{info.path_of(root, layout.VECTORS)}: holds {len(vectors)}×{vectors.dim} vectors, "
+                           f"index.json says {info.n_items}×{info.dim}")
+        items = ItemTable(info.path_of(root, layout.ITEMS))
+        if len(items) != info.n_items:
+            raise TvrError(f"{items.path}: {len(items)} items, index.json says {info.n_items}")
+        bank = folded = None
+        if info.has(layout.QUERYBANK):
+            bank = QueryBank.load(info.path_of(root, layout.QUERYBANK), n_gallery=info.n_items)
+        if info.has(layout.VECTORS_IS):
+            folded = VectorIndex.load(info.path_of(root, layout.VECTORS_IS), spec, info.files[layout.VECTORS_IS]["sha256"])
+        return cls(root, info, model, gallery.to(dev), vectors, items, bank, folded, dev)
+
+    def __len__(self) -> int:
+        return self.info.n_items
+
+    @property
+    def postprocs(self) -> list[str]:
+        """Post-processors this index supports."""
+        return list(SEARCH_POSTPROCS) if self.bank is not None else ["none"]
+
+    def close(self) -> None:
+        self.items.close()
+
+    @torch.no_grad()
+    def search(self, texts: Sequence[str], k: int = 10, postproc: str = "none") -> list[list[Hit]]:
+        """The top-k hits of every text, best first."""
+        self._check(texts, k, postproc)
+        from tvr.eval.evaluate import encode_texts
+
+        k = min(int(k), len(self))
+        text_emb = encode_texts(self.model, list(texts), self.device)
+        if postproc == "none":
+            scores, rows = self._raw_top_k(text_emb, k)
+        elif postproc in ("is", "dis") and self.folded is not None:
+            scores, rows = self._folded_top_k(text_emb, k, postproc)
+        else:
+            final = self.bank.normalize(postproc, self._all_scores(text_emb))
+            rows = np.argsort(-final, axis=1, kind="stable")[:, :k]
+            scores = np.take_along_axis(final, rows, 1)
+        return [self._hits(text_emb.select([q]), scores[q], rows[q]) for q in range(len(texts))]
+
+    # ---------------------------------------------------------------------------------- internals
+    def _check(self, texts: Sequence[str], k: int, postproc: str) -> None:
+        if isinstance(texts, str) or not texts:
+            raise TvrError("search needs a non-empty list of query texts")
+        for t in texts:
+            if not isinstance(t, str) or not t.strip():
+                raise TvrError("a search query must be a non-empty text")
+            if len(t) > MAX_QUERY_CHARS:
+                raise TvrError(f"a search query is limited to {MAX_QUERY_CHARS} characters, got {len(t)}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise TvrError(f"k must be a positive integer, got {k!r}")
+        if postproc not in SEARCH_POSTPROCS:
+            from tvr.postproc import get_postproc
+
+            entry = get_postproc(postproc)  # unknown names: UnknownName listing every post-processor
+            why = "transductive (it needs every query at once)" if entry.transductive else "not available in search"
+            raise TvrError(f"post-processor {postproc!r} is {why}; search supports {', '.join(SEARCH_POSTPROCS)}")
+        if postproc != "none" and self.bank is None:
+            raise TvrError(
+                f"{self.root}: index has no querybank, so --postproc {postproc} is unavailable; "
+                "rebuild it with 'tvr index ... --querybank MANIFEST'"
+            )
+
+    def _query_vectors(self, text_emb: TextEmb) -> np.ndarray:
+        if self.model.inner_product:
+            q = self.model.query_vectors(text_emb)
+        else:
+            make = getattr(self.model, "candidate_query_vectors", None)
+            q = make(text_emb) if make is not None else text_emb.pooled
+        return q.float().cpu().numpy()
+
+    def _raw_top_k(self, text_emb: TextEmb, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = self._query_vectors(text_emb)
+        if self.model.inner_product:
+            scores, rows = self.vectors.search(q, k)
+            return scores.astype(np.float64), rows
+        n_cand = min(len(self), max(MIN_CANDIDATES, 10 * k))
+        _, cands = self.vectors.search(q, n_cand)
+        out_s = np.full((len(q), k), -np.inf)
+        out_r = np.full((len(q), k), -1, dtype=np.int64)  # an ANN may return fewer than k candidates
+        for i in range(len(q)):
+            cand = cands[i][cands[i] >= 0]
+            s = self.model.similarity(text_emb.select([i]), self.gallery.select(cand.tolist()))[0].double().cpu().numpy()
+            order = np.argsort(-s, kind="stable")[:k]
+            out_s[i, : len(order)] = s[order]
+            out_r[i, : len(order)] = cand[order]
+        return out_s, out_r
+
+    def _folded_top_k(self, text_emb: TextEmb, k: int, postproc: str) -> tuple[np.ndarray, np.ndarray]:
+        """IS from the folded index; DIS: folded rows where the raw top-1 is active, β·raw elsewhere."""
+        q = self._query_vectors(text_emb)
+        folded_q = np.concatenate([q, np.ones((len(q), 1), dtype=np.float32)], axis=1)
+        is_scores, is_rows = self.folded.search(folded_q, k)
+        if postproc == "is":
+            return is_scores.astype(np.float64), is_rows
+        raw_scores, raw_rows = self.vectors.search(q, k)
+        use_is = self.bank.active[raw_rows[:, 0]]
+        scores = np.where(use_is[:, None], is_scores, self.bank.beta * raw_scores.astype(np.float64))
+        rows = np.where(use_is[:, None], is_rows, raw_rows)
+        return scores.astype(np.float64), rows
+
+    def _all_scores(self, text_emb: TextEmb) -> np.ndarray:
+        from tvr.eval.evaluate import score_matrix
+
+        return score_matrix(self.model, text_emb, self.gallery).astype(np.float64)
+
+    def _hits(self, query: TextEmb, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
+        keep = rows >= 0
+        rows, scores = rows[keep].astype(np.int64), scores[keep]
+        if len(rows) == 0:
+            return []
+        videos = self.gallery.select(rows.tolist())
+        sims = self.model.similarity(query, videos)[0].double().cpu().tolist()
+        moments = best_moments(self.model, query, videos)
+        items = self.items.get(rows.tolist())
+        return [
+            Hit(rank=r + 1, row=int(rows[r]), item=items[r], score=float(scores[r]), similarity=sims[r], moment=moments[r])
+            for r in range(len(rows))
+        ]

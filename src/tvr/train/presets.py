@@ -1,0 +1,112 @@
+"""Named training setups: a model-config override + a typed `TrainConfig`, selectable by `--config`.
+
+A config file is JSON: {"preset": NAME, "model": {...overrides...}, "train": {...overrides...}}.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tvr.errors import TvrError
+
+DEFAULT_PRESET = "cpu-small"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3  # peak lr of the parameters trained from scratch
+    backbone_lr_scale: float = 1.0  # pretrained CLIP: 1e-3 (CLIP4Clip: 1e-7 vs 1e-4)
+    weight_decay: float = 0.05  # on matrices only; never on norms, biases, embeddings, logit scale
+    warmup_fraction: float = 0.1
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0  # max global L2 norm of the gradients
+    val_fraction: float = 0.05  # of the training videos, when the manifest has no val split
+    val_max_videos: int = 200  # validate on at most this many videos (speed)
+    seed: int = 0
+    workers: int = 2  # decode processes
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    model: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "cpu-small",
+            "from scratch on CPU: 64 px, T=8, ViT 4×192 (patch 16), 2-layer word-level text tower",
+            model={"num_frames": 8, "image_size": 64, "backbone": {"patch_size": 16}},
+            train=TrainConfig(epochs=10, batch_size=64, lr=1e-3),
+        ),
+        Preset(
+            "tiny",
+            "for tests: 32 px, T=4, 1-layer towers",
+            model={
+                "num_frames": 4, "image_size": 32,
+                "backbone": {"embed_dim": 32, "patch_size": 8, "vision_width": 32, "vision_layers": 1,
+                             "vision_heads": 2, "text_width": 32, "text_layers": 1, "text_heads": 2},
+                "temporal_layers": 1,
+            },
+            train=TrainConfig(epochs=2, batch_size=4, lr=1e-3, val_fraction=0.0),
+        ),
+        Preset(
+            "clip-vit-b32",
+            "GPU: a real CLIP ViT-B/32 (set model.backbone.pretrained and hf_tokenizer); paper's T=12, 224 px",
+            model={
+                "num_frames": 12, "image_size": 224,
+                "backbone": {"embed_dim": 512, "patch_size": 32, "vision_width": 768, "vision_layers": 12,
+                             "vision_heads": 12, "text_width": 512, "text_layers": 12, "text_heads": 8,
+                             "tokenizer": "clip-bpe", "context_length": 32},
+            },
+            train=TrainConfig(epochs=5, batch_size=128, lr=1e-4, backbone_lr_scale=1e-3, weight_decay=0.2),
+        ),
+    )
+}
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any], TrainConfig]:
+    """(preset name, model overrides, train config) from an optional JSON config file."""
+    from tvr.models.registry import config_from_dict, lookup
+
+    doc: dict[str, Any] = {}
+    if config_file is not None:
+        if not config_file.is_file():
+            raise TvrError(f"{config_file}: config file not found")
+        try:
+            doc = json.loads(config_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise TvrError(f"{config_file}: not valid JSON ({exc})") from None
+        if not isinstance(doc, dict):
+            raise TvrError(f"{config_file}: expected a JSON object with 'preset', 'model', 'train'")
+        unknown = sorted(set(doc) - {"preset", "model", "train"})
+        if unknown:
+            raise TvrError(f"{config_file}: unknown key {unknown[0]!r} (known: preset, model, train)")
+    name = doc.get("preset", DEFAULT_PRESET)
+    if name not in PRESETS:
+        raise TvrError(f"{config_file}: unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    preset = PRESETS[name]
+    _, cfg_cls = lookup(method)
+    fields = set(cfg_cls.__dataclass_fields__)
+    model = {k: v for k, v in preset.model.items() if k in fields}  # presets cover several methods
+    model = deep_merge(model, doc.get("model") or {})
+    train = config_from_dict(TrainConfig, doc.get("train") or {}, where=f"{config_file}: train")
+    base = preset.train
+    train = replace(base, **{k: getattr(train, k) for k in (doc.get("train") or {})})
+    return name, model, train

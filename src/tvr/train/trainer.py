@@ -1,0 +1,281 @@
+"""The training loop: symmetric InfoNCE, AdamW, warmup + cosine, gradient clipping, resumable.
+
+Determinism: the batch order of epoch e is a function of (seed, e); the torch/numpy/python RNG
+states are saved with every checkpoint and restored on `--resume`, so a resumed run on the same
+machine reproduces the uninterrupted run's weights exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tvr.atomic import atomic_write_text
+from tvr.errors import TvrError
+from tvr.io.manifest import Manifest, read_manifest
+from tvr.models.base import RetrievalModel
+from tvr.models.registry import build, config_from_dict, lookup, make_config, read_checkpoint_config
+from tvr.train.checkpoint import (
+    has_checkpoint,
+    read_trainer_state,
+    restore_training_checkpoint,
+    save_training_checkpoint,
+)
+from tvr.train.data import PairSet, epoch_batches, load_pairs, text_batch
+from tvr.train.presets import TrainConfig, resolve
+from tvr.train.schedule import apply_lr, lr_factor
+
+METRICS_FILE = "metrics.jsonl"
+FRAMES_DIR = "frames"  # feature store of decoded frames, reused by `tvr eval --checkpoint RUN`
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    epochs: int
+    history: list[dict[str, Any]]
+    elapsed_s: float
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TvrError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, …)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TvrError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def split_for_training(manifest: Manifest, train_cfg: TrainConfig) -> tuple[Manifest, Manifest | None]:
+    """(train, val): the manifest's own splits, else a seeded hold-out slice of the videos, else none."""
+    splits = manifest.splits()
+    if splits == {None}:
+        train = manifest
+    else:
+        train = manifest.split("train")
+        if not train.entries:
+            raise TvrError(f"{manifest.source}: no entry has split 'train' (splits: {sorted(map(str, splits))})")
+    if "val" in splits:
+        val = manifest.split("val")
+    else:
+        videos = train.video_keys()
+        n_val = min(int(len(videos) * train_cfg.val_fraction), train_cfg.val_max_videos)
+        if n_val < 2 or len(videos) - n_val < 2:
+            return train, None
+        rng = np.random.default_rng([train_cfg.seed, 7])
+        held = {videos[i] for i in rng.choice(len(videos), n_val, replace=False)}
+        val = Manifest(tuple(e for e in train.entries if e.video_key in held), manifest.root, manifest.source)
+        train = Manifest(tuple(e for e in train.entries if e.video_key not in held), manifest.root, manifest.source)
+    keep = val.video_keys()[: train_cfg.val_max_videos]
+    keep_set = set(keep)
+    val = Manifest(tuple(e for e in val.entries if e.video_key in keep_set), manifest.root, manifest.source)
+    return train, (val if val.entries else None)
+
+
+def param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Decay matrices only; the backbone may train at a scaled lr (pretrained weights)."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.ndim >= 2 and "embedding" not in name
+        groups.setdefault((name.startswith("backbone."), decay), []).append(p)
+    out = []
+    for (is_backbone, decay), params in sorted(groups.items()):
+        lr = cfg.lr * (cfg.backbone_lr_scale if is_backbone else 1.0)
+        out.append({"params": params, "lr": lr, "base_lr": lr, "weight_decay": cfg.weight_decay if decay else 0.0})
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def validate(model: RetrievalModel, pairs: PairSet, device: torch.device) -> dict[str, Any]:
+    from tvr.eval.evaluate import pair_scores
+    from tvr.eval.metrics import retrieval_metrics
+
+    scores, gt = pair_scores(model, pairs, device)
+    return retrieval_metrics(scores.astype(np.float64), gt)
+
+
+def train(
+    manifest_path: Path,
+    method: str,
+    run_dir: Path,
+    *,
+    config_file: Path | None = None,
+    epochs: int | None = None,
+    device: str = "cpu",
+    resume: bool = False,
+    seed: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `method` on the manifest's train split into `run_dir` (checkpoint after every epoch)."""
+    t0 = time.monotonic()
+    dev = resolve_device(device)
+    lookup(method)  # unknown method: fail before any work
+    manifest = read_manifest(manifest_path)
+    if epochs is not None and epochs < 1:
+        raise TvrError(f"--epochs must be at least 1, got {epochs}")
+    state: dict[str, Any] | None = None
+    if resume:
+        state = read_trainer_state(run_dir)
+        found, model_cfg, _ = read_checkpoint_config(run_dir)
+        if found != method:
+            raise TvrError(f"{run_dir}: holds a {found!r} run, cannot resume it as {method!r}")
+        train_cfg = config_from_dict(TrainConfig, state["train"], where=f"{run_dir}: train")
+        if epochs is not None:
+            train_cfg = replace(train_cfg, epochs=epochs)
+        preset = state.get("preset", "")
+    else:
+        if has_checkpoint(run_dir):
+            raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
+        preset, overrides, train_cfg = resolve(config_file, method)
+        if epochs is not None:
+            train_cfg = replace(train_cfg, epochs=epochs)
+        if seed is not None:
+            train_cfg = replace(train_cfg, seed=seed)
+        model_cfg = make_config(method, overrides, where="model config")
+
+    train_m, val_m = split_for_training(manifest, train_cfg)
+    if not resume:
+        model_cfg = lookup(method)[0].adapt_config(model_cfg, [e.caption for e in train_m.entries])
+    torch.manual_seed(train_cfg.seed)  # parameter init
+    model = build(method, model_cfg).to(dev)
+    spec = model.input_spec()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = run_dir / FRAMES_DIR
+    both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
+    load_pairs(both, spec, store, workers=train_cfg.workers, progress=progress)  # decode everything once
+    train_pairs = load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False)
+    val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
+
+    optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
+    start_epoch, step = 0, 0
+    history: list[dict[str, Any]] = []
+    if state is not None:
+        restore_training_checkpoint(run_dir, state, model, optimizer)
+        start_epoch, step = int(state["epoch"]), int(state["step"])
+        history = [h for h in _read_metrics(run_dir) if h.get("epoch", 0) <= start_epoch]
+    else:
+        seed_everything(train_cfg.seed)
+    steps_per_epoch = len(epoch_batches(train_pairs, train_cfg.batch_size, train_cfg.seed, 0))
+    if steps_per_epoch == 0:
+        raise TvrError(f"{manifest.source}: fewer than 2 decodable training videos")
+    total = steps_per_epoch * train_cfg.epochs
+    warmup = int(round(train_cfg.warmup_fraction * total))
+    extra = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(manifest_path)}}
+    bar = _Bar(progress, train_cfg.epochs, steps_per_epoch)
+    with bar:
+        for epoch in range(start_epoch, train_cfg.epochs):
+            model.train()
+            e0, losses = time.monotonic(), []
+            bar.start_epoch(epoch)
+            for caps, rows in epoch_batches(train_pairs, train_cfg.batch_size, train_cfg.seed, epoch):
+                factor = lr_factor(step, total, warmup, train_cfg.min_lr_ratio)
+                apply_lr(optimizer, factor)
+                videos = train_pairs.clips.batch(rows).to(dev)
+                loss = model.loss(model.encode_text(text_batch(train_pairs, caps).to(dev)), model.encode_video(videos))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if train_cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+                optimizer.step()
+                step += 1
+                losses.append(float(loss.detach()))
+                bar.advance(losses[-1], train_cfg.lr * factor)
+            record: dict[str, Any] = {
+                "epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
+                "lr": train_cfg.lr * lr_factor(step - 1, total, warmup, train_cfg.min_lr_ratio),
+                "logit_scale": float(model.scale().detach()), "epoch_s": round(time.monotonic() - e0, 3),
+            }
+            if val_pairs is not None:
+                record["val"] = validate(model, val_pairs, dev)
+            history.append(record)
+            _write_metrics(run_dir, history)
+            save_training_checkpoint(
+                run_dir, model, optimizer,
+                {"epoch": epoch + 1, "step": step, "method": method, "preset": preset, "train": asdict(train_cfg)},
+                extra,
+            )
+            bar.epoch_done(record)
+    return TrainResult(run_dir, train_cfg.epochs, history, time.monotonic() - t0)
+
+
+def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl atomically (a resumed run drops lines of epochs it redoes)."""
+    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
+
+
+class _Bar:
+    """Rich progress on stderr (loss, lr, it/s, ETA) plus one summary line per epoch."""
+
+    def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
+        from tvr.cli.output import stderr_console
+
+        self.enabled, self.epochs, self.steps = enabled, epochs, steps
+        self.console = stderr_console()
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
+                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                console=self.console, transient=True,
+            )
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.progress is None:
+            return
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(
+            f"epoch {epoch + 1}/{self.epochs}", total=self.steps, loss=float("nan"), lr=0.0, rate=""
+        )
+
+    def advance(self, loss: float, lr: float) -> None:
+        if self.progress is None or self.task is None:
+            return
+        task = self.progress.tasks[-1]
+        rate = f"{task.speed:.2f} it/s" if task.speed else ""
+        self.progress.update(self.task, advance=1, loss=loss, lr=lr, rate=rate)
+
+    def epoch_done(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        val = record.get("val", {}).get("t2v")
+        tail = f"  val t2v R@1 {val['R@1']:.1f} R@5 {val['R@5']:.1f} MdR {val['MdR']:.1f}" if val else ""
+        self.console.print(
+            f"epoch {record['epoch']}/{self.epochs}  loss {record['train_loss']:.4f}  {record['epoch_s']:.1f} s{tail}"
+        )
+

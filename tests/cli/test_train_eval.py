@@ -1,0 +1,92 @@
+"""`tvr train` / `tvr eval` end to end on a tiny synthetic world, and bad input → one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tvr.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cli")
+    assert main(["synth", str(out / "w"), "--videos", "12", "--size", "32", "--seconds", "1", "--fps", "4", "--seed", "5"]) == 0
+    (out / "tiny.json").write_text(json.dumps({"preset": "tiny", "train": {"epochs": 1, "batch_size": 4}}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(world) -> Path:
+    run = world / "run"
+    assert main(["train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-meanp", "--out", str(run),
+                 "--config", str(world / "tiny.json"), "--quiet"]) == 0
+    return run
+
+
+def one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_train_writes_checkpoint_and_metrics(trained):
+    assert {"config.json", "model.safetensors", "trainer_state.json", "metrics.jsonl"} <= {p.name for p in trained.iterdir()}
+    rec = json.loads((trained / "metrics.jsonl").read_text().splitlines()[0])
+    assert rec["epoch"] == 1 and "t2v" in rec["val"] and rec["train_loss"] > 0
+
+
+def test_eval_json_by_tag_and_ranks_file(run_cli, world, trained, tmp_path):
+    ranks = tmp_path / "ranks.jsonl"
+    r = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--json", "--ranks-out", ranks)
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["method"] == "clip4clip-meanp" and doc["split"] == "test" and doc["postproc"] == "none"
+    n_test = sum(1 for x in (world / "w" / "test.jsonl").read_text().splitlines() if x.strip())
+    assert doc["n_queries"] == n_test and 0 <= doc["t2v"]["R@1"] <= 100
+    assert doc["by_tag"] and all("R@1" in v for v in doc["by_tag"].values())
+    lines = [json.loads(x) for x in ranks.read_text().splitlines()]
+    assert len(lines) == n_test
+    assert {"caption", "video", "rank", "top", "tags"} <= set(lines[0])
+    assert len(lines[0]["top"]) == min(5, doc["n_gallery"])
+    # the rank file agrees with the t2v R@1 of the report
+    r1 = 100.0 * sum(x["rank"] <= 1 for x in lines) / len(lines)
+    assert r1 == pytest.approx(doc["t2v"]["R@1"])
+
+
+def test_eval_with_querybank_postproc(run_cli, world, trained):
+    r = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--postproc", "is", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["postproc"] == "is"
+
+
+def test_manifest_line_without_caption(run_cli, tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"video": "a.mp4", "caption": "x"}\n{"video": "b.mp4"}\n')
+    one_line_error(run_cli("train", m, "--method", "clip4clip-meanp", "--out", tmp_path / "r"), "m.jsonl:2", "caption")
+
+
+def test_missing_video_file(run_cli, tmp_path):
+    m = tmp_path / "m.jsonl"
+    m.write_text('{"video": "gone.mp4", "caption": "a red circle"}\n{"video": "gone2.mp4", "caption": "b"}\n')
+    one_line_error(run_cli("train", m, "--method", "clip4clip-meanp", "--out", tmp_path / "r"), "gone.mp4", "not found")
+
+
+def test_unknown_method(run_cli, world, tmp_path):
+    one_line_error(run_cli("train", world / "w" / "all.jsonl", "--method", "clip5clip", "--out", tmp_path / "r"),
+                   "clip5clip", "clip4clip-meanp")
+
+
+def test_checkpoint_from_another_method(run_cli, world, trained):
+    one_line_error(run_cli("train", world / "w" / "all.jsonl", "--method", "clip4clip-seqtransf", "--out", trained,
+                           "--resume"), "clip4clip-meanp", "clip4clip-seqtransf")
+
+
+def test_existing_run_without_resume_and_bad_checkpoint(run_cli, world, trained, tmp_path):
+    one_line_error(run_cli("train", world / "w" / "all.jsonl", "--method", "clip4clip-meanp", "--out", trained),
+                   "--resume")
+    one_line_error(run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", tmp_path / "none"), "not found")
