@@ -1,0 +1,145 @@
+"""The offline main job: synthetic collection → trained model → index → searches → test metrics.
+
+Every stage reuses what an earlier (possibly interrupted) run left in the output folder: the world
+is generated once, training resumes from its last epoch, the index is rebuilt from the cached
+frames. So `tvr demo` can be re-run cheaply, and each stage is the same code the CLI commands use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tvr.errors import TvrError
+
+DEMO_PRESET = "cpu-small"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: Path = Path("demo-out")
+    videos: int = 300  # synthetic videos in the collection (80 % train / 10 % val / 10 % test)
+    seed: int = 0
+    method: str = "clip4clip-meanp"
+    epochs: int = 8
+    config_file: Path | None = None  # a `tvr train --config` file; None: the default CPU preset
+    checkpoint: Path | None = None  # skip training and use this run directory
+    examples: int = 5  # example searches to show
+    top_k: int = 5
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class ExampleSearch:
+    query: str
+    expected: str
+    tags: list[str]
+    hits: list[dict[str, Any]]
+
+    @property
+    def found_rank(self) -> int | None:
+        return next((h["rank"] for h in self.hits if h["video"] == self.expected), None)
+
+
+def run_demo(cfg: DemoConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run every stage; returns the demo report (timings, example searches, test metrics)."""
+    from tvr.eval.evaluate import evaluate_model
+    from tvr.index.build import BuildOptions, build_index
+    from tvr.index.search import Searcher
+    from tvr.io.manifest import read_manifest
+    from tvr.models.registry import load_model
+    from tvr.train.data import load_pairs
+    from tvr.train.trainer import FRAMES_DIR
+
+    if cfg.videos < 50:
+        raise TvrError(f"--videos must be at least 50 for a meaningful test split, got {cfg.videos}")
+    timings: dict[str, float] = {}
+    world = cfg.out / "world"
+
+    t = time.monotonic()
+    log(f"[1/5] synthetic collection: {cfg.videos} videos → {world}")
+    _ensure_world(world, cfg.videos, cfg.seed, cfg.workers)
+    timings["synth_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    run = cfg.checkpoint or cfg.out / "run"
+    log(f"[2/5] model: {cfg.method} → {run}" if cfg.checkpoint is None else f"[2/5] model: using {run}")
+    if cfg.checkpoint is None:
+        _ensure_trained(world / "train.jsonl", cfg, run)
+    timings["train_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    index_dir = cfg.out / "index"
+    log(f"[3/5] index of the test videos → {index_dir}")
+    build_index(world / "test.jsonl", run, index_dir,
+                BuildOptions(querybank=world / "train.jsonl", workers=cfg.workers, force=True, progress=False))
+    timings["index_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    log("[4/5] searches")
+    test = read_manifest(world / "test.jsonl")
+    searcher = Searcher.open(index_dir)
+    try:
+        captions = [e.caption for e in test.entries]
+        results = searcher.search(captions, k=cfg.top_k)
+        expected = [e.video_key for e in test.entries]
+        found = [any(h.item.name == want for h in hits) for hits, want in zip(results, expected, strict=True)]
+        picks = _pick_examples(test.entries, cfg.examples)
+        examples = [
+            ExampleSearch(captions[i], expected[i], list(test.entries[i].extra.get("tags", [])),
+                          [h.to_json() for h in results[i]])
+            for i in picks
+        ]
+    finally:
+        searcher.close()
+    timings["search_s"] = time.monotonic() - t
+
+    t = time.monotonic()
+    log("[5/5] test metrics")
+    model = load_model(run)
+    pairs = load_pairs(test, model.input_spec(), run / FRAMES_DIR, workers=cfg.workers, progress=False)
+    bank = [e.caption for e in read_manifest(world / "train.jsonl").entries]
+    metrics = {p: evaluate_model(model, pairs, postproc=p, querybank_texts=bank, split="test") for p in ("none", "is")}
+    timings["eval_s"] = time.monotonic() - t
+
+    return {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "run_dir": str(run), "index_dir": str(index_dir),
+        "search_top_k_hit_rate": 100.0 * sum(found) / len(found), "n_search_queries": len(found),
+        "examples": [{**asdict(e), "found_rank": e.found_rank} for e in examples],
+        "metrics": metrics, "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+
+
+def _ensure_world(world: Path, videos: int, seed: int, workers: int) -> None:
+    from tvr.eval.synthetic.generate import RenderConfig, generate
+    from tvr.eval.synthetic.world import WorldConfig
+
+    if (world / "test.jsonl").is_file():  # manifests are written last: their presence means complete
+        return
+    generate(world, WorldConfig(videos=videos, seed=seed), RenderConfig(), workers=workers, force=True)
+
+
+def _ensure_trained(manifest: Path, cfg: DemoConfig, run: Path) -> None:
+    from tvr.train.checkpoint import has_checkpoint, read_trainer_state
+    from tvr.train.trainer import train
+
+    resume = has_checkpoint(run)
+    if resume and int(read_trainer_state(run)["epoch"]) >= cfg.epochs:
+        return
+    train(manifest, cfg.method, run, config_file=cfg.config_file, epochs=cfg.epochs, resume=resume,
+          seed=None if resume else cfg.seed, progress=True)
+
+
+def _pick_examples(entries: tuple, n: int) -> list[int]:
+    """One caption per distinct tag set first (order, sound, small, …), then the rest in order."""
+    seen: set[tuple[str, ...]] = set()
+    firsts, rest = [], []
+    for i, e in enumerate(entries):
+        key = tuple(sorted(e.extra.get("tags", [])))
+        (rest if key in seen else firsts).append(i)
+        seen.add(key)
+    return (firsts + rest)[:n]
