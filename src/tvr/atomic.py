@@ -22,6 +22,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     binary = "b" in mode
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _default_file_mode())
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
             yield fh
             fh.flush()
@@ -54,8 +55,17 @@ def temp_path_beside(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, _default_file_mode())
     os.close(fd)
     return Path(tmp)
+
+
+def _default_file_mode() -> int:
+    """The mode `open()` would give a new file (0o666 less the umask); mkstemp's 0o600 would make
+    results unreadable to other users."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def commit_temp(tmp: str | Path, path: str | Path) -> None:
