@@ -121,14 +121,18 @@ class Embedding:
 
     @classmethod
     def cat(cls: type[E], items: Sequence[E]) -> E:
-        """Concatenate embeddings of several batches (all of type `cls`); padded axes must agree."""
+        """Concatenate embeddings of several batches (all of type `cls`).
+
+        Batches padded to different lengths (e.g. words: each text batch is padded to its longest
+        caption) are zero-padded to the longest; masks are bool, so their padding reads False.
+        """
         if not items:
             raise ValueError("nothing to concatenate")
 
         def join(vals: list[Any]) -> Any:
             first = vals[0]
             if isinstance(first, Tensor):
-                return torch.cat(vals, 0)
+                return torch.cat(_pad_to_common_shape(vals), 0)
             if isinstance(first, dict):
                 return {k: join([v[k] for v in vals]) for k in first}
             return first
@@ -136,6 +140,18 @@ class Embedding:
         return dataclasses.replace(
             items[0], **{f.name: join([getattr(i, f.name) for i in items]) for f in dataclasses.fields(items[0])}
         )
+
+
+def _pad_to_common_shape(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """Zero-pad every tensor at the end of each non-batch axis to the largest size among them."""
+    shape = [max(t.shape[d] for t in tensors) for d in range(1, tensors[0].dim())]
+    out = []
+    for t in tensors:
+        pad: list[int] = []
+        for d in reversed(range(1, t.dim())):
+            pad += [0, shape[d - 1] - t.shape[d]]
+        out.append(nn.functional.pad(t, pad) if any(pad) else t)
+    return out
 
 
 @dataclass
