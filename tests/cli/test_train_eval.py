@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
-from tvr.cli.main import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
+from train_testlib import EPOCHS, METHOD, tiny_run, tiny_world  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cli")
-    assert main(["synth", str(out / "w"), "--videos", "12", "--size", "32", "--seconds", "1", "--fps", "4", "--seed", "5"]) == 0
-    (out / "tiny.json").write_text(json.dumps({"preset": "tiny", "train": {"epochs": 1, "batch_size": 4}}))
-    return out
+    return tiny_world(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def trained(world) -> Path:
-    run = world / "run"
-    assert main(["train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-meanp", "--out", str(run),
-                 "--config", str(world / "tiny.json"), "--quiet"]) == 0
-    return run
+def trained(tmp_path_factory) -> Path:
+    return tiny_run(tmp_path_factory)
 
 
 def one_line_error(result, *needles: str) -> None:
@@ -36,8 +32,9 @@ def one_line_error(result, *needles: str) -> None:
 
 def test_train_writes_checkpoint_and_metrics(trained):
     assert {"config.json", "model.safetensors", "trainer_state.json", "metrics.jsonl"} <= {p.name for p in trained.iterdir()}
-    rec = json.loads((trained / "metrics.jsonl").read_text().splitlines()[0])
-    assert rec["epoch"] == 1 and "t2v" in rec["val"] and rec["train_loss"] > 0
+    recs = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in recs] == list(range(1, EPOCHS + 1))
+    assert all("t2v" in r["val"] and r["train_loss"] > 0 for r in recs)
 
 
 def test_eval_json_by_tag_and_ranks_file(run_cli, world, trained, tmp_path):
@@ -45,7 +42,7 @@ def test_eval_json_by_tag_and_ranks_file(run_cli, world, trained, tmp_path):
     r = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--json", "--ranks-out", ranks)
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc["method"] == "clip4clip-meanp" and doc["split"] == "test" and doc["postproc"] == "none"
+    assert doc["method"] == METHOD and doc["split"] == "test" and doc["postproc"] == "none"
     n_test = sum(1 for x in (world / "w" / "test.jsonl").read_text().splitlines() if x.strip())
     assert doc["n_queries"] == n_test and 0 <= doc["t2v"]["R@1"] <= 100
     assert doc["by_tag"] and all("R@1" in v for v in doc["by_tag"].values())
@@ -82,11 +79,10 @@ def test_unknown_method(run_cli, world, tmp_path):
 
 
 def test_checkpoint_from_another_method(run_cli, world, trained):
-    one_line_error(run_cli("train", world / "w" / "all.jsonl", "--method", "clip4clip-seqtransf", "--out", trained,
-                           "--resume"), "clip4clip-meanp", "clip4clip-seqtransf")
+    one_line_error(run_cli("train", world / "w" / "all.jsonl", "--method", "clip4clip-meanp", "--out", trained,
+                           "--resume"), "clip4clip-meanp", METHOD)
 
 
 def test_existing_run_without_resume_and_bad_checkpoint(run_cli, world, trained, tmp_path):
-    one_line_error(run_cli("train", world / "w" / "all.jsonl", "--method", "clip4clip-meanp", "--out", trained),
-                   "--resume")
+    one_line_error(run_cli("train", world / "w" / "all.jsonl", "--method", METHOD, "--out", trained), "--resume")
     one_line_error(run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", tmp_path / "none"), "not found")

@@ -138,3 +138,46 @@ def test_config_round_trip_through_json():
 
     cfg = make_config("clip4clip-seqtransf", TINY)
     assert config_from_dict(type(cfg), config_to_dict(cfg)) == cfg
+
+
+def test_minilm_text_side_trains_one_step():
+    """The fine-tunable MiniLM path: padding-invariant pooled text, and one AdamW step moves MiniLM."""
+    cfg = {**TINY, "backbone": {**TINY["backbone"], "text_encoder": "minilm", "vocabulary": []}}
+    torch.manual_seed(0)
+    model = create("clip4clip-meanp", **cfg).eval()
+    caps = ["a red circle", "a small blue square moves left, then a green triangle appears", "red"]
+    with torch.no_grad():
+        both = model.encode_text(TextBatch(caps))
+        alone = model.encode_text(TextBatch(caps[:1]))
+        ids, mask = model.backbone._tokenizer(caps[:1], 32)
+        states, _ = model.backbone.minilm(ids, mask)
+        ref = model.backbone.text_proj(states[0, : int(mask.sum())].double().mean(0).float())
+    torch.testing.assert_close(alone.pooled[0], both.pooled[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(both.pooled[0], F.normalize(ref, dim=-1), rtol=1e-4, atol=1e-5)
+    assert both.tokens.shape[:2] == both.token_mask.shape and both.pooled.shape == (3, 32)
+
+    model.train()
+    bert = model.backbone.minilm.bert
+    before = {n: p.detach().clone() for n, p in bert.named_parameters()}
+    proj_before = model.backbone.text_proj.weight.detach().clone()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    loss = model.loss(model.encode_text(TextBatch(caps)), model.encode_video(video_batch()))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    moved = [n for n, p in bert.named_parameters() if not torch.equal(p, before[n])]
+    assert len(moved) > 0.9 * len(before), "MiniLM must be fine-tuned, not frozen"
+    assert not torch.equal(model.backbone.text_proj.weight, proj_before)
+
+
+@pytest.mark.parametrize("method", ["clip4clip-meanp", "clip4clip-seqtransf"])
+def test_text_batches_of_different_lengths_concatenate(method):
+    """The evaluator encodes captions in batches and concatenates them: token widths must agree."""
+    from tvr.eval.evaluate import encode_texts
+
+    model = tiny(method)
+    caps = ["red", "red circle then red circle then red", "circle"]
+    split = encode_texts(model, caps, "cpu", batch_size=1)
+    whole = encode_texts(model, caps, "cpu")
+    torch.testing.assert_close(split.pooled, whole.pooled, rtol=1e-5, atol=1e-6)
+    assert split.tokens.shape == whole.tokens.shape

@@ -1,16 +1,17 @@
 """The image-text backbone every CLIP-based method starts from: a ViT + a text tower in the CLIP layout.
 
 Defaults are a small from-scratch model for CPUs (64 px, patch 8, 4 layers). The same code runs a
-real CLIP: set the widths/layers of the checkpoint, `tokenizer="clip-bpe"` and `pretrained` to an
-open_clip/OpenAI-layout state dict (.safetensors, or .pt/.bin read with weights_only=True).
-The text side is either the CLIP text tower (`text_encoder="clip"`) or MiniLM (`"minilm"`).
+real CLIP: set `pretrained` to anything `tvr.encoders.clip.load_clip` reads (a Hugging Face CLIPModel
+folder, an open_clip hub folder, a bare OpenAI/open_clip state dict, or an open_clip model name /
+config JSON together with `pretrained_weights`); `with_pretrained_shape` copies the checkpoint's tower
+shapes into the config so the saved config describes the model exactly.
+The text side is either the CLIP text tower (`text_encoder="clip"`) or MiniLM (`"minilm"`, fine-tuned).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -38,9 +39,10 @@ class BackboneConfig:
     text_heads: int = 4
     context_length: int = 32  # tokens incl. start/end [paper: 32 words]
     vocabulary: tuple[str, ...] = ()  # word tokenizer's words (from the training captions), no specials
-    hf_tokenizer: str | None = None  # HF tokenizer folder for tokenizer="clip-bpe"
+    hf_tokenizer: str | None = None  # tokenizer folder for "clip-bpe" (default with `pretrained`: beside the weights)
     quick_gelu: bool = True
-    pretrained: str | None = None  # open_clip-layout weights for both towers
+    pretrained: str | None = None  # CLIP checkpoint (folder / weights file / open_clip name or config JSON)
+    pretrained_weights: str | None = None  # state-dict file when `pretrained` is an open_clip name or config JSON
     freeze_vision_layers: int = 0  # keep the first N ViT blocks (and the patch embedding) fixed
 
     def with_vocabulary(self, captions: Sequence[str]) -> BackboneConfig:
@@ -49,6 +51,16 @@ class BackboneConfig:
             return self
         tok = WordTokenizer.build(captions)
         return replace(self, vocabulary=tuple(tok.tokens[len(SPECIAL_TOKENS) : -1]))
+
+    def with_pretrained_shape(self) -> tuple[BackboneConfig, int | None]:
+        """(config with the `pretrained` checkpoint's tower shapes, the checkpoint's image size).
+
+        Without `pretrained`: (self, None). A pretrained text tower always uses its BPE tokenizer.
+        """
+        if not self.pretrained:
+            return self, None
+        clip, _, _ = _load_clip(self)
+        return _shape_of(self, clip), clip.vision_config.image_size
 
 
 class ClipBackbone(nn.Module):
@@ -69,9 +81,13 @@ class ClipBackbone(nn.Module):
             vocab_size=vocab_size, width=config.text_width, layers=config.text_layers,
             heads=config.text_heads, output_dim=config.embed_dim, quick_gelu=config.quick_gelu,
         )
-        clip = ClipModel(vision, text)
+        mean, std, pretrained_tok = CLIP_MEAN, CLIP_STD, None
         if config.pretrained:
-            _load_pretrained(clip, Path(config.pretrained))
+            clip, pretrained_tok, pre = _load_clip(config)
+            _check_shape(config, image_size, clip)
+            mean, std = pre.mean, pre.std
+        else:
+            clip = ClipModel(vision, text)
         self.visual = clip.visual
         self.text: nn.Module | None = clip.text if config.text_encoder == "clip" else None
         self.minilm: nn.Module | None = None
@@ -79,17 +95,22 @@ class ClipBackbone(nn.Module):
         if config.text_encoder == "minilm":
             from tvr.encoders.minilm import load_minilm
 
-            self.minilm = load_minilm(trainable=True)
-            self.text_proj = nn.Linear(_minilm_width(self.minilm), config.embed_dim)
-        self._tokenizer = self._make_tokenizer()
-        self.register_buffer("pixel_mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255, persistent=False)
+            self.minilm, self._tokenizer = load_minilm(trainable=True)
+            self.text_proj = nn.Linear(self.minilm.width, config.embed_dim)
+        elif config.pretrained:
+            if pretrained_tok is None:
+                raise TvrError(
+                    f"{config.pretrained}: no tokenizer beside the weights; set backbone.hf_tokenizer to a CLIP tokenizer folder"
+                )
+            self._tokenizer = pretrained_tok
+        else:
+            self._tokenizer = self._make_tokenizer()
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         self._freeze(config.freeze_vision_layers)
 
     def _make_tokenizer(self):
         c = self.config
-        if c.text_encoder == "minilm":
-            return None
         if c.tokenizer == "words":
             if not c.vocabulary:
                 return None  # filled by adapt_config before training; encode_text checks
@@ -129,48 +150,44 @@ class ClipBackbone(nn.Module):
     def encode_text(self, texts: Sequence[str]) -> tuple[Tensor, Tensor, Tensor]:
         """(pooled [N, D], token states [N, W, D], mask [N, W])."""
         device = self.pixel_mean.device
-        if self.minilm is not None:
-            tokens, mask, pooled = _minilm_forward(self.minilm, texts, device)
-            assert self.text_proj is not None
-            return self.text_proj(pooled), self.text_proj(tokens), mask
         if self._tokenizer is None:
             raise TvrError("the word tokenizer has no vocabulary (this model was never trained)")
-        ids, mask = self._tokenizer(list(texts), self.config.context_length)
+        ids, mask = self._tokenizer(list(texts), self.config.context_length)  # fixed width: batches concatenate
+        ids, mask = ids.to(device), mask.to(device)
+        if self.minilm is not None:
+            assert self.text_proj is not None
+            states, pooled = self.minilm(ids, mask)  # MiniLM: masked mean of the token states
+            return self.text_proj(pooled), self.text_proj(states), mask
         assert self.text is not None
-        states, eot, valid = self.text(ids.to(device), mask.to(device))
+        states, eot, valid = self.text(ids, mask)
         return eot, states, valid
 
 
-def _load_pretrained(clip: ClipModel, path: Path) -> None:
-    """Load an open_clip/OpenAI-layout state dict into `clip`; never unpickles arbitrary objects."""
-    if not path.exists():
-        raise TvrError(f"{path}: pretrained weights not found")
-    if path.is_dir():
-        from tvr.encoders.clip import load_clip_state_dict  # HF directory → open_clip layout
+def _load_clip(config: BackboneConfig):
+    """(ClipModel, tokenizer or None, PreprocessInfo) of `config.pretrained` via the shared loader."""
+    from tvr.encoders.clip import load_clip
 
-        state = load_clip_state_dict(path)
-    elif path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state)
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        clip.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise TvrError(f"{path}: weights do not fit the configured CLIP shape ({str(exc).splitlines()[0]})") from None
+    if config.pretrained_weights:
+        return load_clip(config.pretrained, checkpoint=config.pretrained_weights, tokenizer=config.hf_tokenizer)
+    return load_clip(config.pretrained, tokenizer=config.hf_tokenizer)
 
 
-def _minilm_width(model: nn.Module) -> int:
-    dim = getattr(model, "dim", None) or getattr(model, "hidden_size", None)
-    if dim is None:
-        dim = model.get_sentence_embedding_dimension()  # sentence-transformers
-    return int(dim)
+def _shape_of(config: BackboneConfig, clip: ClipModel) -> BackboneConfig:
+    v, t = clip.vision_config, clip.text_config
+    return replace(
+        config, embed_dim=v.output_dim, patch_size=v.patch_size, vision_width=v.width, vision_layers=v.layers,
+        vision_heads=v.heads, text_width=t.width, text_layers=t.layers, text_heads=t.heads, quick_gelu=v.quick_gelu,
+        context_length=min(config.context_length, t.context_length),
+        tokenizer="clip-bpe" if config.text_encoder == "clip" else config.tokenizer, vocabulary=(),
+    )
 
 
-def _minilm_forward(model: nn.Module, texts: Sequence[str], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """(token states [N, W, H], mask [N, W], mean-pooled [N, H]) from the fine-tunable MiniLM."""
-    out = model(list(texts))
-    return out.tokens.to(device), out.mask.to(device), out.pooled.to(device)
+def _check_shape(config: BackboneConfig, image_size: int, clip: ClipModel) -> None:
+    """The config must describe the checkpoint (saved configs are read back without it)."""
+    want = _shape_of(config, clip)
+    for name in ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_heads", "text_width",
+                 "text_layers", "text_heads", "quick_gelu", "context_length"):
+        if getattr(config, name) != getattr(want, name):
+            raise TvrError(f"backbone.{name} is {getattr(config, name)!r} but {config.pretrained} has {getattr(want, name)!r}")
+    if image_size != clip.vision_config.image_size:
+        raise TvrError(f"image_size is {image_size} but {config.pretrained} takes {clip.vision_config.image_size} px")

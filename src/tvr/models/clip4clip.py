@@ -46,7 +46,12 @@ class Clip4ClipMeanP(RetrievalModel):
 
     @classmethod
     def adapt_config(cls, config: Clip4ClipConfig, train_captions):  # type: ignore[override]
-        return type(config)(**{**config.__dict__, "backbone": config.backbone.with_vocabulary(train_captions)})
+        """Pretrained CLIP: take its tower shapes and image size; from scratch: build the vocabulary."""
+        backbone, image_size = config.backbone.with_pretrained_shape()
+        fields = {**config.__dict__, "backbone": backbone.with_vocabulary(train_captions)}
+        if image_size is not None:
+            fields["image_size"] = image_size
+        return type(config)(**fields)
 
     def encode_text(self, batch: TextBatch) -> TextEmb:
         pooled, tokens, mask = self.backbone.encode_text(batch.texts)

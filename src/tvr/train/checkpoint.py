@@ -1,9 +1,10 @@
 """Training checkpoints: everything `--resume` needs to continue bit-for-bit, committed atomically.
 
 Per epoch, `state/epoch-NNNN.model.safetensors` and `state/epoch-NNNN.optimizer.safetensors` are
-written first; then `trainer_state.json` (the commit point) names them. A kill at any moment leaves
-either the old or the new trainer_state.json, each naming complete files. The run directory's
-`model.safetensors` + `config.json` (what `load_model` reads) are refreshed after the commit.
+written first, then the run directory's `model.safetensors` + `config.json` (what `load_model` reads),
+then `trainer_state.json` (the commit point) names the state files. A kill at any moment leaves
+either the old or the new trainer_state.json, each naming complete files, and a config.json beside it
+(a kill just before the commit leaves the newer model copy; resuming redoes that epoch bit-for-bit).
 """
 
 from __future__ import annotations
@@ -96,11 +97,11 @@ def save_training_checkpoint(
         **state, "version": STATE_VERSION, "model_file": f"{STATE_DIR}/{model_name}",
         "optimizer_file": f"{STATE_DIR}/{opt_name}", "param_groups": groups, "rng": rng_doc,
     }
+    save_model(model, run_dir, extra=extra_config)  # before the commit: a resumable run always has config.json
     atomic_write_json(run_dir / STATE_FILE, doc)
     for old in sdir.glob("epoch-*.safetensors"):
         if old.name not in (model_name, opt_name):
             old.unlink(missing_ok=True)
-    save_model(model, run_dir, extra=extra_config)
 
 
 def _save(save_file: Any, tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -1,0 +1,64 @@
+"""One tiny synthetic world and one tiny uninterrupted training run, shared by every train/eval test.
+
+Both are built at most once per pytest session and cached in the session's base temp folder (the
+folder is the cache, so tests in other directories reuse them without a shared conftest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tvr.cli.main import main
+
+EPOCHS = 3  # of the shared run; the resume test kills a copy of it between epochs
+METHOD = "clip4clip-seqtransf"
+TINY_CONFIG = {"preset": "tiny", "train": {"batch_size": 4, "workers": 1}}
+
+
+def tiny_world(factory: pytest.TempPathFactory) -> Path:
+    """`w/{all,train,val,test}.jsonl` (12 videos, 32 px, 1 s) and `tiny.json` (a `--config` file)."""
+    root = factory.getbasetemp() / "tvr-tiny-world"
+    if not (root / "w" / "test.jsonl").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        assert main(["synth", str(root / "w"), "--videos", "12", "--size", "32", "--seconds", "1", "--fps", "4",
+                     "--seed", "5"]) == 0
+        (root / "tiny.json").write_text(json.dumps(TINY_CONFIG))
+    return root
+
+
+def train_args(world: Path) -> list[str]:
+    return ["train", str(world / "w" / "all.jsonl"), "--method", METHOD, "--config", str(world / "tiny.json"),
+            "--epochs", str(EPOCHS), "--quiet"]
+
+
+def tiny_run(factory: pytest.TempPathFactory) -> Path:
+    """A finished, uninterrupted `EPOCHS`-epoch seqTransf run on the tiny world (trained in-process)."""
+    world = tiny_world(factory)
+    run = world / "run"
+    if not (run / "metrics.jsonl").is_file() or len((run / "metrics.jsonl").read_text().splitlines()) < EPOCHS:
+        shutil.rmtree(run, ignore_errors=True)
+        assert main([*train_args(world), "--out", str(run)]) == 0
+    return run
+
+
+def copy_frames(run: Path, dest: Path) -> None:
+    """Seed `dest` with `run`'s decoded-frame cache so another run of the same spec skips decoding."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(run / "frames", dest / "frames")
+
+
+def tvr_subprocess(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tvr.cli.main", *args], capture_output=True, text=True,
+                          timeout=240, env=subprocess_env(), **kw)
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
