@@ -20,6 +20,8 @@ def register(app: typer.Typer) -> None:
         querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest whose captions form the querybank (default: the manifest's train captions).")] = None,
         ranks_out: Annotated[Path | None, typer.Option("--ranks-out", help="Write one JSON line per query (rank, top-5, tags).")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
+        rerank: Annotated[Path | None, typer.Option("--rerank", help="Re-ranker run (tvr train --first-stage) rescoring the top-K.")] = None,
+        rerank_k: Annotated[int, typer.Option("--rerank-k", help="First-stage candidates per query the re-ranker rescores.")] = 15,
         workers: Annotated[int, typer.Option("--workers", "-w", help="Decode processes.")] = 2,
         json_out: Annotated[bool, typer.Option("--json", help="Print the metric JSON on stdout.")] = False,
     ) -> None:
@@ -37,7 +39,20 @@ def register(app: typer.Typer) -> None:
             raise TvrError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
         entry = get_postproc(postproc)
         dev = resolve_device(device)
+        two_stage = None
+        if rerank is not None:
+            from tvr.postproc.rerank import TwoStage
+            from tvr.train.rerank import first_stage_sha, load_reranker
+
+            if rerank_k < 1:
+                raise TvrError(f"--rerank-k must be at least 1, got {rerank_k}")
+            reranker, _, trained_on = load_reranker(rerank, device=dev)
+            if first_stage_sha(checkpoint) != trained_on:
+                raise TvrError(f"--rerank {rerank} was trained on other first-stage weights than {checkpoint}")
+            two_stage = TwoStage(reranker, rerank_k, str(rerank))
         model = load_model(checkpoint, device=dev)
+        if getattr(model, "reranker", False):
+            raise TvrError(f"{checkpoint}: is a re-ranker; evaluate it as --rerank on top of its first stage")
         m = read_manifest(manifest)
         part = m if m.splits() == {None} else m.split(split)
         if not part.entries:
@@ -50,7 +65,8 @@ def register(app: typer.Typer) -> None:
                 raise TvrError(f"--postproc {postproc} needs a querybank: pass --querybank MANIFEST ({manifest} has no train captions)")
         pairs = load_pairs(part, model.input_spec(), checkpoint / FRAMES_DIR, workers=workers, progress=not json_out)
         report = evaluate_model(model, pairs, device=dev, postproc=postproc, querybank_texts=qb_texts,
-                                split=None if m.splits() == {None} else split, ranks_out=ranks_out)
+                                split=None if m.splits() == {None} else split, ranks_out=ranks_out,
+                                rerank=two_stage)
         if json_out:
             print_json(report)
             return
@@ -58,6 +74,10 @@ def register(app: typer.Typer) -> None:
 
         console = stderr_console()
         console.print(format_report_table(report))
+        if "rerank" in report:
+            first_t2v, rr = report["rerank"]["first_stage_t2v"], report["rerank"]
+            console.print(f"  t2v re-ranked by {rr['method']} (top-{rr['k']}); first stage alone: R@1 {first_t2v['R@1']:.2f}  "
+                          f"R@5 {first_t2v['R@5']:.2f}  R@10 {first_t2v['R@10']:.2f}  MdR {first_t2v['MdR']:.1f}")
         for tag, t2v in report.get("by_tag", {}).items():
             console.print(f"  tag {tag:<10} n={t2v['n_queries']:<5} t2v R@1 {t2v['R@1']:5.1f}  R@5 {t2v['R@5']:5.1f}  "
                           f"R@10 {t2v['R@10']:5.1f}  MdR {t2v['MdR']:.1f}")

@@ -17,6 +17,8 @@ def register(app: typer.Typer) -> None:
         text: Annotated[str, typer.Argument(help="What to look for, in words.")],
         k: Annotated[int, typer.Option("-k", "--top", help="Number of results.")] = 10,
         postproc: Annotated[str, typer.Option("--postproc", help="none, is, dis, csls, gc, cent (needs the index's querybank).")] = "none",
+        rerank: Annotated[Path | None, typer.Option("--rerank", help="Re-ranker run (tvr train --first-stage) rescoring the top-K.")] = None,
+        rerank_k: Annotated[int, typer.Option("--rerank-k", help="First-stage candidates the re-ranker rescores.")] = 15,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
         json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     ) -> None:
@@ -32,14 +34,24 @@ def register(app: typer.Typer) -> None:
 
             get_postproc(postproc)  # unknown: one line listing the known names
             raise TvrError(f"--postproc {postproc} is not available in search; use one of {', '.join(SEARCH_POSTPROCS)}")
+        if rerank is not None and rerank_k < 1:
+            raise TvrError(f"--rerank-k must be at least 1, got {rerank_k}")
         searcher = Searcher.open(index_dir, device=device)
         try:
-            (hits,) = searcher.search([text], k=k, postproc=postproc)
+            if rerank is None:
+                (hits,) = searcher.search([text], k=k, postproc=postproc)
+            else:
+                from tvr.index.rerank import RerankSearcher
+
+                (hits,) = RerankSearcher.open(searcher, rerank, rerank_k).search([text], k=k, postproc=postproc)
         finally:
             searcher.close()
         if json_out:
-            print_json({"query": text, "index": str(index_dir), "method": searcher.info.method, "postproc": postproc,
-                        "transductive": False, "k": k, "n_gallery": len(searcher), "hits": [h.to_json() for h in hits]})
+            doc = {"query": text, "index": str(index_dir), "method": searcher.info.method, "postproc": postproc,
+                   "transductive": False, "k": k, "n_gallery": len(searcher), "hits": [h.to_json() for h in hits]}
+            if rerank is not None:
+                doc["rerank"] = {"run_dir": str(rerank), "k": rerank_k}
+            print_json(doc)
             return
         from rich.table import Table
 

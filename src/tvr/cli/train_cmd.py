@@ -28,14 +28,22 @@ def register(app: typer.Typer) -> None:
         """Train a model; checkpoints after every epoch, validation metrics in RUN/metrics.jsonl."""
         from tvr.cli.output import print_json, stderr_console
         from tvr.errors import TvrError
+        from tvr.models.registry import lookup
         from tvr.train.trainer import train
 
-        if first_stage is not None:
+        is_reranker = bool(getattr(lookup(method)[0], "reranker", False))
+        if first_stage is not None and not is_reranker:
             raise TvrError(f"--first-stage is only for re-ranking methods; {method!r} takes none")
         if resume and config is not None:
             raise TvrError("--resume continues with the run's saved config; drop --config")
-        result = train(manifest, method, out, config_file=config, epochs=epochs, device=device,
-                       resume=resume, seed=seed, progress=not quiet)
+        if is_reranker:
+            from tvr.train.rerank import train_rerank
+
+            result = train_rerank(manifest, method, out, first_stage=first_stage, config_file=config, epochs=epochs,
+                                  device=device, resume=resume, seed=seed, progress=not quiet)
+        else:
+            result = train(manifest, method, out, config_file=config, epochs=epochs, device=device,
+                           resume=resume, seed=seed, progress=not quiet)
         last = result.history[-1] if result.history else {}
         if json_out:
             print_json({"run_dir": str(result.run_dir), "method": method, "epochs": result.epochs,

@@ -125,8 +125,12 @@ def evaluate_model(
     querybank_texts: Sequence[str] | None = None,
     split: str | None = None,
     ranks_out: Path | None = None,
+    rerank: Any = None,
 ) -> dict[str, Any]:
-    """The DESIGN §9 metric JSON for `pairs`, plus "by_tag" when the captions carry tags."""
+    """The DESIGN §9 metric JSON for `pairs`, plus "by_tag" when the captions carry tags.
+
+    `rerank` (a `tvr.postproc.rerank.TwoStage`) rescores each query's top-K after post-processing.
+    """
     from tvr.eval.report import score_report
     from tvr.postproc import apply_postproc, get_postproc
 
@@ -144,6 +148,11 @@ def evaluate_model(
     report = score_report(scores, gt, postproc=postproc, querybank_bg=qb, temperature=temperature,
                           method=model.method, split=split)
     final = apply_postproc(postproc, scores, qb, temperature=temperature)
+    if rerank is not None:
+        from tvr.postproc.rerank import apply_two_stage
+
+        report, final = apply_two_stage(report, rerank, model, [e.caption for e in pairs.entries], pairs.clips,
+                                        final, gt, device)
     report["chance"] = {"R@1": 100.0 / scores.shape[1], "MdR": (scores.shape[1] + 1) / 2}
     if pairs.skipped:
         report["skipped_videos"] = list(pairs.skipped)

@@ -31,11 +31,7 @@ def top_k_candidates(first_qg: np.ndarray, k: int) -> np.ndarray:
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     k = min(k, first_qg.shape[1])
-    part = np.argpartition(-first_qg, k - 1, axis=1)[:, :k] if k < first_qg.shape[1] else np.tile(
-        np.arange(first_qg.shape[1]), (first_qg.shape[0], 1))
-    vals = np.take_along_axis(first_qg, part, 1)
-    order = np.lexsort((part, -vals), axis=1)
-    return np.take_along_axis(part, order, 1)
+    return np.argsort(-np.asarray(first_qg), axis=1, kind="stable")[:, :k]  # stable: ties keep column order
 
 
 def two_stage_scores(first_qg: np.ndarray, k: int, rescore: PairScorer, chunk: int = PAIR_CHUNK) -> np.ndarray:
@@ -70,6 +66,7 @@ def rerank_pairs_scorer(
     """A PairScorer over `texts` × `clips`: the frozen tokens of every text and clip are computed once
     here (and the M tokens per frame selected once), so each query costs K re-ranker pair scores."""
     import torch
+    from torch.nn import functional as F
 
     from tvr.models.base import Embedding
     from tvr.models.crosstvr import frozen_frame_tokens, frozen_text_tokens, text_emb_from_tokens, video_emb_from_tokens
@@ -77,15 +74,17 @@ def rerank_pairs_scorer(
     first_stage.eval()
     reranker.eval()
     with torch.no_grad():
-        t_parts = []
-        for i in range(0, len(texts), text_batch):
-            tok, mask = frozen_text_tokens(first_stage, list(texts[i : i + text_batch]))
-            t_parts.append(text_emb_from_tokens(reranker, tok, mask))
+        t_parts = [frozen_text_tokens(first_stage, list(texts[i : i + text_batch])) for i in range(0, len(texts), text_batch)]
+        width = max(tok.shape[1] for tok, _ in t_parts)  # a text tower may trim each batch to its longest text
+        text_emb = text_emb_from_tokens(
+            reranker,
+            torch.cat([F.pad(tok, (0, 0, 0, width - tok.shape[1])) for tok, _ in t_parts]),
+            torch.cat([F.pad(mask, (0, width - mask.shape[1])) for _, mask in t_parts]),
+        )
         v_parts = []
         for i in range(0, len(clips), video_batch):
             batch = clips.batch(range(i, min(i + video_batch, len(clips)))).to(device)
             v_parts.append(video_emb_from_tokens(reranker, frozen_frame_tokens(first_stage, batch), batch.frame_mask))
-    text_emb = type(t_parts[0]).cat(t_parts)
     video_emb: Embedding = type(v_parts[0]).cat(v_parts)
 
     @torch.no_grad()

@@ -1,0 +1,125 @@
+"""CrossTVR two-stage retrieval on the shared synthetic world: first stage alone vs + re-ranking.
+
+Re-rankers are named runs `NAME=CONFIG.json` (a `tvr train --config` file for method crosstvr),
+trained on the train split through the same `tvr.train.rerank.train_rerank` as
+`tvr train --method crosstvr --first-stage RUN` (a finished run directory is reused), then the test
+split is evaluated with the first stage alone and re-ranked with every K, overall and per tag:
+
+    python bench/rerank_synthetic.py --first-stage runs/synth-bench/meanP --epochs 6 --ks 5 15 50 \
+        --run both=bench/configs/crosstvr_both.json --run unshared=bench/configs/crosstvr_unshared.json
+
+Results are merged by run name into bench/results/rerank_synthetic.json (+ .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tvr.atomic import atomic_write_json, atomic_write_text
+
+METRIC_KEYS = ("R@1", "R@5", "R@10", "MdR")
+TAGS = ("small", "order", "sound", "heldout")
+
+
+def summary(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "t2v": {k: report["t2v"][k] for k in METRIC_KEYS},
+        "by_tag": {t: {k: m[k] for k in METRIC_KEYS if k in m} | {"n": m.get("n_queries")}
+                   for t, m in report.get("by_tag", {}).items()},
+    }
+
+
+def evaluate(first_dir: Path, data: Path, rerank_dir: Path | None, ks: list[int], device: str) -> dict[str, Any]:
+    from tvr.eval.evaluate import evaluate_model
+    from tvr.io.manifest import read_manifest
+    from tvr.models.registry import load_model
+    from tvr.postproc.rerank import TwoStage
+    from tvr.train.data import load_pairs
+    from tvr.train.rerank import load_reranker
+    from tvr.train.trainer import FRAMES_DIR
+
+    model = load_model(first_dir, device=device)
+    pairs = load_pairs(read_manifest(data / "test.jsonl"), model.input_spec(), first_dir / FRAMES_DIR, progress=False)
+    out: dict[str, Any] = {"n_test_queries": len(pairs.entries), "n_test_videos": len(pairs.clips)}
+    if rerank_dir is None:
+        out["first_stage"] = summary(evaluate_model(model, pairs, device=device, split="test"))
+        return out
+    reranker, _, _ = load_reranker(rerank_dir, device=device)
+    for k in ks:
+        t0 = time.monotonic()
+        report = evaluate_model(model, pairs, device=device, split="test", rerank=TwoStage(reranker, k, str(rerank_dir)))
+        out[f"K={k}"] = summary(report) | {"eval_s": round(time.monotonic() - t0, 1)}
+    return out
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    head = ["run", "K", "R@1", "R@5", "R@10", "MdR"] + [f"R@1 {t}" for t in TAGS] + [f"R@5 {t}" for t in ("small", "order")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def row(name: str, k: str, r: dict[str, Any]) -> str:
+        cells = [name, k] + [_fmt(r["t2v"][m]) for m in METRIC_KEYS]
+        cells += [_fmt(r["by_tag"].get(t, {}).get("R@1")) for t in TAGS]
+        cells += [_fmt(r["by_tag"].get(t, {}).get("R@5")) for t in ("small", "order")]
+        return "| " + " | ".join(cells) + " |"
+
+    lines.append(row(f"first stage ({doc.get('first_stage_name', 'meanP')})", "–", doc["first_stage"]["first_stage"]))
+    for name, run in doc["runs"].items():
+        for key, r in run["results"].items():
+            if key.startswith("K="):
+                lines.append(row(name, key[2:], r))
+    fs = doc["first_stage"]
+    lines.append(f"\nTest split: {fs['n_test_queries']} captions, {fs['n_test_videos']} videos. "
+                 f"Re-rankers trained {doc.get('epochs')} epochs.")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    return "–" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
+
+
+def main() -> None:
+    from tvr.train.checkpoint import has_checkpoint, read_trainer_state
+    from tvr.train.rerank import train_rerank
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="append", default=[], help="NAME=CONFIG.json (method crosstvr)")
+    ap.add_argument("--first-stage", type=Path, default=Path("runs/synth-bench/meanP"))
+    ap.add_argument("--data", type=Path, default=Path("runs/synth-bench/world"))
+    ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench"))
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--ks", type=int, nargs="+", default=[5, 15, 50])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "rerank_synthetic.json")
+    args = ap.parse_args()
+
+    doc = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
+    doc.update({"benchmark": "rerank_synthetic", "first_stage_dir": str(args.first_stage),
+                "first_stage_name": args.first_stage.name, "epochs": args.epochs})
+    doc["first_stage"] = evaluate(args.first_stage, args.data, None, args.ks, args.device)
+    atomic_write_json(args.out, doc)
+    for item in args.run:
+        name, _, config = item.partition("=")
+        run_dir = args.runs_dir / f"crosstvr-{name}"
+        t0 = time.monotonic()
+        if not (has_checkpoint(run_dir) and int(read_trainer_state(run_dir)["epoch"]) >= args.epochs):
+            train_rerank(args.data / "train.jsonl", "crosstvr", run_dir, first_stage=args.first_stage,
+                         config_file=Path(config) if config else None, epochs=args.epochs, device=args.device,
+                         resume=has_checkpoint(run_dir), progress=True)
+        history = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        doc["runs"][name] = {
+            "config": config or None, "epochs": args.epochs, "train_wall_s_this_call": round(time.monotonic() - t0, 1),
+            "epoch_s": [h.get("epoch_s") for h in history], "val": history[-1].get("val"),
+            "results": evaluate(args.first_stage, args.data, run_dir, args.ks, args.device),
+        }
+        atomic_write_json(args.out, doc)
+    table = markdown(doc)
+    atomic_write_text(args.out.with_suffix(".md"), table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""`tvr train --first-stage`, `tvr eval --rerank`, `tvr search --rerank` on a tiny world; errors → one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tvr.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rerank")
+    assert main(["synth", str(out / "w"), "--videos", "12", "--size", "32", "--seconds", "1", "--fps", "4", "--seed", "5"]) == 0
+    (out / "tiny.json").write_text(json.dumps({"preset": "tiny", "train": {"epochs": 1, "batch_size": 4}}))
+    (out / "rr.json").write_text(json.dumps({"preset": "tiny", "model": {"layers": 1, "heads": 2, "num_queries": 2},
+                                             "train": {"epochs": 1, "batch_size": 4}}))
+    assert main(["train", str(out / "w" / "all.jsonl"), "--method", "clip4clip-meanp", "--out", str(out / "first"),
+                 "--config", str(out / "tiny.json"), "--quiet"]) == 0
+    assert main(["train", str(out / "w" / "all.jsonl"), "--method", "crosstvr", "--first-stage", str(out / "first"),
+                 "--out", str(out / "rr"), "--config", str(out / "rr.json"), "--quiet"]) == 0
+    return out
+
+
+def one_line_error(result, *needles: str) -> None:
+    assert result.exit_code == 2, result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_rerank_run_records_its_first_stage(world):
+    doc = json.loads((world / "rr" / "config.json").read_text())
+    assert doc["method"] == "crosstvr" and Path(doc["first_stage"]) == (world / "first").resolve()
+    assert len(doc["first_stage_sha256"]) == 64 and doc["config"]["width"] == 32 and doc["config"]["num_frames"] == 4
+    rec = json.loads((world / "rr" / "metrics.jsonl").read_text().splitlines()[0])
+    assert rec["train_loss"] > 0
+
+
+def test_resume_continues_the_rerank_run(run_cli, world):
+    r = run_cli("train", world / "w" / "all.jsonl", "--method", "crosstvr", "--out", world / "rr", "--resume",
+                "--epochs", "2", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    lines = (world / "rr" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+
+
+def test_eval_with_rerank_reports_both_stages(run_cli, world):
+    base = run_cli("eval", world / "w" / "all.jsonl", "-c", world / "first", "--split", "train", "--json")
+    two = run_cli("eval", world / "w" / "all.jsonl", "-c", world / "first", "--split", "train", "--json",
+                  "--rerank", world / "rr", "--rerank-k", "3")
+    assert base.exit_code == 0 and two.exit_code == 0, two.stderr
+    b, t = json.loads(base.stdout), json.loads(two.stdout)
+    assert t["rerank"]["k"] == 3 and t["rerank"]["first_stage_t2v"] == b["t2v"]
+    assert t["v2t"] == b["v2t"] and t["n_queries"] == b["n_queries"]
+    # candidates past K keep the first stage's ranks: R@k for k ≥ 3 cannot change
+    assert t["t2v"]["R@5"] == pytest.approx(b["t2v"]["R@5"]) and t["t2v"]["R@10"] == pytest.approx(b["t2v"]["R@10"])
+
+
+def test_search_with_rerank_scores_only_candidates(world, monkeypatch):
+    from tvr.index.rerank import RerankSearcher
+    from tvr.index.search import Searcher
+    from tvr.models.crosstvr import CrossTvrReranker
+
+    assert main(["index", str(world / "w" / "all.jsonl"), "--checkpoint", str(world / "first"),
+                 "--out", str(world / "idx")]) == 0
+    searcher = Searcher.open(world / "idx")
+    try:
+        texts = ["a red circle", "a blue square moving left"]
+        plain = searcher.search(texts, k=6)
+        rs = RerankSearcher.open(searcher, world / "rr", k=3)
+        hits = rs.search(texts, k=6)
+        assert rs.pairs_scored == 2 * 3 and rs.gallery_tokens.computed <= 2 * 3  # K per query, not the gallery
+        for p, h in zip(plain, hits):
+            assert {x.row for x in p[:3]} == {x.row for x in h[:3]} and [x.row for x in p[3:]] == [x.row for x in h[3:]]
+            assert all(h[i].score >= h[i + 1].score for i in range(len(h) - 1))
+        # a re-ranker that outputs zero leaves the first-stage ranking as it was
+        monkeypatch.setattr(CrossTvrReranker, "score_pairs", lambda self, t, v: t.pooled.new_zeros(len(t)))
+        zero = RerankSearcher.open(searcher, world / "rr", k=3).search(texts, k=6)
+        for p, z in zip(plain, zero):
+            assert [x.row for x in p] == [x.row for x in z]
+            np.testing.assert_allclose([x.score for x in p[:3]], [x.score for x in z[:3]])
+    finally:
+        searcher.close()
+
+
+def test_search_cli_rerank_json(run_cli, world):
+    if not (world / "idx").exists():
+        assert main(["index", str(world / "w" / "all.jsonl"), "--checkpoint", str(world / "first"), "--out", str(world / "idx")]) == 0
+    r = run_cli("search", world / "idx", "a red circle", "-k", "4", "--rerank", world / "rr", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["rerank"]["k"] == 15 and [h["rank"] for h in doc["hits"]] == [1, 2, 3, 4]
+
+
+def test_errors_are_one_line(run_cli, world, tmp_path):
+    m = world / "w" / "all.jsonl"
+    one_line_error(run_cli("train", m, "--method", "crosstvr", "--out", tmp_path / "a"), "--first-stage")
+    one_line_error(run_cli("train", m, "--method", "clip4clip-meanp", "--out", tmp_path / "b", "--first-stage", world / "first"),
+                   "--first-stage")
+    one_line_error(run_cli("train", m, "--method", "crosstvr", "--out", tmp_path / "c", "--first-stage", tmp_path / "none"),
+                   "none")
+    one_line_error(run_cli("eval", m, "-c", world / "first", "--rerank", world / "first"), "not a re-ranker")
+    one_line_error(run_cli("eval", m, "-c", world / "first", "--rerank", world / "rr", "--rerank-k", "0"), "--rerank-k")
+    one_line_error(run_cli("eval", m, "-c", world / "rr"), "re-ranker")
+
+
+def test_pair_scorer_does_not_depend_on_batching(world):
+    """Text batches of different token widths (the text tower trims each batch) score identically."""
+    from tvr.io.manifest import read_manifest
+    from tvr.models.registry import load_model
+    from tvr.postproc.rerank import rerank_pairs_scorer
+    from tvr.train.data import load_pairs
+    from tvr.train.rerank import load_reranker
+
+    first = load_model(world / "first")
+    reranker, _, _ = load_reranker(world / "rr")
+    pairs = load_pairs(read_manifest(world / "w" / "all.jsonl"), first.input_spec(), world / "first" / "frames", progress=False)
+    texts = [e.caption for e in pairs.entries][:9]
+    q, g = np.arange(9), np.arange(9) % len(pairs.clips)
+    whole = rerank_pairs_scorer(first, reranker, texts, pairs.clips, "cpu")(q, g)
+    split = rerank_pairs_scorer(first, reranker, texts, pairs.clips, "cpu", video_batch=5, text_batch=2)(q, g)
+    np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-5)
