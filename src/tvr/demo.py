@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tvr.atomic import atomic_write_json
 from tvr.errors import TvrError
 
-DEMO_PRESET = "cpu-small"
+# The default CPU preset with smaller batches: a few hundred videos give too few steps at batch 64.
+DEMO_TRAIN_CONFIG = {"preset": "cpu-small", "train": {"batch_size": 32}}
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,8 @@ class DemoConfig:
     videos: int = 300  # synthetic videos in the collection (80 % train / 10 % val / 10 % test)
     seed: int = 0
     method: str = "clip4clip-meanp"
-    epochs: int = 8
-    config_file: Path | None = None  # a `tvr train --config` file; None: the default CPU preset
+    epochs: int = 15
+    config_file: Path | None = None  # a `tvr train --config` file; None: DEMO_TRAIN_CONFIG
     checkpoint: Path | None = None  # skip training and use this run directory
     examples: int = 5  # example searches to show
     top_k: int = 5
@@ -130,7 +132,11 @@ def _ensure_trained(manifest: Path, cfg: DemoConfig, run: Path) -> None:
     resume = has_checkpoint(run)
     if resume and int(read_trainer_state(run)["epoch"]) >= cfg.epochs:
         return
-    train(manifest, cfg.method, run, config_file=cfg.config_file, epochs=cfg.epochs, resume=resume,
+    config_file = cfg.config_file
+    if config_file is None:
+        config_file = cfg.out / "demo-train-config.json"
+        atomic_write_json(config_file, DEMO_TRAIN_CONFIG)
+    train(manifest, cfg.method, run, config_file=config_file, epochs=cfg.epochs, resume=resume,
           seed=None if resume else cfg.seed, progress=True)
 
 
