@@ -180,12 +180,13 @@ def test_rerun_after_interruption_ends_with_one_entry_per_video(world, tmp_path)
     the re-run finishes the store, replaces the index, and cleans up."""
     from tvr.features.extract import extract_features
     from tvr.index.build import gallery_source
-    from tvr.train.data import PixelsEncoder
+    from tvr.models.base import VideoInputSpec
+    from tvr.train.data import pixels_encoder
 
     root, manifest, run, _ = world
     store, out = tmp_path / "store", tmp_path / "idx"
     jobs = gallery_source(manifest).jobs
-    extract_features(jobs[:3], PixelsEncoder(4, 32), store, workers=1, progress=False)
+    extract_features(jobs[:3], pixels_encoder(VideoInputSpec(4, 32)), store, workers=1, progress=False)
     (out / "data-0123456789ab").mkdir(parents=True)
     (out / "data-0123456789ab" / "vectors.faiss").write_bytes(b"half")
     (out / ".index.json.abc.tmp").write_text("{")

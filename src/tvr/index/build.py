@@ -1,7 +1,8 @@
 """Build an index: decode (through the feature store), encode with a checkpoint, write one generation.
 
 Frames come from the same "pixels" feature store the trainer and evaluator use (decoded once,
-resumable, failures recorded and skipped), batches from the same `Clips` code, embeddings from the
+resumable, failures recorded and skipped), expert streams from the stores beside it
+(`tvr.train.data.extract_streams`), batches from the same `Clips` code, embeddings from the
 evaluator's `encode_clips`. Everything the search needs (model copy, FAISS vectors, the whole
 VideoEmb, item metadata, querybank statistics) goes into a fresh `data-<id>` folder that
 `index.json` then points at (see `tvr.index.layout`).
@@ -158,18 +159,17 @@ def _build_generation(
     from tvr.index.vector_index import VectorIndex
     from tvr.models.registry import load_model
     from tvr.postproc.querybank import QueryBank
-    from tvr.train.data import Clips, PixelsEncoder
+    from tvr.train.data import Clips, extract_streams, pixels_encoder
 
     model = load_model(data_dir / "model", device=device)
     input_spec = model.input_spec()
-    if not input_spec.pixels or input_spec.streams:
-        raise TvrError(f"method {model.method!r} reads precomputed feature streams; 'tvr index' supports frame-based models only")
     assert options.store is not None  # resolved by build_index
     store_dir = options.store
     extract = extract_features(
-        gallery.jobs, PixelsEncoder(input_spec.num_frames, input_spec.image_size), store_dir,
+        gallery.jobs, pixels_encoder(input_spec), store_dir,
         workers=options.workers, progress=options.progress,
     )
+    extract_streams(gallery.jobs, input_spec, store_dir, workers=options.workers, progress=options.progress)
     with FeatureStore(store_dir) as store:
         rows = {j.key: store.entry(j.key) for j in gallery.jobs}
     ok = [j for j in gallery.jobs if rows[j.key] is not None and rows[j.key].status == "ok"]

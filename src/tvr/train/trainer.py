@@ -81,16 +81,25 @@ def split_for_training(manifest: Manifest, train_cfg: TrainConfig) -> tuple[Mani
 
 
 def param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Decay matrices only; the backbone may train at a scaled lr (pretrained weights)."""
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    """Decay matrices only; the backbone may train at a scaled lr (pretrained weights).
+
+    A model may define `param_lr_scale(name) -> float | None` to give other pretrained parts their
+    own lr multiplier (e.g. MMT's fine-tuned MiniLM); None keeps the default rule.
+    """
+    own_scale = getattr(model, "param_lr_scale", None)
+    groups: dict[tuple[bool, bool, float], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         decay = p.ndim >= 2 and "embedding" not in name
-        groups.setdefault((name.startswith("backbone."), decay), []).append(p)
+        is_backbone = name.startswith("backbone.")
+        scale = own_scale(name) if own_scale is not None else None
+        if scale is None:
+            scale = cfg.backbone_lr_scale if is_backbone else 1.0
+        groups.setdefault((is_backbone, decay, float(scale)), []).append(p)
     out = []
-    for (is_backbone, decay), params in sorted(groups.items()):
-        lr = cfg.lr * (cfg.backbone_lr_scale if is_backbone else 1.0)
+    for (_, decay, scale), params in sorted(groups.items()):
+        lr = cfg.lr * scale
         out.append({"params": params, "lr": lr, "base_lr": lr, "weight_decay": cfg.weight_decay if decay else 0.0})
     return out
 
@@ -181,7 +190,7 @@ def train(
     with bar:
         for epoch in range(start_epoch, train_cfg.epochs):
             model.train()
-            e0, losses = time.monotonic(), []
+            e0, c0, losses = time.monotonic(), _cpu_s(), []
             bar.start_epoch(epoch)
             for caps, rows in epoch_batches(train_pairs, train_cfg.batch_size, train_cfg.seed, epoch):
                 factor = lr_factor(step, total, warmup, train_cfg.min_lr_ratio)
@@ -200,6 +209,7 @@ def train(
                 "epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
                 "lr": train_cfg.lr * lr_factor(step - 1, total, warmup, train_cfg.min_lr_ratio),
                 "logit_scale": float(model.scale().detach()), "epoch_s": round(time.monotonic() - e0, 3),
+                "epoch_cpu_s": round(_cpu_s() - c0, 3),
             }
             if val_pairs is not None:
                 record["val"] = validate(model, val_pairs, dev)
@@ -212,6 +222,14 @@ def train(
             )
             bar.epoch_done(record)
     return TrainResult(run_dir, train_cfg.epochs, history, time.monotonic() - t0)
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads (epoch time on a shared machine says little alone)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
