@@ -30,9 +30,9 @@ from tvr.train.schedule import apply_lr, lr_factor
 from tvr.train.trainer import (
     FRAMES_DIR,
     TrainResult,
-    _Bar,
-    _read_metrics,
-    _write_metrics,
+    TrainProgress,
+    read_metrics,
+    write_metrics,
     param_groups,
     resolve_device,
     seed_everything,
@@ -299,7 +299,7 @@ def train_rerank(
     if state is not None:
         restore_training_checkpoint(run_dir, state, model, optimizer)
         start_epoch, step = int(state["epoch"]), int(state["step"])
-        history = [h for h in _read_metrics(run_dir) if h.get("epoch", 0) <= start_epoch]
+        history = [h for h in read_metrics(run_dir) if h.get("epoch", 0) <= start_epoch]
     else:
         seed_everything(train_cfg.seed)
     steps_per_epoch = len(epoch_batches(train_frozen.pairs, train_cfg.batch_size, train_cfg.seed, 0))
@@ -311,7 +311,7 @@ def train_rerank(
         "first_stage": str(first_stage), "first_stage_sha256": sha, "first_stage_method": first.method,
         "training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(manifest_path)},
     }
-    bar = _Bar(progress, train_cfg.epochs, steps_per_epoch)
+    bar = TrainProgress(progress, train_cfg.epochs, steps_per_epoch)
     with bar:
         for epoch in range(start_epoch, train_cfg.epochs):
             model.train()
@@ -338,7 +338,7 @@ def train_rerank(
             if val_frozen is not None:
                 record["val"] = validate_two_stage(first, model, val_frozen, dev, val_k)
             history.append(record)
-            _write_metrics(run_dir, history)
+            write_metrics(run_dir, history)
             save_training_checkpoint(
                 run_dir, model, optimizer,
                 {"epoch": epoch + 1, "step": step, "method": method, "preset": preset, "train": asdict(train_cfg)},

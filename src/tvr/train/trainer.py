@@ -177,7 +177,7 @@ def train(
     if state is not None:
         restore_training_checkpoint(run_dir, state, model, optimizer)
         start_epoch, step = int(state["epoch"]), int(state["step"])
-        history = [h for h in _read_metrics(run_dir) if h.get("epoch", 0) <= start_epoch]
+        history = [h for h in read_metrics(run_dir) if h.get("epoch", 0) <= start_epoch]
     else:
         seed_everything(train_cfg.seed)
     steps_per_epoch = len(epoch_batches(train_pairs, train_cfg.batch_size, train_cfg.seed, 0))
@@ -186,7 +186,7 @@ def train(
     total = steps_per_epoch * train_cfg.epochs
     warmup = int(round(train_cfg.warmup_fraction * total))
     extra = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(manifest_path)}}
-    bar = _Bar(progress, train_cfg.epochs, steps_per_epoch)
+    bar = TrainProgress(progress, train_cfg.epochs, steps_per_epoch)
     with bar:
         for epoch in range(start_epoch, train_cfg.epochs):
             model.train()
@@ -214,7 +214,7 @@ def train(
             if val_pairs is not None:
                 record["val"] = validate(model, val_pairs, dev)
             history.append(record)
-            _write_metrics(run_dir, history)
+            write_metrics(run_dir, history)
             save_training_checkpoint(
                 run_dir, model, optimizer,
                 {"epoch": epoch + 1, "step": step, "method": method, "preset": preset, "train": asdict(train_cfg)},
@@ -232,19 +232,20 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of RUN_DIR/metrics.jsonl (empty before the first epoch)."""
     path = run_dir / METRICS_FILE
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl atomically (a resumed run drops lines of epochs it redoes)."""
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
 
 
-class _Bar:
+class TrainProgress:
     """Rich progress on stderr (loss, lr, it/s, ETA) plus one summary line per epoch."""
 
     def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
@@ -255,7 +256,7 @@ class _Bar:
         self.progress = None
         self.task = None
 
-    def __enter__(self) -> _Bar:
+    def __enter__(self) -> TrainProgress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
