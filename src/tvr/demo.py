@@ -26,7 +26,7 @@ class DemoConfig:
     videos: int = 300  # synthetic videos in the collection (80 % train / 10 % val / 10 % test)
     seed: int = 0
     method: str = "clip4clip-meanp"
-    epochs: int = 15
+    epochs: int = 10
     config_file: Path | None = None  # a `tvr train --config` file; None: DEMO_TRAIN_CONFIG
     checkpoint: Path | None = None  # skip training and use this run directory
     examples: int = 5  # example searches to show

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     def demo_command(
         out: Annotated[Path, typer.Option("--out", help="Working folder (reused: an interrupted demo resumes).")] = Path("demo-out"),
         videos: Annotated[int, typer.Option("--videos", help="Synthetic videos to generate.")] = 300,
-        epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 15,
+        epochs: Annotated[int, typer.Option("--epochs", help="Training epochs.")] = 10,
         method: Annotated[str, typer.Option("--method", help="Retrieval method to train.")] = "clip4clip-meanp",
         config: Annotated[Path | None, typer.Option("--config", help="A 'tvr train --config' JSON file.")] = None,
         checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Use this trained run instead of training.")] = None,
