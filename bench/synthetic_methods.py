@@ -77,9 +77,9 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int, postp
 
 
 def markdown(doc: dict[str, Any], tags: tuple[str, ...] = ("order", "sound", "small", "heldout")) -> str:
-    """One row per (run, post-processor): t2v and v2t R@1/5/10, MdR, and t2v R@1 per tag."""
+    """One row per (run, post-processor): t2v and v2t R@1/5/10, MdR, t2v R@1 per tag, training epochs."""
     head = ["run", "postproc", "t2v R@1", "R@5", "R@10", "MdR", "v2t R@1", "R@5", "R@10", "MdR"]
-    head += [f"R@1 {t}" for t in tags] + ["s/epoch"]
+    head += [f"R@1 {t}" for t in tags] + ["epochs", "s/epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, run in doc["runs"].items():
         epoch_s = [e for e in run["epoch_s"] if e]
@@ -87,7 +87,7 @@ def markdown(doc: dict[str, Any], tags: tuple[str, ...] = ("order", "sound", "sm
         for p, r in run["results"].items():
             row = [name, p + (" (transductive)" if r["transductive"] else "")]
             row += [_fmt(r["t2v"][k]) for k in METRIC_KEYS] + [_fmt(r["v2t"][k]) for k in METRIC_KEYS]
-            row += [_fmt(r["by_tag"].get(t, {}).get("R@1")) for t in tags] + [per_epoch]
+            row += [_fmt(r["by_tag"].get(t, {}).get("R@1")) for t in tags] + [str(run["epochs"]), per_epoch]
             lines.append("| " + " | ".join(row) + " |")
     first = next(iter(doc["runs"].values()), None)
     if first:
@@ -102,7 +102,9 @@ def _fmt(v: Any) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", required=True, help="NAME=METHOD[@CONFIG.json]")
+    ap.add_argument("--run", action="append", default=[], help="NAME=METHOD[@CONFIG.json]")
+    ap.add_argument("--merge", nargs="+", type=Path, default=[],
+                    help="result files of other invocations (e.g. run in parallel with their own --out) to merge by run name")
     ap.add_argument("--data", type=Path, default=Path("runs/synth-bench/world"))
     ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench"))
     ap.add_argument("--videos", type=int, default=1000)
@@ -114,8 +116,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synthetic_methods.json")
     args = ap.parse_args()
 
-    ensure_world(args.data, args.videos, args.seed, args.size)
+    if not args.run and not args.merge:
+        ap.error("give at least one --run or --merge")
     doc = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
+    for other in args.merge:
+        doc["runs"].update(json.loads(other.read_text())["runs"])
+    if args.run:
+        ensure_world(args.data, args.videos, args.seed, args.size)
     doc.update({"benchmark": "synthetic_methods", "world": {"videos": args.videos, "seed": args.seed, "size_px": args.size},
                 "cpu_count": os.cpu_count()})
     for item in args.run:
@@ -124,6 +131,7 @@ def main() -> None:
             raise SystemExit(f"--run {item!r}: expected NAME=METHOD[@CONFIG.json]")
         doc["runs"][name] = run_one(name, spec, args.data, args.runs_dir, args.epochs, args.postproc, args.device)
         atomic_write_json(args.out, doc)  # after every run: a long benchmark keeps what it finished
+    atomic_write_json(args.out, doc)
     table = markdown(doc)
     atomic_write_text(args.out.with_suffix(".md"), table)
     print(table)
