@@ -96,4 +96,4 @@ def list_datasets(
         table.add_row(row["name"], row["summary"], ", ".join(row["splits"]))
     console = stderr_console()
     console.print(table)
-    console.print("files each one takes: 'tvr dataset list --json' or docs/datasets.md", markup=False)
+    console.print("files each one takes: 'tvr dataset list --json' or the README's benchmark sections", markup=False)
