@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
         from tvr.models.registry import load_model
         from tvr.postproc import get_postproc
         from tvr.train.data import load_pairs
-        from tvr.train.trainer import FRAMES_DIR, resolve_device
+        from tvr.devices import resolve_device
+        from tvr.train.trainer import FRAMES_DIR
 
         if split not in SPLITS:
             raise TvrError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")

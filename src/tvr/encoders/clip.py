@@ -35,6 +35,7 @@ from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig, VisionT
 from tvr.encoders.frames import CLIP_MEAN, CLIP_STD, frames_to_unit, normalise
 from tvr.encoders.registry import TEXT_ENCODERS, VIDEO_ENCODERS
 from tvr.encoders.tokenizer import HFTokenizer, Tokenizer, has_hf_tokenizer, load_tokenizer
+from tvr.devices import resolve_device
 from tvr.errors import TvrError
 from tvr.io.decoded import DecodedVideo, DecodeSpec
 
@@ -210,19 +211,6 @@ def fingerprint(*items: str | Path) -> str:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
     return h.hexdigest()[:16]
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" → CUDA when available, else CPU; a named device must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TvrError(f"unknown device {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TvrError(f"device {device!r} requested but CUDA is not available")
-    return dev
 
 
 def encode_frames(

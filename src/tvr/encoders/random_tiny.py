@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from tvr.encoders.base import TextEncoder, TextFeatures, VideoEncoder
-from tvr.encoders.clip import PreprocessInfo, encode_captions, encode_frames, frame_decode_spec, resolve_device
+from tvr.devices import resolve_device
+from tvr.encoders.clip import PreprocessInfo, encode_captions, encode_frames, frame_decode_spec
 from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig
 from tvr.encoders.registry import TEXT_ENCODERS, VIDEO_ENCODERS
 from tvr.encoders.tokenizer import HashingTokenizer

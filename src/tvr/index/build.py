@@ -107,7 +107,7 @@ def build_index(source: Path, checkpoint: Path, out: Path, options: BuildOptions
     """Index every decodable clip of `source` with the checkpoint's model into `out`."""
     from tvr.index.vector_index import IndexSpec
     from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
-    from tvr.train.trainer import resolve_device
+    from tvr.devices import resolve_device
 
     t0 = time.monotonic()
     spec = IndexSpec(kind=options.kind)  # bad kind: fail before any work

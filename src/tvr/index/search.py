@@ -75,7 +75,7 @@ class Searcher:
         from tvr.index.vector_index import IndexSpec, VectorIndex
         from tvr.models.registry import load_model
         from tvr.postproc.querybank import QueryBank
-        from tvr.train.trainer import resolve_device
+        from tvr.devices import resolve_device
 
         root = Path(index_dir)
         info = layout.read_info(root)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from tvr.atomic import atomic_write_text
+from tvr.devices import resolve_device
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
 from tvr.models.base import RetrievalModel
@@ -42,16 +43,6 @@ class TrainResult:
     epochs: int
     history: list[dict[str, Any]]
     elapsed_s: float
-
-
-def resolve_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise TvrError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, …)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TvrError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def split_for_training(manifest: Manifest, train_cfg: TrainConfig) -> tuple[Manifest, Manifest | None]:
