@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tvr.errors import TvrError, UnknownName
-from tvr.postproc import QueryBank, apply_postproc, is_transductive, postproc_names
+from tvr.postproc import apply_postproc, is_transductive, postproc_names
 
 BETA = 20.0
 

@@ -316,22 +316,23 @@ def _load_for(config: Any) -> tuple[ClipModel, Tokenizer | None, PreprocessInfo,
     return model, tok, pre, f"{digest}-qg{int(model.vision_config.quick_gelu)}"
 
 
-@VIDEO_ENCODERS.register("clip")
-class ClipVideoEncoder(VideoEncoder):
-    """Frozen CLIP image tower on sampled frames (HF CLIPModel or open_clip checkpoint)."""
+class FrozenTowerEncoder(VideoEncoder):
+    """A frozen CLIP-layout image tower run on sampled frames: the body every such encoder shares.
 
-    name: ClassVar[str] = "clip"
-    config_cls: ClassVar[type] = ClipEncoderConfig
+    Subclasses build the tower and its version string; sampling, batching and outputs are common.
+    """
+
     outputs: ClassVar[tuple[str, ...]] = ("frame_cls [T,D]", "patch_tokens [T,L,D] (patch_tokens=true)", "timestamps [T]")
 
-    def __init__(self, config: ClipEncoderConfig) -> None:
-        self.config = config
-        model, _, self.preprocess, digest = _load_for(config)
+    def __init__(self, config, visual: VisionTransformer, preprocess: PreprocessInfo, version: str,
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.config = config  # needs num_frames, fps, patch_tokens, batch_size, device
         self.device = resolve_device(config.device)
-        self.dtype = torch.float16 if config.fp16 else torch.float32
-        self.visual = model.visual.to(self.device, self.dtype).eval().requires_grad_(False)
+        self.dtype = dtype
+        self.visual = visual.to(self.device, dtype).eval().requires_grad_(False)
+        self.preprocess = preprocess
         sampling = f"fps{config.fps:g}" if config.fps else f"n{config.num_frames}"
-        self._version = f"clip-{digest}-{sampling}-p{int(config.patch_tokens)}{'-fp16' if config.fp16 else ''}"
+        self._version = f"{version}-{sampling}-p{int(config.patch_tokens)}"
 
     @property
     def version(self) -> str:
@@ -350,6 +351,21 @@ class ClipVideoEncoder(VideoEncoder):
             device=self.device,
             dtype=self.dtype,
         )
+
+
+@VIDEO_ENCODERS.register("clip")
+class ClipVideoEncoder(FrozenTowerEncoder):
+    """Frozen CLIP image tower on sampled frames (HF CLIPModel or open_clip checkpoint)."""
+
+    name: ClassVar[str] = "clip"
+    config_cls: ClassVar[type] = ClipEncoderConfig
+
+    def __init__(self, config: ClipEncoderConfig) -> None:
+        model, _, preprocess, digest = _load_for(config)
+        super().__init__(config, model.visual, preprocess, f"clip-{digest}",
+                         torch.float16 if config.fp16 else torch.float32)
+        if config.fp16:
+            self._version += "-fp16"
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 
-from tvr.encoders.base import TextEncoder, TextFeatures, VideoEncoder
+from tvr.encoders.base import TextEncoder, TextFeatures
 from tvr.devices import resolve_device
-from tvr.encoders.clip import PreprocessInfo, encode_captions, encode_frames, frame_decode_spec
+from tvr.encoders.clip import FrozenTowerEncoder, PreprocessInfo, encode_captions
 from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig
 from tvr.encoders.registry import TEXT_ENCODERS, VIDEO_ENCODERS
 from tvr.encoders.tokenizer import HashingTokenizer
-from tvr.io.decoded import DecodedVideo, DecodeSpec
 
 
 @dataclass(frozen=True)
@@ -76,40 +74,17 @@ def _text_config(c: RandomTinyTextConfig) -> TextConfig:
 
 
 @VIDEO_ENCODERS.register("random-tiny")
-class RandomTinyVideoEncoder(VideoEncoder):
+class RandomTinyVideoEncoder(FrozenTowerEncoder):
     """Deterministic random tiny CLIP-layout image tower (meaningless features, for tests/examples)."""
 
     name: ClassVar[str] = "random-tiny"
     config_cls: ClassVar[type] = RandomTinyConfig
-    outputs: ClassVar[tuple[str, ...]] = ("frame_cls [T,D]", "patch_tokens [T,L,D] (patch_tokens=true)", "timestamps [T]")
 
     def __init__(self, config: RandomTinyConfig) -> None:
-        self.config = config
         vision = _vision_config(config)
-        self.model = build_random_tiny(config.seed, vision).requires_grad_(False)
-        self.device = resolve_device(config.device)
-        self.visual = self.model.visual.to(self.device)
-        self.preprocess = PreprocessInfo(vision.image_size)
-        sampling = f"fps{config.fps:g}" if config.fps else f"n{config.num_frames}"
+        self.model = build_random_tiny(config.seed, vision)
         arch = f"{config.image_size}-{config.patch_size}-{config.width}-{config.layers}-{config.heads}-{config.output_dim}"
-        self._version = f"random-tiny-v1-s{config.seed}-{arch}-{sampling}-p{int(config.patch_tokens)}"
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    def decode_spec(self) -> DecodeSpec:
-        return frame_decode_spec(self.config.num_frames, self.config.fps, self.config.image_size)
-
-    def encode(self, videos: Sequence[DecodedVideo]) -> list[dict[str, np.ndarray]]:
-        return encode_frames(
-            self.visual,
-            self.preprocess,
-            videos,
-            patch_tokens=self.config.patch_tokens,
-            batch_size=self.config.batch_size,
-            device=self.device,
-        )
+        super().__init__(config, self.model.visual, PreprocessInfo(vision.image_size), f"random-tiny-v1-s{config.seed}-{arch}")
 
 
 @TEXT_ENCODERS.register("random-tiny")

@@ -198,7 +198,6 @@ class Mmt(RetrievalModel):
 
     # -- text -------------------------------------------------------------------------------------
     def encode_text(self, batch: TextBatch) -> MmtTextEmb:
-        c: MmtConfig = self.config  # type: ignore[assignment]
         device = self.mixture.weight.device
         pooled = self.text_pooled(list(batch.texts), device)
         psi = torch.stack([unit(pooled) for unit in self.text_units], dim=1)  # [N, E, d]
