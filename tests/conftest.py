@@ -41,3 +41,20 @@ def realdata() -> Path:
     if not REALDATA.is_dir():
         pytest.skip(f"real data folder {REALDATA} is absent")
     return REALDATA
+
+
+@pytest.fixture
+def cpu_load():
+    """Two busy-looping processes (one per core here) for as long as the test runs: determinism
+    claims must hold on a loaded machine, not only on an idle one."""
+    import subprocess
+    import sys
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        yield burners
+    finally:
+        for p in burners:
+            p.kill()
+        for p in burners:
+            p.wait()

@@ -152,7 +152,7 @@ def test_index_json_names_every_file_with_its_checksum(world):
     assert set(info.files) == {"model_config", "model_weights", "vectors", "vectors_is", "gallery", "items", "querybank"}
     layout.verify_files(root / "idx", info)
     assert info.querybank["n_bank"] == 6  # 3 train videos × 2 captions (the checkpoint's training manifest)
-    assert sorted(p.name for p in (root / "idx").iterdir()) == sorted(["index.json", info.data_dir])
+    assert sorted(p.name for p in (root / "idx").iterdir()) == sorted([".lock", "index.json", info.data_dir])
 
 
 def test_non_inner_product_model_is_rescored_with_its_similarity(world, tmp_path):
@@ -196,7 +196,7 @@ def test_rerun_after_interruption_ends_with_one_entry_per_video(world, tmp_path)
     second = build_index(manifest, run, out, opts)
     assert (second.extract["skipped"], second.extract["extracted"]) == (6, 0)
     info = layout.read_info(out)
-    assert sorted(p.name for p in out.iterdir()) == sorted(["index.json", info.data_dir])
+    assert sorted(p.name for p in out.iterdir()) == sorted([".lock", "index.json", info.data_dir])
     searcher = Searcher.open(out)
     keys = [i.key for i in searcher.items.all()]
     assert keys == _gallery_keys(manifest)  # one entry per video, source order

@@ -45,3 +45,33 @@ def test_sigkill_then_resume_reproduces_uninterrupted_weights(tmp_path_factory, 
         assert torch.equal(a[k], b[k]), k
     lines = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == list(range(1, EPOCHS + 1))
+
+
+def test_damaged_last_state_resumes_from_the_previous_epoch(tmp_path_factory, tmp_path):
+    """A truncated newest state file: --resume refuses it in one line; --resume-previous redoes the last
+    epoch from the one before and ends with exactly the uninterrupted run's weights."""
+    import shutil
+
+    full = tiny_run(tmp_path_factory)
+    world = full.parent
+    run = tmp_path / "run"
+    shutil.copytree(full, run)
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["epoch"] == EPOCHS and state["previous"]["epoch"] == EPOCHS - 1
+    damaged = run / state["model_file"]
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    args = ("train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-seqtransf", "--out", str(run), "--quiet")
+
+    r = tvr_subprocess(*args, "--resume")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == (f"error: {damaged}: damaged (its sha256 differs from the one recorded at the epoch's "
+                                f"commit); epoch {EPOCHS - 1} is intact: continue from it with --resume-previous")
+
+    r = tvr_subprocess(*args, "--resume-previous")
+    assert r.returncode == 0, r.stderr
+    a, b = load_file(str(full / "model.safetensors")), load_file(str(run / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    redone = json.loads((run / "trainer_state.json").read_text())
+    assert redone["epoch"] == EPOCHS and redone["previous"]["epoch"] == EPOCHS - 1
+    assert sorted(p.name for p in (run / "state").iterdir()) == sorted(
+        Path(d[k]).name for d in (redone, redone["previous"]) for k in ("model_file", "optimizer_file"))

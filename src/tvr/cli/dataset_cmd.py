@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tvr.cli.output import print_json, stderr_console
+from tvr.cli.output import PlainFlagsCommand, PlainFlagsGroup, print_json, stderr_console
 
 
 def register(app: typer.Typer) -> None:
@@ -16,9 +16,10 @@ def register(app: typer.Typer) -> None:
         name="dataset",
         help="Standard benchmarks: convert official annotation files into manifests.",
         no_args_is_help=True,
+        cls=PlainFlagsGroup,
     )
-    group.command("convert")(convert)
-    group.command("list")(list_datasets)
+    group.command("convert", cls=PlainFlagsCommand)(convert)
+    group.command("list", cls=PlainFlagsCommand)(list_datasets)
     app.add_typer(group, name="dataset")
 
 
@@ -40,6 +41,7 @@ def convert(
     keep_missing: Annotated[
         bool, typer.Option("--keep-missing", help="Keep lines whose video is not found under --videos.")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Convert official annotation files of benchmark NAME into a manifest."""
@@ -48,7 +50,7 @@ def convert(
 
     report = run_convert(ConvertRequest(
         dataset=name, annotations=tuple(annotations), out=out, split_list=split_list,
-        videos=videos, split=split, keep_missing=keep_missing,
+        videos=videos, split=split, keep_missing=keep_missing, force=force,
     ))
     console = stderr_console()
     for note in report.notes:

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
+
 
 def register(app: typer.Typer) -> None:
     """Adds `tvr demo` to `app`."""
 
-    @app.command("demo")
+    @app.command("demo", cls=PlainFlagsCommand)
     def demo_command(
         out: Annotated[Path, typer.Option("--out", help="Working folder (reused: an interrupted demo resumes).")] = Path("demo-out"),
         videos: Annotated[int, typer.Option("--videos", help="Synthetic videos to generate.")] = 300,

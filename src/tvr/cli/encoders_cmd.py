@@ -6,11 +6,13 @@ import json
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
+
 
 def register(app: typer.Typer) -> None:
     """Adds `tvr encoders` to `app`."""
 
-    @app.command("encoders")
+    @app.command("encoders", cls=PlainFlagsCommand)
     def encoders(
         as_json: bool = typer.Option(False, "--json", help="Print a JSON list on stdout instead of a table."),
     ) -> None:

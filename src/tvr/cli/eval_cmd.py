@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
+
 
 def register(app: typer.Typer) -> None:
     """Adds `tvr eval` to `app`."""
 
-    @app.command("eval")
+    @app.command("eval", cls=PlainFlagsCommand)
     def eval_command(
         manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL/CSV) holding the split to evaluate.")],
         checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Run directory written by 'tvr train'.")],
@@ -23,11 +26,12 @@ def register(app: typer.Typer) -> None:
         rerank: Annotated[Path | None, typer.Option("--rerank", help="Re-ranker run (tvr train --first-stage) rescoring the top-K.")] = None,
         rerank_k: Annotated[int, typer.Option("--rerank-k", help="First-stage candidates per query the re-ranker rescores.")] = 15,
         workers: Annotated[int, typer.Option("--workers", "-w", help="Decode processes.")] = 2,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite --ranks-out if it exists.")] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print the metric JSON on stdout.")] = False,
     ) -> None:
         """Text→video and video→text metrics, hubness and per-tag metrics of a checkpoint."""
         from tvr.cli.output import print_json, stderr_console
-        from tvr.eval.evaluate import evaluate_model
+        from tvr.eval.evaluate import coverage_of, evaluate_model
         from tvr.errors import TvrError
         from tvr.io.manifest import SPLITS, read_manifest
         from tvr.models.registry import load_model
@@ -38,6 +42,8 @@ def register(app: typer.Typer) -> None:
 
         if split not in SPLITS:
             raise TvrError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if ranks_out is not None and ranks_out.exists() and not force:
+            raise TvrError(f"{ranks_out}: already exists (use --force to overwrite it)")
         entry = get_postproc(postproc)
         dev = resolve_device(device)
         two_stage = None
@@ -64,10 +70,15 @@ def register(app: typer.Typer) -> None:
             qb_texts = [e.caption for e in qb.entries]
             if not qb_texts:
                 raise TvrError(f"--postproc {postproc} needs a querybank: pass --querybank MANIFEST ({manifest} has no train captions)")
-        pairs = load_pairs(part, model.input_spec(), checkpoint / FRAMES_DIR, workers=workers, progress=not json_out)
+        store = checkpoint / FRAMES_DIR
+        pairs = load_pairs(part, model.input_spec(), store, workers=workers, progress=not json_out)
+        coverage = coverage_of(part, pairs, store)
+        if coverage.partial:
+            # plain print: one line, never wrapped to the terminal's width
+            print(f"warning: {coverage.warning()}", file=sys.stderr)
         report = evaluate_model(model, pairs, device=dev, postproc=postproc, querybank_texts=qb_texts,
                                 split=None if m.splits() == {None} else split, ranks_out=ranks_out,
-                                rerank=two_stage)
+                                rerank=two_stage, coverage=coverage)
         if json_out:
             print_json(report)
             return

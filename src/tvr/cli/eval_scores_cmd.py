@@ -8,9 +8,11 @@ from typing import Optional
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
+
 
 def register(app: typer.Typer) -> None:
-    app.command("eval-scores")(eval_scores)
+    app.command("eval-scores", cls=PlainFlagsCommand)(eval_scores)
 
 
 def eval_scores(
@@ -37,6 +39,7 @@ def eval_scores(
         "--example",
         help="Write a synthetic example (scores.npy, gt.json, querybank.npy with a planted hub) here and exit.",
     ),
+    force: bool = typer.Option(False, "--force", help="With --example: overwrite files of those names."),
 ) -> None:
     """Evaluate a precomputed query×gallery score matrix: recalls both ways, hubness before/after post-processing."""
     from tvr.cli.output import print_json, stderr_console
@@ -48,7 +51,7 @@ def eval_scores(
             raise TvrError("--example writes an example and exits; do not pass SCORES or --gt with it")
         from tvr.eval.example import write_example
 
-        paths = write_example(example)
+        paths = write_example(example, force=force)
         console.print(f"wrote {paths['scores']}, {paths['gt']}, {paths['querybank']}")
         console.print(
             f"try: tvr eval-scores {paths['scores']} --gt {paths['gt']} --postproc is --querybank {paths['querybank']}",
@@ -89,12 +92,25 @@ def _load_matrix(path: Path, what: str):
 
     if not path.is_file():
         raise _err(f"{what} file {path} does not exist")
+    # np.load takes any file without the .npy magic for a pickle and says "load it unsafely using
+    # allow_pickle"; tvr never loads pickles, so look at the first bytes and say what the file is.
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise _err(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    if head.startswith(b"PK\x03\x04"):
+        raise _err(f"{path}: not a .npy array (a zip/.npz archive; save one array with numpy.save)")
+    if not head.startswith(np.lib.format.MAGIC_PREFIX):
+        raise _err(f"{path}: not a .npy array (cannot read a .npy header; the file starts with {head!r})")
     try:
         arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError/OSError/EOFError/UnpicklingError for bad files
-        raise _err(f"cannot read {what} file {path} as .npy: {exc}") from None
-    if not isinstance(arr, np.ndarray):
-        raise _err(f"{what} file {path} must be a single .npy array, not an archive")
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise _err(f"{path}: not a .npy array of numbers (it holds pickled Python objects)") from None
+        raise _err(f"{path}: not a .npy array (damaged or truncated: {exc})") from None
+    except (OSError, EOFError) as exc:
+        raise _err(f"{path}: not a .npy array (damaged or truncated: {exc})") from None
     if arr.ndim != 2:
         raise _err(f"{what} in {path} must be a 2-D matrix, got shape {arr.shape}")
     if arr.size == 0:

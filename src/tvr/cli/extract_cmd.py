@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
 from tvr.errors import TvrError
+
+if TYPE_CHECKING:
+    from tvr.features.extract import ClipJob, ExtractReport
 
 
 def register(app: typer.Typer) -> None:
     """Adds `tvr extract` to `app`."""
-    app.command("extract")(extract)
+    app.command("extract", cls=PlainFlagsCommand)(extract)
 
 
 def extract(
@@ -26,8 +31,13 @@ def extract(
     device: Annotated[str | None, typer.Option(help="Device for the encoder, e.g. cpu or cuda.")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help="Encoder option key=value (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
-    """Extract features of every video in SOURCE into the store OUT (resumable; re-running skips done videos)."""
+    """Extract features of every video in SOURCE into the store OUT (resumable; re-running skips done videos).
+
+    Exit status: 0 when at least one video is extracted or up to date (failed videos are listed),
+    1 when no video could be extracted (every one failed), 2 on a usage error.
+    """
     from rich.markup import escape
 
     from tvr.cli.output import print_json, stderr_console
@@ -43,10 +53,15 @@ def extract(
     enc = create_video_encoder(encoder, **options)
     report = extract_features(
         jobs, enc, out, workers=workers, batch_videos=batch_videos, timeout_s=timeout,
-        progress=True, retry_failed=retry_failed,
+        progress=not quiet, retry_failed=retry_failed,
     )
+    nothing = nothing_extracted(jobs, report)
     if as_json:
         print_json(report.to_json())
+    if nothing is not None:
+        print(f"error: {nothing}", file=sys.stderr)  # plain print: one line, never wrapped
+        raise typer.Exit(1)
+    if as_json:
         return
     console = stderr_console()
     console.print(
@@ -58,6 +73,18 @@ def extract(
         console.print(f"  [red]failed[/red] {escape(f['key'])}: {escape(f['error'])}", soft_wrap=True, highlight=False)
     if len(report.failed) > 20:
         console.print(f"  … and {len(report.failed) - 20} more (use --json for all)", soft_wrap=True)
+
+
+def nothing_extracted(jobs: list[ClipJob], report: ExtractReport) -> str | None:
+    """The exit-1 message when every video of this run has failed (now or in an earlier run), else None."""
+    failed = {f["key"]: f for f in report.failed}
+    keys = list(dict.fromkeys(job.key for job in jobs))
+    if not keys or any(key not in failed for key in keys):
+        return None
+    first = failed[keys[0]]
+    reason = first["error"] if first["path"] in first["error"] else f"{first['path']}: {first['error']}"
+    reason = " ".join(reason.split())
+    return f"nothing extracted: {len(keys)} of {len(keys)} videos failed (first: {reason})"
 
 
 def parse_options(items: list[str]) -> dict[str, str]:

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
+
 
 def register(app: typer.Typer) -> None:
     """Adds `tvr index` to `app`."""
 
-    @app.command("index")
+    @app.command("index", cls=PlainFlagsCommand)
     def index_command(
         source: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively) or a manifest (its distinct clips).")],
         checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Run directory written by 'tvr train'.")],

@@ -29,6 +29,7 @@ from tvr.cli import (
     synth_cmd,
     train_cmd,
 )
+from tvr.cli.output import PlainFlagsCommand, PlainFlagsGroup
 from tvr.errors import TvrError
 
 COMMAND_MODULES = (
@@ -50,6 +51,7 @@ def build_app() -> typer.Typer:
     app = typer.Typer(
         name="tvr",
         help="Text-video retrieval: search videos with natural language, evaluate and train retrieval models.",
+        cls=PlainFlagsGroup,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
@@ -62,7 +64,7 @@ def build_app() -> typer.Typer:
     for module in COMMAND_MODULES:
         module.register(app)
 
-    @app.command("version")
+    @app.command("version", cls=PlainFlagsCommand)
     def version() -> None:
         """Print the installed tvr version."""
         import tvr

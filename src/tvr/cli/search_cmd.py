@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
+
 
 def register(app: typer.Typer) -> None:
     """Adds `tvr search` to `app`."""
 
-    @app.command("search")
+    @app.command("search", cls=PlainFlagsCommand)
     def search_command(
         index_dir: Annotated[Path, typer.Argument(help="Index directory written by 'tvr index'.")],
         text: Annotated[str, typer.Argument(help="What to look for, in words.")],

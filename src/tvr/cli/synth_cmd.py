@@ -7,39 +7,39 @@ from pathlib import Path
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
+
 
 def register(app: typer.Typer) -> None:
     """Adds `tvr synth` to `app`."""
-    app.command("synth")(synth)
+    app.command("synth", cls=PlainFlagsCommand)(synth)
 
 
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to create (must be empty unless --force)."),
-    videos: int = typer.Option(..., "--videos", "-n", help="Number of videos (split 80/10/10 train/val/test)."),
+    videos: int = typer.Option(..., "--videos", "-n", help="Number of videos, 1..100000 (80/10/10 train/val/test)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same collection."),
-    size: int = typer.Option(64, "--size", help="Frame side in pixels (even)."),
-    seconds: float = typer.Option(3.0, "--seconds", help="Duration of each video."),
-    fps: float = typer.Option(8.0, "--fps", help="Frames per second."),
+    size: int = typer.Option(64, "--size", help="Frame side in pixels: even, 16..1024, size² × frames ≤ 33554432."),
+    seconds: float = typer.Option(3.0, "--seconds", help="Duration of each video (at most 600 s)."),
+    fps: float = typer.Option(8.0, "--fps", help="Frames per second, at most 120 (2..3600 frames per video)."),
     workers: int | None = typer.Option(None, "--workers", "-w", help="Worker processes (default: all cores)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT_DIR."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Generate synthetic videos (coloured moving shapes with sounds) with captions and splits."""
-    from tvr.cli.output import print_json, stderr_console
+    from tvr.cli.output import ProgressReport, print_json, stderr_console
     from tvr.errors import TvrError
-    from tvr.eval.synthetic.generate import RenderConfig, generate
+    from tvr.eval.synthetic.generate import RenderConfig, check_limits, generate
     from tvr.eval.synthetic.world import WorldConfig
 
     if workers is not None and workers < 1:
         raise TvrError(f"--workers must be at least 1, got {workers}")
+    world, render = WorldConfig(videos=videos, seed=seed), RenderConfig(size=size, seconds=seconds, fps=fps)
+    check_limits(world, render)  # before the progress bar appears
     console = stderr_console()
-    with console.status("rendering videos…") as status:
-        def progress(done: int, total: int) -> None:
-            status.update(f"rendering videos… {done}/{total}")
-
+    with ProgressReport("synth", videos, "videos", transient=True, console=console) as report:
         summary = generate(
-            out_dir, WorldConfig(videos=videos, seed=seed), RenderConfig(size=size, seconds=seconds, fps=fps),
-            workers=workers, force=force, on_progress=progress,
+            out_dir, world, render, workers=workers, force=force, on_progress=lambda done, _total: report.update(done),
         )
     if as_json:
         print_json(asdict(summary))
@@ -47,5 +47,6 @@ def synth(
     parts = ", ".join(f"{k} {v['videos']} videos / {v['captions']} captions" for k, v in summary.splits.items())
     console.print(
         f"wrote {summary.videos} videos to {summary.out_dir} ({parts}) "
-        f"in {summary.elapsed_s:.1f} s = {summary.videos_per_s:.1f} videos/s with {summary.workers} workers"
+        f"in {summary.elapsed_s:.1f} s = {summary.videos_per_s:.1f} videos/s with {summary.workers} workers",
+        soft_wrap=True,
     )

@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from tvr.cli.output import PlainFlagsCommand
+
 
 def register(app: typer.Typer) -> None:
     """Adds `tvr train` to `app`."""
 
-    @app.command("train")
+    @app.command("train", cls=PlainFlagsCommand)
     def train_command(
         manifest: Annotated[Path, typer.Argument(help="Manifest (JSONL/CSV); trains on split 'train' (all entries if unsplit).")],
         method: Annotated[str, typer.Option("--method", "-m", help="Method name, e.g. clip4clip-meanp, clip4clip-seqtransf.")],
@@ -20,6 +22,7 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option("--config", help='JSON: {"preset": NAME, "model": {...}, "train": {...}}.')] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last finished epoch.")] = False,
+        resume_previous: Annotated[bool, typer.Option("--resume-previous", help="Like --resume, but from the epoch before the last (when the last checkpoint is damaged).")] = False,
         seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the preset's, 0).")] = None,
         first_stage: Annotated[Path | None, typer.Option("--first-stage", help="First-stage run (re-rankers only).")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -34,16 +37,18 @@ def register(app: typer.Typer) -> None:
         is_reranker = bool(getattr(lookup(method)[0], "reranker", False))
         if first_stage is not None and not is_reranker:
             raise TvrError(f"--first-stage is only for re-ranking methods; {method!r} takes none")
+        resume = resume or resume_previous
         if resume and config is not None:
             raise TvrError("--resume continues with the run's saved config; drop --config")
         if is_reranker:
             from tvr.train.rerank import train_rerank
 
             result = train_rerank(manifest, method, out, first_stage=first_stage, config_file=config, epochs=epochs,
-                                  device=device, resume=resume, seed=seed, progress=not quiet)
+                                  device=device, resume=resume, resume_previous=resume_previous, seed=seed,
+                                  progress=not quiet)
         else:
             result = train(manifest, method, out, config_file=config, epochs=epochs, device=device,
-                           resume=resume, seed=seed, progress=not quiet)
+                           resume=resume, resume_previous=resume_previous, seed=seed, progress=not quiet)
         last = result.history[-1] if result.history else {}
         if json_out:
             print_json({"run_dir": str(result.run_dir), "method": method, "epochs": result.epochs,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,77 @@ import torch
 
 from tvr.atomic import atomic_open
 from tvr.errors import TvrError
+from tvr.io.manifest import Manifest
 from tvr.models.base import RetrievalModel, TextBatch, TextEmb, VideoEmb
-from tvr.train.data import Clips, PairSet
+from tvr.train.data import Clips, PairSet, store_key
 
 TEXT_BATCH = 256
 VIDEO_BATCH = 32
 SCORE_CHUNK = 1024
+SHOWN_FAILURES = 3  # undecodable videos named on the terminal; the JSON lists them all
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    """A manifest video (its manifest spelling) that was left out, and why."""
+
+    video: str
+    key: str  # feature-store key
+    error: str
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of a manifest split the metrics cover once undecodable videos are left out."""
+
+    videos: int
+    videos_total: int
+    queries: int
+    queries_total: int
+    failures: tuple[DecodeFailure, ...]
+
+    @property
+    def partial(self) -> bool:
+        return self.videos < self.videos_total or self.queries < self.queries_total
+
+    def to_json(self) -> dict[str, Any]:
+        return {"videos": self.videos, "videos_total": self.videos_total, "queries": self.queries,
+                "queries_total": self.queries_total,
+                "failures": [{"video": f.video, "key": f.key, "error": f.error} for f in self.failures]}
+
+    def warning(self) -> str:
+        """One line naming the first few undecodable videos with their errors."""
+        n_left_out = self.videos_total - self.videos
+        shown = ", ".join(f"{f.video} ({f.error})" for f in self.failures[:SHOWN_FAILURES])
+        more = n_left_out - min(len(self.failures), SHOWN_FAILURES)
+        return (f"{n_left_out} of {self.videos_total} videos could not be decoded and were left out: "
+                f"{shown}{f' …and {more} more' if more > 0 else ''}")
+
+
+def decode_failures(manifest: Manifest, store_dir: Path) -> list[DecodeFailure]:
+    """The manifest's distinct clips that the store at `store_dir` records as failed, with the store's error."""
+    from tvr.features.store import FeatureStore
+
+    if not (Path(store_dir) / "store.sqlite").is_file():
+        return []
+    clips = {store_key(manifest, e): e.video_key for e in manifest.entries}
+    out = []
+    with FeatureStore(store_dir) as store:
+        for key, video in clips.items():
+            row = store.entry(key)
+            if row is None or row.status != "failed":
+                continue
+            # the store spells the absolute path; the message names the manifest's spelling instead
+            error = (row.error or "decode failed").removeprefix(f"cannot decode {row.path}: ")
+            out.append(DecodeFailure(video, key, error))
+    return out
+
+
+def coverage_of(manifest: Manifest, pairs: PairSet, store_dir: Path) -> Coverage:
+    """What `pairs` (loaded from `manifest` through the store at `store_dir`) keeps of `manifest`."""
+    failures = decode_failures(manifest, store_dir) if pairs.skipped else []
+    return Coverage(videos=len(pairs.clips), videos_total=len({store_key(manifest, e) for e in manifest.entries}),
+                    queries=len(pairs.entries), queries_total=len(manifest.entries), failures=tuple(failures))
 
 
 @torch.no_grad()
@@ -126,10 +192,12 @@ def evaluate_model(
     split: str | None = None,
     ranks_out: Path | None = None,
     rerank: Any = None,
+    coverage: Coverage | None = None,
 ) -> dict[str, Any]:
     """The DESIGN §9 metric JSON for `pairs`, plus "by_tag" when the captions carry tags.
 
     `rerank` (a `tvr.postproc.rerank.TwoStage`) rescores each query's top-K after post-processing.
+    `coverage` (see `coverage_of`) is recorded as "coverage" when videos were left out.
     """
     from tvr.eval.report import score_report
     from tvr.postproc import apply_postproc, get_postproc
@@ -156,6 +224,8 @@ def evaluate_model(
     report["chance"] = {"R@1": 100.0 / scores.shape[1], "MdR": (scores.shape[1] + 1) / 2}
     if pairs.skipped:
         report["skipped_videos"] = list(pairs.skipped)
+    if coverage is not None and coverage.partial:
+        report["coverage"] = coverage.to_json()
     by_tag = metrics_by_tag(final, gt, pairs.entries)
     if by_tag:
         report["by_tag"] = by_tag

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tvr.atomic import atomic_open, atomic_write_text
+from tvr.errors import TvrError
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,17 @@ def make_example(config: ExampleConfig = ExampleConfig()) -> Example:
     return Example(scores.astype(np.float32), list(range(config.n_videos)), bank.astype(np.float32), hub)
 
 
-def write_example(out_dir: str | Path, config: ExampleConfig = ExampleConfig()) -> dict[str, Path]:
-    """Write scores.npy, gt.json and querybank.npy into `out_dir` (atomically); returns their paths."""
+def write_example(out_dir: str | Path, config: ExampleConfig = ExampleConfig(), force: bool = False) -> dict[str, Path]:
+    """Write scores.npy, gt.json and querybank.npy into `out_dir` (atomically); returns their paths.
+    An existing file of those names is only replaced with `force`."""
     out = Path(out_dir)
-    ex = make_example(config)
     paths = {"scores": out / "scores.npy", "gt": out / "gt.json", "querybank": out / "querybank.npy"}
+    if out.exists() and not out.is_dir():
+        raise TvrError(f"{out}: exists and is not a directory")
+    existing = [p for p in paths.values() if p.exists()]
+    if existing and not force:
+        raise TvrError(f"{existing[0]}: already exists (use --force to overwrite it)")
+    ex = make_example(config)
     for key, arr in (("scores", ex.scores_qg), ("querybank", ex.querybank_bg)):
         with atomic_open(paths[key], "wb") as fh:
             np.save(fh, arr, allow_pickle=False)

@@ -99,8 +99,15 @@ def format_report_table(report: dict[str, Any]) -> "Table":
     title = f"{who + ' · ' if who else ''}post-processing: {label}"
     before, after = report["hubness_before"], report["hubness"]
     k = report.get("hubness_k", DEFAULT_K)
+    cov = report.get("coverage")
+    n_left_out = 0 if cov is None else cov["videos_total"] - cov["videos"]
+    left_out = "" if cov is None else (
+        f"covers {cov['videos']} of {cov['videos_total']} videos, {cov['queries']} of {cov['queries_total']} queries "
+        f"({n_left_out} video{'' if n_left_out == 1 else 's'} could not be decoded)\n"
+    )
     caption = (
-        f"{report['n_queries']} queries × {report['n_gallery']} gallery items"
+        left_out
+        + f"{report['n_queries']} queries × {report['n_gallery']} gallery items"
         f"{'' if report.get('v2t_from', 'postproc') == 'postproc' else '; v2t on raw scores'}\n"
         f"hubness N{k}, raw → post-processed:\n"
         f"skewness {before['skewness']:.2f} → {after['skewness']:.2f} · "

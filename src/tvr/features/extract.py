@@ -263,45 +263,25 @@ class _Run:
 
 
 class _Progress:
-    """Rich progress bar on stderr: videos done, videos/s, ETA, failures. A no-op when disabled."""
+    """Videos done, videos/s, ETA and failures on stderr (a bar on a terminal, plain lines elsewhere)."""
 
     def __init__(self, total: int, enabled: bool, skipped: int = 0) -> None:
-        self.total = total
-        self.enabled = enabled
+        from tvr.cli.output import ProgressReport
+
         self.skipped = skipped
         self.failures = 0
-        self._progress: Any = None
-        self._task: Any = None
+        self.report = ProgressReport("extract", total, "videos", enabled=enabled, detail=self._detail())
 
     def __enter__(self) -> _Progress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            from tvr.cli.output import stderr_console
-
-            self._progress = Progress(
-                TextColumn(f"extract ({self.skipped} up to date)"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                TextColumn("[red]{task.fields[failures]} failed"),
-                console=stderr_console(), transient=False,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("extract", total=self.total, rate="- videos/s", failures=0)
+        self.report.__enter__()
         return self
 
     def advance(self, n: int, failed: int = 0) -> None:
         self.failures += failed
-        if self._progress is None or n == 0:
-            return
-        self._progress.advance(self._task, n)
-        task = self._progress.tasks[0]
-        elapsed = task.elapsed or 0.0
-        rate = f"{task.completed / elapsed:.1f} videos/s" if elapsed > 0 else "- videos/s"
-        self._progress.update(self._task, rate=rate, failures=self.failures)
+        self.report.advance(n, detail=self._detail())
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self.report.__exit__(*exc)
+
+    def _detail(self) -> str:
+        return f"{self.failures} failed" + (f", {self.skipped} up to date" if self.skipped else "")

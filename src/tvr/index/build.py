@@ -106,7 +106,7 @@ def gallery_source(source: Path) -> GallerySource:
 def build_index(source: Path, checkpoint: Path, out: Path, options: BuildOptions = BuildOptions()) -> BuildReport:
     """Index every decodable clip of `source` with the checkpoint's model into `out`."""
     from tvr.index.vector_index import IndexSpec
-    from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, read_checkpoint_config
+    from tvr.models.registry import WEIGHTS_FILE, read_checkpoint_config
     from tvr.devices import resolve_device
 
     t0 = time.monotonic()
@@ -121,7 +121,22 @@ def build_index(source: Path, checkpoint: Path, out: Path, options: BuildOptions
         raise TvrError(f"{checkpoint / WEIGHTS_FILE}: missing")
     _check_target(out, options)
     gallery = gallery_source(source)
-    bank_texts, bank_source = querybank_captions(options.querybank, ckpt_doc)
+    bank_texts, bank_source = querybank_captions(options.querybank, checkpoint, ckpt_doc)
+    with layout.writer_lock(out):
+        info, report_extra = _build_locked(checkpoint, out, gallery, bank_texts, bank_source, spec, device, options, source)
+    return BuildReport(
+        index_dir=out, method=info.method, kind=info.kind, n_items=info.n_items, failed=info.failed,
+        querybank_size=len(bank_texts), querybank_source=bank_source, extract=report_extra,
+        elapsed_s=time.monotonic() - t0,
+    )
+
+
+def _build_locked(
+    checkpoint: Path, out: Path, gallery: GallerySource, bank_texts: list[str], bank_source: str | None,
+    spec: Any, device: Any, options: BuildOptions, source: Path,
+) -> tuple[layout.IndexInfo, dict[str, Any]]:
+    """Write a new generation and commit it; the caller holds the index's writer lock."""
+    from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE
 
     data_dir = layout.new_data_dir(out)
     try:
@@ -138,11 +153,7 @@ def build_index(source: Path, checkpoint: Path, out: Path, options: BuildOptions
     except BaseException:
         shutil.rmtree(data_dir, ignore_errors=True)
         raise
-    return BuildReport(
-        index_dir=out, method=info.method, kind=info.kind, n_items=info.n_items, failed=info.failed,
-        querybank_size=len(bank_texts), querybank_source=bank_source, extract=report_extra,
-        elapsed_s=time.monotonic() - t0,
-    )
+    return info, report_extra
 
 
 def _build_generation(

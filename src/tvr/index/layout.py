@@ -12,16 +12,20 @@ Layout::
 
 A build writes a fresh `data-<id>` folder, then replaces `index.json` atomically; only then are
 older generations deleted. A kill at any moment leaves either the old or the new index readable,
-and a re-run cleans up what the killed one left behind.
+and a re-run cleans up what the killed one left behind. One process writes an index at a time: it
+holds `INDEX/.lock` (flock, released by the kernel when the writer dies); a second writer fails fast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ FORMAT_NAME = "tvr-index"
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
 DATA_PREFIX = "data-"
+LOCK_FILE = ".lock"
 
 # roles of the files one generation holds (keys of IndexInfo.files)
 MODEL_CONFIG = "model_config"
@@ -95,6 +100,21 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """Hold the index's writer lock for the block; another writer holding it is an error, at once."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TvrError(f"{root}: another process is writing this index; wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def new_data_dir(root: Path) -> Path:

@@ -1,32 +1,51 @@
 """Which captions form an index's querybank: `--querybank MANIFEST`, else the training captions.
 
-QB-Norm's default querybank is the training captions encoded by the same model; the trainer
-records its manifest in the checkpoint's config.json ("training.manifest"), so indexing can find
-them. No manifest recorded (or no longer there): no querybank, and search offers no IS/DIS.
+QB-Norm's default querybank is the training captions encoded by the same model. The trainer stores
+them in the run itself (RUN/querybank_captions.json), so the querybank does not depend on the
+folder a command runs from or on the training manifest still being there. Runs made before that
+file existed recorded the manifest's path in config.json ("training.manifest"); it is used when it
+still resolves. Neither: no querybank, and search offers no IS/DIS.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from tvr.errors import TvrError
+from tvr.models.registry import TRAINING_CAPTIONS_FILE
 
 
-def querybank_captions(querybank: Path | None, checkpoint_doc: dict[str, Any]) -> tuple[list[str], str | None]:
+def querybank_captions(
+    querybank: Path | None, checkpoint: Path, checkpoint_doc: dict[str, Any]
+) -> tuple[list[str], str | None]:
     """(captions, where they came from); ([], None) when there is no querybank."""
     from tvr.io.manifest import read_manifest
 
     if querybank is not None:
         m = read_manifest(querybank)
         return [e.caption for e in m.entries], str(querybank)
+    stored = checkpoint / TRAINING_CAPTIONS_FILE
+    if stored.is_file():
+        return read_training_captions(stored), f"{stored} (training captions)"
     training = checkpoint_doc.get("training")
     recorded = training.get("manifest") if isinstance(training, dict) else None
-    if not isinstance(recorded, str) or not Path(recorded).is_file():
-        return [], None
+    if not isinstance(recorded, str) or not Path(recorded).is_absolute() or not Path(recorded).is_file():
+        return [], None  # a relative path would depend on the current folder
     try:
         m = read_manifest(recorded)
     except TvrError:
         return [], None  # the training manifest changed since; indexing goes on without a querybank
     part = m if m.splits() == {None} else m.split("train")
     return [e.caption for e in part.entries], f"{recorded} (training captions)"
+
+
+def read_training_captions(path: Path) -> list[str]:
+    try:
+        captions = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TvrError(f"{path}: not a readable caption list ({exc})") from None
+    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+        raise TvrError(f"{path}: expected a JSON list of caption strings")
+    return captions

@@ -74,7 +74,8 @@ def write_video(
 
     `audio` is a mono float32 signal in [-1, 1] at `audio_rate_hz` (None: no audio stream).
     `rotation_deg` stores a display rotation (counter-clockwise degrees) in the container metadata;
-    the pixels themselves are not rotated. `threads=1` keeps the output byte-identical across runs.
+    the pixels themselves are not rotated. `threads=1` (with x264's lookahead kept on the calling
+    thread) keeps the output byte-identical across runs, also on a loaded machine.
     """
     import av
 
@@ -141,7 +142,10 @@ def _check_frames(frames: np.ndarray) -> None:
 
 def _video_options(codec: str, crf: int, preset: str) -> dict[str, str]:
     if codec == "libx264":
-        return {"crf": str(crf), "preset": preset}
+        # mbtree=0: x264's macroblock-tree pass (float SIMD over the lookahead) gave the one
+        # source of run-to-run differences seen here, for the same frames on one thread; every
+        # other x264 stage reproduced byte for byte (see tests/io/test_writer_determinism.py)
+        return {"crf": str(crf), "preset": preset, "x264-params": "mbtree=0"}
     if codec == "libvpx-vp9":
         # constant-quality mode; speed 8 is the fastest realtime setting and plenty for small frames
         return {"crf": str(crf + 10), "b": "0", "deadline": "realtime", "cpu-used": "8"}

@@ -45,6 +45,19 @@ class BackboneConfig:
     pretrained_weights: str | None = None  # state-dict file when `pretrained` is an open_clip name or config JSON
     freeze_vision_layers: int = 0  # keep the first N ViT blocks (and the patch embedding) fixed
 
+    def __post_init__(self) -> None:
+        sizes = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_heads", "text_width",
+                 "text_layers", "text_heads", "context_length")
+        for name in sizes:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for width, heads in (("vision_width", "vision_heads"), ("text_width", "text_heads")):
+            if getattr(self, width) % getattr(self, heads):
+                raise ValueError(f"{width} {getattr(self, width)} is not divisible by {heads} {getattr(self, heads)}")
+        if not 0 <= self.freeze_vision_layers <= self.vision_layers:
+            raise ValueError(f"freeze_vision_layers must be in [0, vision_layers={self.vision_layers}], "
+                             f"got {self.freeze_vision_layers}")
+
     def with_vocabulary(self, captions: Sequence[str]) -> BackboneConfig:
         """This config with a word vocabulary built from `captions` (kept if one is already set)."""
         if self.tokenizer != "words" or self.text_encoder != "clip" or self.vocabulary:

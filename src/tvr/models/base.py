@@ -31,6 +31,12 @@ class ModelConfig:
     num_frames: int = 12  # T [paper: 12]
     image_size: int = 224  # square crop fed to the vision tower
 
+    def __post_init__(self) -> None:
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+
 
 @dataclass(frozen=True)
 class VideoInputSpec:

@@ -46,6 +46,7 @@ class CrossTvrConfig(ModelConfig):
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.tokens_per_frame < 1 or self.num_queries < 1 or self.layers < 1:

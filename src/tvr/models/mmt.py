@@ -67,6 +67,7 @@ class MmtConfig(ModelConfig):
     shuffle_seed: int = 0  # eval-time shuffles use a generator with this seed (deterministic scores)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.experts or len(set(self.experts)) != len(self.experts):
             raise ValueError(f"experts must be distinct and non-empty, got {list(self.experts)}")
         if len(self.experts) > MAX_INDEX_EXPERTS:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -24,6 +25,7 @@ CHECKPOINT_FORMAT = "tvr-model"
 CHECKPOINT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+TRAINING_CAPTIONS_FILE = "querybank_captions.json"  # the training captions: an index's default querybank
 
 _METHODS: Registry[tuple[type[RetrievalModel], type[ModelConfig]]] = Registry("method", "tvr.models")
 
@@ -126,7 +128,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if value not in typing.get_args(tp):
             raise TvrError(f"{where}: must be one of {', '.join(map(repr, typing.get_args(tp)))}, got {value!r}")
         return value
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TvrError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if tp in (int, str, bool) and not (type(value) is tp):
         raise TvrError(f"{where}: expected {tp.__name__}, got {value!r}")

@@ -2,13 +2,19 @@
 
 Per epoch, `state/epoch-NNNN.model.safetensors` and `state/epoch-NNNN.optimizer.safetensors` are
 written first, then the run directory's `model.safetensors` + `config.json` (what `load_model` reads),
-then `trainer_state.json` (the commit point) names the state files. A kill at any moment leaves
-either the old or the new trainer_state.json, each naming complete files, and a config.json beside it
-(a kill just before the commit leaves the newer model copy; resuming redoes that epoch bit-for-bit).
+then `trainer_state.json` (the commit point) names the state files with their sha256. A kill at any
+moment leaves either the old or the new trainer_state.json, each naming complete files, and a
+config.json beside it (a kill just before the commit leaves the newer model copy; resuming redoes
+that epoch bit-for-bit).
+
+The previous epoch's state files are kept too, and trainer_state.json carries its record under
+"previous": when the newest state is damaged later (a truncated copy, a bad disk), the run can go on
+from the epoch before with `--resume-previous` instead of starting over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -96,12 +102,39 @@ def save_training_checkpoint(
     doc = {
         **state, "version": STATE_VERSION, "model_file": f"{STATE_DIR}/{model_name}",
         "optimizer_file": f"{STATE_DIR}/{opt_name}", "param_groups": groups, "rng": rng_doc,
+        "sha256": {name: file_sha256(sdir / name) for name in (model_name, opt_name)},
     }
+    previous = _committed_state(run_dir)
+    if previous is not None and int(previous.get("epoch", -1)) >= epoch:  # redoing an epoch (--resume-previous)
+        previous = previous.get("previous")
+    if isinstance(previous, dict):
+        previous.pop("previous", None)
+        doc["previous"] = previous
     save_model(model, run_dir, extra=extra_config)  # before the commit: a resumable run always has config.json
     atomic_write_json(run_dir / STATE_FILE, doc)
+    keep = {model_name, opt_name}
+    if "previous" in doc:
+        keep |= {Path(doc["previous"]["model_file"]).name, Path(doc["previous"]["optimizer_file"]).name}
     for old in sdir.glob("epoch-*.safetensors"):
-        if old.name not in (model_name, opt_name):
+        if old.name not in keep:
             old.unlink(missing_ok=True)
+
+
+def _committed_state(run_dir: Path) -> dict[str, Any] | None:
+    """The trainer_state.json in place before this commit, if it is readable."""
+    try:
+        doc = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("version") == STATE_VERSION else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _save(save_file: Any, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -110,26 +143,65 @@ def _save(save_file: Any, tensors: dict[str, torch.Tensor], path: Path) -> None:
     commit_temp(tmp, path)
 
 
-def read_trainer_state(run_dir: Path) -> dict[str, Any]:
+def read_trainer_state(run_dir: Path, previous: bool = False) -> dict[str, Any]:
+    """The committed state to resume from (its files checked), or with `previous` the epoch before."""
     path = run_dir / STATE_FILE
     if not path.is_file():
         raise TvrError(f"{run_dir}: nothing to resume (no {STATE_FILE}; no epoch finished yet?)")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TvrError(f"{path}: not valid JSON ({exc})") from None
-    if doc.get("version") != STATE_VERSION:
-        raise TvrError(f"{path}: trainer state version {doc.get('version')!r}, this tvr reads {STATE_VERSION}")
+        raise TvrError(f"{path}: not valid JSON ({exc}); start over with a new --out") from None
+    if not isinstance(doc, dict) or doc.get("version") != STATE_VERSION:
+        found = doc.get("version") if isinstance(doc, dict) else None
+        raise TvrError(f"{path}: trainer state version {found!r}, this tvr reads {STATE_VERSION}")
+    if previous:
+        if not isinstance(doc.get("previous"), dict):
+            raise TvrError(f"{path}: keeps no earlier epoch to resume from; start over with a new --out")
+        doc = doc["previous"]
+        problem = state_file_problem(run_dir, doc)
+        if problem:
+            raise TvrError(f"{problem}; the earlier epoch is damaged too, start over with a new --out")
+        return doc
+    problem = state_file_problem(run_dir, doc)
+    if problem:
+        earlier = doc.get("previous")
+        if isinstance(earlier, dict) and state_file_problem(run_dir, earlier) is None:
+            hint = f"epoch {earlier['epoch']} is intact: continue from it with --resume-previous"
+        else:
+            hint = "no intact earlier epoch is kept: start over with a new --out"
+        raise TvrError(f"{problem}; {hint}")
     return doc
+
+
+def state_file_problem(run_dir: Path, doc: dict[str, Any]) -> str | None:
+    """Why the state files that `doc` names cannot be restored ("FILE: reason"), or None."""
+    from safetensors import SafetensorError, safe_open
+
+    recorded = doc.get("sha256") or {}
+    for key in ("model_file", "optimizer_file"):
+        path = run_dir / str(doc.get(key, ""))
+        if not path.is_file():
+            return f"{path}: missing, so the checkpoint is incomplete"
+        expected = recorded.get(path.name)
+        if expected is not None and file_sha256(path) != expected:
+            return f"{path}: damaged (its sha256 differs from the one recorded at the epoch's commit)"
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                for name in fh.keys():
+                    fh.get_slice(name)
+        except (SafetensorError, OSError, ValueError) as exc:
+            return f"{path}: damaged, not a readable safetensors file ({exc})"
+    return None
 
 
 def restore_training_checkpoint(run_dir: Path, doc: dict[str, Any], model: RetrievalModel, optimizer: Optimizer) -> None:
     """Load the weights, optimizer state and RNG states that `doc` (trainer_state.json) names."""
     from safetensors.torch import load_file
 
-    for key in ("model_file", "optimizer_file"):
-        if not (run_dir / doc[key]).is_file():
-            raise TvrError(f"{run_dir / doc[key]}: missing; the checkpoint is incomplete")
+    problem = state_file_problem(run_dir, doc)
+    if problem:
+        raise TvrError(problem)
     model.load_state_dict(load_file(str(run_dir / doc["model_file"])))
     tensors = load_file(str(run_dir / doc["optimizer_file"]))
     load_optimizer(optimizer, tensors, doc["param_groups"])

@@ -238,9 +238,16 @@ def load_pairs(
     keys = [store_key(manifest, e) for e in manifest.entries]
     with FeatureStore(store_dir) as store:
         ok = {k for k in dict.fromkeys(keys) if store.status(k) == "ok"}
+        first_failure = None if ok else next((store.entry(k) for k in keys if store.entry(k) is not None), None)
     gallery = [k for k in dict.fromkeys(keys) if k in ok]
     if not gallery:
-        raise TvrError(f"{manifest.source}: none of its videos could be decoded")
+        n_videos = len(dict.fromkeys(keys))
+        example = ""
+        if first_failure is not None:  # the manifest's spelling of the file, not the store's absolute path
+            video = next(e.video for e in manifest.entries if store_key(manifest, e) == first_failure.key)
+            error = (first_failure.error or "decode failed").removeprefix(f"cannot decode {first_failure.path}: ")
+            example = f"; e.g. {video}: {error}"
+        raise TvrError(f"{manifest.source}: none of its {n_videos} videos could be decoded{example}")
     row = {k: i for i, k in enumerate(gallery)}
     kept = [(e, row[k]) for e, k in zip(manifest.entries, keys, strict=True) if k in row]
     skipped = tuple(k for k in dict.fromkeys(keys) if k not in ok)

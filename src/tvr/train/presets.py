@@ -30,6 +30,36 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2  # decode processes
 
+    def __post_init__(self) -> None:
+        for name, (low, high, low_open) in TRAIN_RANGES.items():
+            value = getattr(self, name)
+            below = value <= low if low_open else value < low
+            if below or (high is not None and value > high):
+                raise ValueError(f"{name} must be {_describe_range(low, high, low_open)}, got {value!r}")
+
+
+# field -> (lower bound, upper bound or None, lower bound excluded); checked before any work starts
+TRAIN_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "epochs": (1, None, False),
+    "batch_size": (2, None, False),  # a contrastive batch needs a negative
+    "lr": (0, None, True),
+    "backbone_lr_scale": (0, None, False),
+    "weight_decay": (0, None, False),
+    "warmup_fraction": (0, 1, False),
+    "min_lr_ratio": (0, 1, False),
+    "grad_clip": (0, None, False),
+    "val_fraction": (0, 0.9, False),
+    "val_max_videos": (1, None, False),
+    "seed": (0, 2**63 - 1, False),
+    "workers": (1, 256, False),
+}
+
+
+def _describe_range(low: float, high: float | None, low_open: bool) -> str:
+    if high is None:
+        return f"> {low}" if low_open else f">= {low}"
+    return f"in {'(' if low_open else '['}{low}, {high}]"
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -74,6 +104,15 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def override(cfg: TrainConfig, **values: Any) -> TrainConfig:
+    """`cfg` with command-line values (None: keep) replaced; an out-of-range one names its flag."""
+    values = {k: v for k, v in values.items() if v is not None}
+    try:
+        return replace(cfg, **values)
+    except ValueError as exc:
+        raise TvrError(f"--{str(exc).replace('_', '-')}") from None
+
+
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -107,6 +146,8 @@ def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any],
     model = {k: v for k, v in preset.model.items() if k in fields}  # presets cover several methods
     model = deep_merge(model, doc.get("model") or {})
     train = config_from_dict(TrainConfig, doc.get("train") or {}, where=f"{config_file}: train")
-    base = preset.train
-    train = replace(base, **{k: getattr(train, k) for k in (doc.get("train") or {})})
+    try:
+        train = replace(preset.train, **{k: getattr(train, k) for k in (doc.get("train") or {})})
+    except ValueError as exc:
+        raise TvrError(f"{config_file}: train: {exc}") from None
     return name, model, train

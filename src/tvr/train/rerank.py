@@ -25,7 +25,7 @@ from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, build, config_from_dict, load_model, lookup, make_config
 from tvr.train.checkpoint import has_checkpoint, read_trainer_state, restore_training_checkpoint, save_training_checkpoint
 from tvr.train.data import PairSet, epoch_batches, load_pairs
-from tvr.train.presets import TrainConfig, resolve
+from tvr.train.presets import TrainConfig, override, resolve
 from tvr.train.schedule import apply_lr, lr_factor
 from tvr.train.trainer import (
     FRAMES_DIR,
@@ -219,6 +219,7 @@ def train_rerank(
     epochs: int | None = None,
     device: str = "cpu",
     resume: bool = False,
+    resume_previous: bool = False,
     seed: int | None = None,
     progress: bool = True,
     val_k: int = 15,
@@ -236,7 +237,7 @@ def train_rerank(
     manifest = read_manifest(manifest_path)
     state: dict[str, Any] | None = None
     if resume:
-        state = read_trainer_state(run_dir)
+        state = read_trainer_state(run_dir, previous=resume_previous)
         found, model_cfg, doc = read_checkpoint_config(run_dir)
         if found != method:
             raise TvrError(f"{run_dir}: holds a {found!r} run, cannot resume it as {method!r}")
@@ -247,8 +248,7 @@ def train_rerank(
         if first_stage_sha(first_stage) != doc.get("first_stage_sha256"):
             raise TvrError(f"{first_stage}: the first-stage weights changed since {run_dir} started; start a new run")
         train_cfg = config_from_dict(TrainConfig, state["train"], where=f"{run_dir}: train")
-        if epochs is not None:
-            train_cfg = replace(train_cfg, epochs=epochs)
+        train_cfg = override(train_cfg, epochs=epochs)
         preset = state.get("preset", "")
     else:
         if first_stage is None:
@@ -256,10 +256,7 @@ def train_rerank(
         if has_checkpoint(run_dir):
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
         preset, overrides, train_cfg = resolve(config_file, method)
-        if epochs is not None:
-            train_cfg = replace(train_cfg, epochs=epochs)
-        if seed is not None:
-            train_cfg = replace(train_cfg, seed=seed)
+        train_cfg = override(train_cfg, epochs=epochs, seed=seed)
         model_cfg = None
     first_stage = Path(first_stage).resolve()
     sha = first_stage_sha(first_stage)
@@ -271,7 +268,7 @@ def train_rerank(
     spec = first.input_spec()
     if model_cfg is None:  # the frames the re-ranker reads are the first stage's
         fixed = {"num_frames": spec.num_frames, "image_size": spec.image_size}
-        model_cfg = make_config(method, {**overrides, **fixed}, where="model config")
+        model_cfg = make_config(method, {**overrides, **fixed}, where=f"{config_file or 'model config'}: model")
 
     train_m, val_m = split_for_training(manifest, train_cfg)
     store = first_stage / FRAMES_DIR  # the first stage's frame cache, shared (decoded once)

@@ -10,19 +10,26 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tvr.atomic import atomic_write_text
+from tvr.atomic import atomic_write_json, atomic_write_text
 from tvr.devices import resolve_device
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
 from tvr.models.base import RetrievalModel
-from tvr.models.registry import build, config_from_dict, lookup, make_config, read_checkpoint_config
+from tvr.models.registry import (
+    TRAINING_CAPTIONS_FILE,
+    build,
+    config_from_dict,
+    lookup,
+    make_config,
+    read_checkpoint_config,
+)
 from tvr.train.checkpoint import (
     has_checkpoint,
     read_trainer_state,
@@ -30,7 +37,7 @@ from tvr.train.checkpoint import (
     save_training_checkpoint,
 )
 from tvr.train.data import PairSet, epoch_batches, load_pairs, text_batch
-from tvr.train.presets import TrainConfig, resolve
+from tvr.train.presets import TrainConfig, override, resolve
 from tvr.train.schedule import apply_lr, lr_factor
 
 METRICS_FILE = "metrics.jsonl"
@@ -119,6 +126,7 @@ def train(
     epochs: int | None = None,
     device: str = "cpu",
     resume: bool = False,
+    resume_previous: bool = False,
     seed: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
@@ -131,29 +139,28 @@ def train(
         raise TvrError(f"--epochs must be at least 1, got {epochs}")
     state: dict[str, Any] | None = None
     if resume:
-        state = read_trainer_state(run_dir)
+        state = read_trainer_state(run_dir, previous=resume_previous)
         found, model_cfg, _ = read_checkpoint_config(run_dir)
         if found != method:
             raise TvrError(f"{run_dir}: holds a {found!r} run, cannot resume it as {method!r}")
         train_cfg = config_from_dict(TrainConfig, state["train"], where=f"{run_dir}: train")
-        if epochs is not None:
-            train_cfg = replace(train_cfg, epochs=epochs)
+        train_cfg = override(train_cfg, epochs=epochs)
         preset = state.get("preset", "")
     else:
         if has_checkpoint(run_dir):
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
         preset, overrides, train_cfg = resolve(config_file, method)
-        if epochs is not None:
-            train_cfg = replace(train_cfg, epochs=epochs)
-        if seed is not None:
-            train_cfg = replace(train_cfg, seed=seed)
-        model_cfg = make_config(method, overrides, where="model config")
+        train_cfg = override(train_cfg, epochs=epochs, seed=seed)
+        model_cfg = make_config(method, overrides, where=f"{config_file or 'model config'}: model")
 
     train_m, val_m = split_for_training(manifest, train_cfg)
     if not resume:
         model_cfg = lookup(method)[0].adapt_config(model_cfg, [e.caption for e in train_m.entries])
     torch.manual_seed(train_cfg.seed)  # parameter init
-    model = build(method, model_cfg).to(dev)
+    try:
+        model = build(method, model_cfg).to(dev)
+    except ValueError as exc:  # a combination of values the model cannot be built with
+        raise TvrError(f"{config_file or run_dir / 'config.json'}: model: {exc}") from None
     spec = model.input_spec()
     run_dir.mkdir(parents=True, exist_ok=True)
     store = run_dir / FRAMES_DIR
@@ -176,7 +183,9 @@ def train(
         raise TvrError(f"{manifest.source}: fewer than 2 decodable training videos")
     total = steps_per_epoch * train_cfg.epochs
     warmup = int(round(train_cfg.warmup_fraction * total))
-    extra = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(manifest_path)}}
+    extra = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
+    if not resume:  # the default querybank of indexes built from this run (see index/querybank_texts.py)
+        atomic_write_json(run_dir / TRAINING_CAPTIONS_FILE, [e.caption for e in train_m.entries])
     bar = TrainProgress(progress, train_cfg.epochs, steps_per_epoch)
     with bar:
         for epoch in range(start_epoch, train_cfg.epochs):
@@ -237,48 +246,36 @@ def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 class TrainProgress:
-    """Rich progress on stderr (loss, lr, it/s, ETA) plus one summary line per epoch."""
+    """Per-epoch progress on stderr (loss, lr, steps/s, ETA; a bar on a terminal, plain lines elsewhere)
+    plus one summary line per epoch."""
 
     def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
         from tvr.cli.output import stderr_console
 
         self.enabled, self.epochs, self.steps = enabled, epochs, steps
         self.console = stderr_console()
-        self.progress = None
-        self.task = None
+        self.report = None
 
     def __enter__(self) -> TrainProgress:
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                console=self.console, transient=True,
-            )
-            self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
+        if self.report is not None:
+            self.report.__exit__(*exc)
+            self.report = None
 
     def start_epoch(self, epoch: int) -> None:
-        if self.progress is None:
-            return
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(
-            f"epoch {epoch + 1}/{self.epochs}", total=self.steps, loss=float("nan"), lr=0.0, rate=""
-        )
+        from tvr.cli.output import ProgressReport
+
+        self.__exit__(None, None, None)
+        self.report = ProgressReport(
+            f"epoch {epoch + 1}/{self.epochs}", self.steps, "steps", enabled=self.enabled, transient=True,
+            console=self.console,
+        ).__enter__()
 
     def advance(self, loss: float, lr: float) -> None:
-        if self.progress is None or self.task is None:
-            return
-        task = self.progress.tasks[-1]
-        rate = f"{task.speed:.2f} it/s" if task.speed else ""
-        self.progress.update(self.task, advance=1, loss=loss, lr=lr, rate=rate)
+        if self.report is not None:
+            self.report.advance(detail=f"loss {loss:.4f}, lr {lr:.2e}")
 
     def epoch_done(self, record: dict[str, Any]) -> None:
         if not self.enabled:

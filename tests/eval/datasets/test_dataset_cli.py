@@ -33,7 +33,12 @@ def test_convert_resolves_reports_and_skips_missing(run_cli, tmp_path):
                                            "videos/video6.webm"]
     assert all(m.path_of(e).is_file() for e in m.entries)
 
+    before = out.read_bytes()
     r = run_cli("dataset", "convert", "msrvtt-1ka", "-a", ann, "--videos", videos, "--out", out, "--keep-missing")
+    assert r.exit_code == 2 and "already exists" in r.stderr and "--force" in r.stderr
+    assert out.read_bytes() == before
+    r = run_cli("dataset", "convert", "msrvtt-1ka", "-a", ann, "--videos", videos, "--out", out, "--keep-missing",
+                "--force")
     assert r.exit_code == 0 and "kept" in r.stderr
     m = read_manifest(out)
     assert len(m) == 10 and m.entries[1].video == "videos/video1.mp4"
@@ -52,7 +57,7 @@ def test_split_filter(run_cli, tmp_path):
     ann = write_1ka(tmp_path / "MSRVTT_JSFUSION_test.csv", ["video1"])
     out = tmp_path / "m.jsonl"
     assert run_cli("dataset", "convert", "msrvtt-1ka", "-a", ann, "-o", out, "--split", "test").exit_code == 0
-    r = run_cli("dataset", "convert", "msrvtt-1ka", "-a", ann, "-o", out, "--split", "train")
+    r = run_cli("dataset", "convert", "msrvtt-1ka", "-a", ann, "-o", out, "--split", "train", "--force")
     assert r.exit_code == 2 and "no 'train' split" in r.stderr and "test" in r.stderr
 
 

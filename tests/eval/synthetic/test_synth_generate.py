@@ -90,7 +90,8 @@ def test_manifests(synth_dir):
             assert {"order", "sound", "small"} & set(e.extra["tags"])
 
 
-def test_same_seed_same_bytes(synth_dir, tmp_path):
+def test_same_seed_same_bytes(synth_dir, tmp_path, cpu_load):
+    """Byte-identical files whatever --workers, also while other processes keep both cores busy."""
     again = tmp_path / "again"
     generate(again, CONFIG, RENDER, workers=1)
     for name in ("all.jsonl", "train.jsonl", "test.jsonl", "scenes.jsonl", "world.json"):

@@ -31,6 +31,7 @@ class ConvertRequest:
     videos: Path | None = None  # None: keep the conventional relative paths, check nothing
     split: str | None = None  # None: every split the files hold
     keep_missing: bool = False
+    force: bool = False  # overwrite an existing `out`
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,10 @@ def convert(req: ConvertRequest) -> ConvertReport:
     """Load, resolve videos against `req.videos`, write `req.out` atomically, and report."""
     if req.videos is not None and not req.videos.is_dir():
         raise TvrError(f"{req.videos}: video folder not found")
+    if req.out.is_dir():
+        raise TvrError(f"{req.out}: is a directory; --out names the manifest file to write")
+    if req.out.exists() and not req.force:
+        raise TvrError(f"{req.out}: already exists (use --force to overwrite it)")
     converted = load_entries(req.dataset, req.annotations, req.split_list, req.split)
     entries = list(converted.entries)
     missing: list[str] = []

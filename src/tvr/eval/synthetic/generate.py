@@ -26,6 +26,15 @@ from tvr.eval.synthetic.world import Scene, World, WorldConfig, sample_world
 from tvr.io.manifest import ManifestEntry, write_manifest
 
 AUDIO_RATE_HZ = 16_000
+# Limits of `tvr synth`: rendering holds a whole video as float32 working arrays, about 40 bytes per
+# pixel per frame, in every worker; 2**25 pixel-frames is about 1.3 GiB (e.g. 512² × 128 frames).
+MAX_VIDEOS = 100_000
+MIN_SIZE, MAX_SIZE = 16, 1024
+MAX_SECONDS = 600.0
+MAX_FPS = 120.0
+MAX_FRAMES = 3600
+MAX_PIXEL_FRAMES = 2**25
+RENDER_BYTES_PER_PIXEL_FRAME = 40
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,31 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
         raise TvrError(f"{out_dir}: exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise TvrError(f"{out_dir}: directory is not empty (use --force to write into it anyway)")
+
+
+def check_limits(world_config: WorldConfig, render: RenderConfig) -> None:
+    """Refuse sizes that cannot work (or would exhaust memory) before anything is written."""
+    videos, size, seconds, fps = world_config.videos, render.size, render.seconds, render.fps
+    if not 1 <= videos <= MAX_VIDEOS:
+        raise TvrError(f"--videos must be in 1..{MAX_VIDEOS}, got {videos}")
+    if not MIN_SIZE <= size <= MAX_SIZE or size % 2:
+        raise TvrError(f"--size must be an even number of pixels in {MIN_SIZE}..{MAX_SIZE}, got {size}")
+    if not 0 < seconds <= MAX_SECONDS:
+        raise TvrError(f"--seconds must be in (0, {MAX_SECONDS:g}], got {seconds:g}")
+    if not 0 < fps <= MAX_FPS:
+        raise TvrError(f"--fps must be in (0, {MAX_FPS:g}], got {fps:g}")
+    frames = seconds * fps
+    if not 2 <= frames <= MAX_FRAMES:
+        raise TvrError(f"--seconds × --fps must give 2..{MAX_FRAMES} frames per video, "
+                       f"got {seconds:g} s × {fps:g} fps = {frames:g}")
+    n_frames = round(frames)  # as render.frame_times counts them
+    if size * size * n_frames > MAX_PIXEL_FRAMES:
+        gib = size * size * n_frames * RENDER_BYTES_PER_PIXEL_FRAME / 2**30
+        raise TvrError(
+            f"--size {size} with {n_frames} frames per video (--seconds × --fps) needs about {gib:.1f} GiB per worker "
+            f"to render; --size² × frames must be at most {MAX_PIXEL_FRAMES} "
+            f"(--size {size} allows {MAX_PIXEL_FRAMES // (size * size)} frames)"
+        )
 
 
 def video_relpath(scene: Scene) -> str:
@@ -106,12 +140,7 @@ def generate(
 ) -> SynthSummary:
     """Write a complete synthetic collection into `out_dir` (see the module docstring)."""
     out_dir = Path(out_dir)
-    if world_config.videos < 1:
-        raise TvrError(f"--videos must be at least 1, got {world_config.videos}")
-    if render.size < 16 or render.size % 2:
-        raise TvrError(f"--size must be an even number of pixels >= 16, got {render.size}")
-    if render.seconds <= 0 or render.fps <= 0 or render.seconds * render.fps < 2:
-        raise TvrError(f"--seconds × --fps must give at least 2 frames, got {render.seconds} s at {render.fps} fps")
+    check_limits(world_config, render)
     check_out_dir(out_dir, force)
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
 
