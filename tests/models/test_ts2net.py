@@ -15,7 +15,7 @@ from tvr.models.topk import PerturbedTopK, hard_top_k, hard_top_k_indices, pertu
 from tvr.models.ts2net import frame_weighted_score, neighbour_rows, shift_tokens
 
 TINY = {
-    "num_frames": 4, "image_size": 32, "temporal_layers": 1,
+    "num_frames": 4, "image_size": 32, "temporal_layers": 1, "shift_stride": 7,
     "backbone": {"embed_dim": 32, "patch_size": 4, "vision_width": 32, "vision_layers": 3, "vision_heads": 2,
                  "text_width": 32, "text_layers": 1, "text_heads": 2, "vocabulary": ["red", "circle", "then"]},
 }  # 8×8 = 64 patches: shift positions 1, 8, …, 64 and 4, 11, …, 60
@@ -331,3 +331,34 @@ def test_config_errors_and_round_trip(tmp_path):
         a = model.similarity(model.encode_text(t), model.encode_video(video_batch()))
         b = back.similarity(back.encode_text(t), back.encode_video(video_batch()))
     torch.testing.assert_close(a, b)
+
+
+def _official_shift(x: torch.Tensor, frames: int, n_div: int = 7) -> torch.Tensor:
+    """The official TS2-Net shift (modules/until_module.py, PatchShiftModule), written out as loops:
+    x [B·T, L, W] of full clips; fold = L // n_div; tokens 1, 1+fold, … from frame t−1, then tokens
+    4, 4+fold, … from frame t+1 (written second, so it wins where the two overlap)."""
+    n, length, _ = x.shape
+    fold = length // n_div
+    out = x.clone()
+    for row in range(n):
+        t = row % frames
+        for p in range(1, length, fold):
+            if t > 0:
+                out[row, p] = x[row - 1, p]
+        for p in range(4, length, fold):
+            if t < frames - 1:
+                out[row, p] = x[row + 1, p]
+    return out
+
+
+@pytest.mark.parametrize(("image_size", "patch_size", "stride"), [(32, 8, 2), (56, 8, 7), (112, 8, 28), (24, 8, 1)])
+def test_default_shift_stride_follows_the_token_count_like_the_official_code(image_size, patch_size, stride):
+    """1+16 tokens → stride 2, 1+49 → 7 (ViT-B/32), 1+196 → 28 (ViT-B/16), 1+9 → 1 (sets overlap: t+1 wins)."""
+    model = tiny(image_size=image_size, shift_stride=None, backbone={**TINY["backbone"], "patch_size": patch_size})
+    n_tokens = (image_size // patch_size) ** 2 + 1
+    assert model.from_prev.tolist() == list(range(1, n_tokens, stride))
+    assert model.from_next.tolist() == list(range(4, n_tokens, stride))
+    frames = 4
+    x = torch.randn(2 * frames, n_tokens, 6)
+    prev, nxt = neighbour_rows(torch.ones(2, frames, dtype=torch.bool))
+    assert torch.equal(shift_tokens(x, prev, nxt, model.from_prev, model.from_next), _official_shift(x, frames))

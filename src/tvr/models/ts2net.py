@@ -31,12 +31,13 @@ from tvr.models.registry import register
 from tvr.models.topk import hard_top_k_indices, perturbed_top_k
 
 FRAME_WEIGHT_TEMPERATURE = 4.0  # paper: softmax(4 · s / ‖s‖)
+SHIFT_DIVISOR = 7  # official code: stride = tokens per frame (incl. CLS) // 7, i.e. 7 for ViT-B/32's 50
 
 
 @dataclass(frozen=True)
 class Ts2NetConfig(SeqTransfConfig):
     shift_blocks: tuple[int, ...] = (-2, -1)  # ViT blocks with token shift; negative = from the end [last two]
-    shift_stride: int = 7  # every 7th token moves
+    shift_stride: int | None = None  # every k-th token moves; None: (1 + patches) // 7, as the official code
     shift_from_previous: int = 1  # tokens 1, 8, 15, … come from frame t−1
     shift_from_next: int = 4  # tokens 4, 11, 18, … come from frame t+1
     top_k: int = 3  # patch tokens kept per frame, plus CLS [paper: 3]
@@ -44,6 +45,15 @@ class Ts2NetConfig(SeqTransfConfig):
     perturb_samples: int = 500  # noise samples of the perturbed top-k [paper: 500]
     selection: Literal["hard", "perturbed"] = "hard"  # inference; training always uses perturbed
     selection_seed: int = 0  # noise seed of selection="perturbed" at inference
+
+
+def default_shift_stride(num_tokens: int) -> int:
+    """The official TS2-Net stride for frames of `num_tokens` tokens (CLS included): 50 → 7, 17 → 2, 197 → 28."""
+    stride = num_tokens // SHIFT_DIVISOR
+    if stride < 1:
+        raise TvrError(f"ts2net token shift needs at least {SHIFT_DIVISOR} tokens per frame, got {num_tokens}; "
+                       "set shift_stride or use smaller patches")
+    return stride
 
 
 def shift_positions(num_tokens: int, stride: int, start: int) -> Tensor:
@@ -72,7 +82,9 @@ def shift_tokens(x: Tensor, prev: Tensor, nxt: Tensor, from_prev: Tensor, from_n
     whose `from_next` tokens come from row nxt[n]; everything else unchanged."""
     out = x.clone()
     out[:, from_prev] = x[prev][:, from_prev]
-    out[:, from_next] = x[nxt][:, from_next]
+    # a row without a t+1 keeps what it has so far (its t−1 token where the two sets overlap), as the official code
+    has_next = (nxt != torch.arange(len(x), device=x.device))[:, None, None]
+    out[:, from_next] = torch.where(has_next, x[nxt][:, from_next], out[:, from_next])
     return out
 
 
@@ -137,12 +149,10 @@ class Ts2Net(Clip4ClipSeqTransf):
         n_tokens = visual.num_patches + 1
         if not 0 < config.top_k <= visual.num_patches:
             raise TvrError(f"ts2net top_k must be in 1..{visual.num_patches} (patches per frame), got {config.top_k}")
-        from_prev = shift_positions(n_tokens, config.shift_stride, config.shift_from_previous)
-        from_next = shift_positions(n_tokens, config.shift_stride, config.shift_from_next)
-        self.register_buffer("from_prev", from_prev, persistent=False)
-        self.register_buffer("from_next", from_next, persistent=False)
-        if set(self.from_prev.tolist()) & set(self.from_next.tolist()):
-            raise TvrError("ts2net token shift: the tokens taken from t−1 and from t+1 overlap (shift_* fields)")
+        stride = config.shift_stride if config.shift_stride is not None else default_shift_stride(n_tokens)
+        # where the two sets overlap (a stride of 1 or 3), t+1 wins: shift_tokens writes it last, as the official code
+        self.register_buffer("from_prev", shift_positions(n_tokens, stride, config.shift_from_previous), persistent=False)
+        self.register_buffer("from_next", shift_positions(n_tokens, stride, config.shift_from_next), persistent=False)
         self.scorer = TokenScorer(config.backbone.embed_dim)
 
     # -- video tower ----------------------------------------------------------------------------
