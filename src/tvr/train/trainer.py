@@ -184,7 +184,8 @@ def train(
     total = steps_per_epoch * train_cfg.epochs
     warmup = int(round(train_cfg.warmup_fraction * total))
     extra = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
-    if not resume:  # the default querybank of indexes built from this run (see index/querybank_texts.py)
+    if not resume or not (run_dir / TRAINING_CAPTIONS_FILE).is_file():  # the default querybank of indexes
+        # built from this run (index/querybank_texts.py); a run from before this file existed gets it on --resume
         atomic_write_json(run_dir / TRAINING_CAPTIONS_FILE, [e.caption for e in train_m.entries])
     bar = TrainProgress(progress, train_cfg.epochs, steps_per_epoch)
     with bar:
