@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
-from train_testlib import METHOD, subprocess_env, tiny_run, tiny_world
+from train_testlib import METHOD, subprocess_env
 
 
 @dataclass(frozen=True)
@@ -223,18 +223,13 @@ def _snapshot(*roots: Path) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory) -> tuple[Path, Path]:
-    return tiny_world(tmp_path_factory), tiny_run(tmp_path_factory)
-
-
 def test_at_least_25_cases():
     assert len(CASES) >= 25 and len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, shared, tmp_path):
-    world, run = shared
+def test_bad_input(case: Case, world, trained, tmp_path):
+    run = trained
     ctx = Ctx(world, run, tmp_path / "case")
     ctx.tmp.mkdir()
     try:

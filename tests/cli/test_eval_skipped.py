@@ -8,22 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
-from train_testlib import subprocess_env, tiny_run, tiny_world
+from train_testlib import subprocess_env
 
 GARBAGE = b"not a video at all " * 50
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return tiny_world(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return tiny_run(tmp_path_factory)
 
 
 def broken_copy(world: Path, dest: Path, bad: dict[int, bytes]) -> list[dict]:

@@ -9,17 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
-from train_testlib import EPOCHS, METHOD, tiny_run, tiny_world  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Path:
-    return tiny_world(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    return tiny_run(tmp_path_factory)
+from train_testlib import EPOCHS, METHOD  # noqa: E402
 
 
 def one_line_error(result, *needles: str) -> None:

@@ -19,21 +19,12 @@ from tvr.atomic import atomic_open
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest
 from tvr.models.base import RetrievalModel, TextBatch, TextEmb, VideoEmb
-from tvr.train.data import Clips, PairSet, store_key
+from tvr.train.data import Clips, DecodeFailure, PairSet, decode_failures, store_key
 
 TEXT_BATCH = 256
 VIDEO_BATCH = 32
 SCORE_CHUNK = 1024
 SHOWN_FAILURES = 3  # undecodable videos named on the terminal; the JSON lists them all
-
-
-@dataclass(frozen=True)
-class DecodeFailure:
-    """A manifest video (its manifest spelling) that was left out, and why."""
-
-    video: str
-    key: str  # feature-store key
-    error: str
 
 
 @dataclass(frozen=True)
@@ -62,25 +53,6 @@ class Coverage:
         more = n_left_out - min(len(self.failures), SHOWN_FAILURES)
         return (f"{n_left_out} of {self.videos_total} videos could not be decoded and were left out: "
                 f"{shown}{f' …and {more} more' if more > 0 else ''}")
-
-
-def decode_failures(manifest: Manifest, store_dir: Path) -> list[DecodeFailure]:
-    """The manifest's distinct clips that the store at `store_dir` records as failed, with the store's error."""
-    from tvr.features.store import FeatureStore
-
-    if not (Path(store_dir) / "store.sqlite").is_file():
-        return []
-    clips = {store_key(manifest, e): e.video_key for e in manifest.entries}
-    out = []
-    with FeatureStore(store_dir) as store:
-        for key, video in clips.items():
-            row = store.entry(key)
-            if row is None or row.status != "failed":
-                continue
-            # the store spells the absolute path; the message names the manifest's spelling instead
-            error = (row.error or "decode failed").removeprefix(f"cannot decode {row.path}: ")
-            out.append(DecodeFailure(video, key, error))
-    return out
 
 
 def coverage_of(manifest: Manifest, pairs: PairSet, store_dir: Path) -> Coverage:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tvr.atomic import atomic_write_json
+from tvr.checksums import sha256_file
 from tvr.errors import TvrError
 
 FORMAT_NAME = "tvr-index"
@@ -92,14 +92,6 @@ class IndexInfo:
 
     def has(self, role: str) -> bool:
         return role in self.files
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager

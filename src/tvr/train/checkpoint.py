@@ -14,7 +14,6 @@ from the epoch before with `--resume-previous` instead of starting over.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -26,6 +25,7 @@ import torch
 from torch.optim import Optimizer
 
 from tvr.atomic import atomic_write_json, commit_temp, temp_path_beside
+from tvr.checksums import sha256_file
 from tvr.errors import TvrError
 from tvr.models.base import RetrievalModel
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, save_model
@@ -102,7 +102,7 @@ def save_training_checkpoint(
     doc = {
         **state, "version": STATE_VERSION, "model_file": f"{STATE_DIR}/{model_name}",
         "optimizer_file": f"{STATE_DIR}/{opt_name}", "param_groups": groups, "rng": rng_doc,
-        "sha256": {name: file_sha256(sdir / name) for name in (model_name, opt_name)},
+        "sha256": {name: sha256_file(sdir / name) for name in (model_name, opt_name)},
     }
     previous = _committed_state(run_dir)
     if previous is not None and int(previous.get("epoch", -1)) >= epoch:  # redoing an epoch (--resume-previous)
@@ -127,14 +127,6 @@ def _committed_state(run_dir: Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return None
     return doc if isinstance(doc, dict) and doc.get("version") == STATE_VERSION else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _save(save_file: Any, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -184,7 +176,7 @@ def state_file_problem(run_dir: Path, doc: dict[str, Any]) -> str | None:
         if not path.is_file():
             return f"{path}: missing, so the checkpoint is incomplete"
         expected = recorded.get(path.name)
-        if expected is not None and file_sha256(path) != expected:
+        if expected is not None and sha256_file(path) != expected:
             return f"{path}: damaged (its sha256 differs from the one recorded at the epoch's commit)"
         try:
             with safe_open(str(path), framework="pt") as fh:

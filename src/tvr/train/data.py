@@ -225,6 +225,34 @@ class PairSet:
         return out
 
 
+@dataclass(frozen=True)
+class DecodeFailure:
+    """A manifest video (its manifest spelling) that was left out, and why."""
+
+    video: str
+    key: str  # feature-store key
+    error: str
+
+
+def decode_failures(manifest: Manifest, store_dir: Path) -> list[DecodeFailure]:
+    """The manifest's distinct clips that the store at `store_dir` records as failed, with the store's error."""
+    from tvr.features.store import FeatureStore
+
+    if not (Path(store_dir) / "store.sqlite").is_file():
+        return []
+    clips = {store_key(manifest, e): e.video_key for e in manifest.entries}
+    out = []
+    with FeatureStore(store_dir) as store:
+        for key, video in clips.items():
+            row = store.entry(key)
+            if row is None or row.status != "failed":
+                continue
+            # the store spells the absolute path; the message names the manifest's spelling instead
+            error = (row.error or "decode failed").removeprefix(f"cannot decode {row.path}: ")
+            out.append(DecodeFailure(video, key, error))
+    return out
+
+
 def load_pairs(
     manifest: Manifest, spec: VideoInputSpec, store_dir: Path, *, workers: int = 2, progress: bool = True
 ) -> PairSet:
@@ -238,16 +266,11 @@ def load_pairs(
     keys = [store_key(manifest, e) for e in manifest.entries]
     with FeatureStore(store_dir) as store:
         ok = {k for k in dict.fromkeys(keys) if store.status(k) == "ok"}
-        first_failure = None if ok else next((store.entry(k) for k in keys if store.entry(k) is not None), None)
     gallery = [k for k in dict.fromkeys(keys) if k in ok]
     if not gallery:
-        n_videos = len(dict.fromkeys(keys))
-        example = ""
-        if first_failure is not None:  # the manifest's spelling of the file, not the store's absolute path
-            video = next(e.video for e in manifest.entries if store_key(manifest, e) == first_failure.key)
-            error = (first_failure.error or "decode failed").removeprefix(f"cannot decode {first_failure.path}: ")
-            example = f"; e.g. {video}: {error}"
-        raise TvrError(f"{manifest.source}: none of its {n_videos} videos could be decoded{example}")
+        failures = decode_failures(manifest, store_dir)
+        example = f"; e.g. {failures[0].video}: {failures[0].error}" if failures else ""
+        raise TvrError(f"{manifest.source}: none of its {len(dict.fromkeys(keys))} videos could be decoded{example}")
     row = {k: i for i, k in enumerate(gallery)}
     kept = [(e, row[k]) for e, k in zip(manifest.entries, keys, strict=True) if k in row]
     skipped = tuple(k for k in dict.fromkeys(keys) if k not in ok)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from tvr.checksums import sha256_file
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
@@ -57,8 +58,6 @@ class FrozenPairs:
 
 
 def first_stage_sha(first_stage_dir: Path) -> str:
-    from tvr.index.layout import sha256_file
-
     weights = Path(first_stage_dir) / WEIGHTS_FILE
     if not weights.is_file():
         raise TvrError(f"{weights}: missing; --first-stage must be a run directory written by 'tvr train'")
