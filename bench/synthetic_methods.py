@@ -1,15 +1,19 @@
 """Train and evaluate retrieval methods on one synthetic world; write JSON and a Markdown table.
 
 Every run is `NAME=METHOD` or `NAME=METHOD@CONFIG.json` (a `tvr train --config` file), so a new
-method or ablation is benchmarked by naming it on the command line, not by editing this script:
+method or ablation is benchmarked by naming it on the command line, not by editing this script.
+The README's table of every method (issue: 1,200 training videos, 600 test videos in 150 groups
+of four near-duplicates, 96 px, each method with its `tvr train` defaults):
 
-    python bench/synthetic_methods.py --videos 1000 --epochs 10 \
-        --run meanP=clip4clip-meanp --run seqTransf=clip4clip-seqtransf --postproc none is dis dsl
+    python bench/synthetic_methods.py --run meanP=clip4clip-meanp --run seqTransf=clip4clip-seqtransf \
+        --run ts2net=ts2net --run prost=prost --run mmt=mmt --postproc none is dis
 
 Runs are trained through the same `tvr.train.trainer.train` that `tvr train` uses (a finished run
-directory is reused), evaluated on the test split of the world with every requested
-post-processor (querybank = the training captions), overall and per tag (order, sound, small,
-heldout, …). Results are merged into the JSON file by run name, so runs can be added later.
+directory is reused; no --epochs: the preset's), evaluated on the test split of the world with every
+requested post-processor (querybank = the training captions), overall and per tag (base, order,
+sound, small, heldout, …), and on the paraphrase twin (`test_paraphrase.jsonl`). Training cost is
+the CPU seconds of the epochs (metrics.jsonl); building the pretrained backbone is not included
+(`tvr pretrain` reports it). Results are merged into the JSON file by run name.
 """
 
 from __future__ import annotations
@@ -26,33 +30,39 @@ from tvr.atomic import atomic_write_json, atomic_write_text
 METRIC_KEYS = ("R@1", "R@5", "R@10", "MdR")
 
 
-def ensure_world(data: Path, videos: int, seed: int, size: int) -> None:
+def ensure_world(data: Path, shape: dict[str, int], seed: int, size: int) -> None:
     """Generate the synthetic world once (reused when its manifests exist)."""
     from tvr.eval.synthetic.generate import RenderConfig, generate
     from tvr.eval.synthetic.world import WorldConfig
 
     if (data / "test.jsonl").is_file():
         return
-    generate(data, WorldConfig(videos=videos, seed=seed), RenderConfig(size=size), force=True)
+    n = shape["train"] + shape["val"] + shape["test"]
+    cfg = WorldConfig(videos=n, seed=seed, val_fraction=shape["val"] / n, test_fraction=shape["test"] / n,
+                      group_size=shape["group_size"])
+    generate(data, cfg, RenderConfig(size=size), force=True)
 
 
-def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int, postprocs: list[str], device: str) -> dict[str, Any]:
+def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None, postprocs: list[str], device: str) -> dict[str, Any]:
     from tvr.eval.evaluate import evaluate_model
     from tvr.io.manifest import read_manifest
     from tvr.models.registry import load_model
     from tvr.train.checkpoint import has_checkpoint, read_trainer_state
     from tvr.train.data import load_pairs
-    from tvr.train.trainer import FRAMES_DIR, train
+    from tvr.train.trainer import FRAMES_DIR, read_metrics, train
 
     method, _, config = spec.partition("@")
     run_dir = runs_dir / name
     t0 = time.monotonic()
-    done = has_checkpoint(run_dir) and int(read_trainer_state(run_dir)["epoch"]) >= epochs
-    if not done:
-        train(data / "train.jsonl", method, run_dir, config_file=Path(config) if config else None,
-              epochs=epochs, device=device, resume=has_checkpoint(run_dir), progress=True)
+    if has_checkpoint(run_dir):
+        state = read_trainer_state(run_dir)
+        if int(state["epoch"]) < (epochs or int(state["train"]["epochs"])):
+            train(data / "all.jsonl", method, run_dir, epochs=epochs, device=device, resume=True, progress=True)
+    else:  # all.jsonl: trains on its train split, validates on val; the test split is never read
+        train(data / "all.jsonl", method, run_dir, config_file=Path(config) if config else None,
+              epochs=epochs, device=device, progress=True)
     train_s = time.monotonic() - t0
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    history = read_metrics(run_dir)
     model = load_model(run_dir, device=device)
     test = read_manifest(data / "test.jsonl")
     bank = [e.caption for e in read_manifest(data / "train.jsonl").entries]
@@ -66,28 +76,42 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int, postp
             "by_tag": {t: {k: m[k] for k in METRIC_KEYS if k in m} for t, m in report.get("by_tag", {}).items()},
             "transductive": report.get("transductive", False),
         }
+    paraphrase = None
+    if (data / "test_paraphrase.jsonl").is_file():
+        twin = load_pairs(read_manifest(data / "test_paraphrase.jsonl"), model.input_spec(), run_dir / FRAMES_DIR, progress=False)
+        report = evaluate_model(model, twin, device=device, postproc="none", split="test")
+        paraphrase = {k: report["t2v"][k] for k in METRIC_KEYS}
+    config_doc = json.loads((run_dir / "config.json").read_text())
     return {
-        "method": method, "config": config or None, "epochs": epochs,
+        "method": method, "config": config or None, "epochs": len(history),
+        "selected_epoch": config_doc.get("selected_epoch"),
+        "backbone": config_doc["config"].get("backbone", {}).get("pretrained"),
         "train_wall_s_this_call": round(train_s, 1),
+        "train_cpu_s": round(sum(h.get("epoch_cpu_s") or 0 for h in history), 1),
+        "train_wall_s": round(sum(h.get("epoch_s") or 0 for h in history), 1),
         "epoch_s": [h.get("epoch_s") for h in history],
+        "val_R@1": [h.get("val", {}).get("t2v", {}).get("R@1") for h in history],
         "n_test_queries": len(pairs.entries), "n_test_videos": len(pairs.clips),
         "chance_R@1": round(100.0 / len(pairs.clips), 3),
-        "results": results,
+        "results": results, "paraphrase_t2v": paraphrase,
     }
 
 
-def markdown(doc: dict[str, Any], tags: tuple[str, ...] = ("order", "sound", "small", "heldout")) -> str:
-    """One row per (run, post-processor): t2v and v2t R@1/5/10, MdR, t2v R@1 per tag, training epochs."""
-    head = ["run", "postproc", "t2v R@1", "R@5", "R@10", "MdR", "v2t R@1", "R@5", "R@10", "MdR"]
-    head += [f"R@1 {t}" for t in tags] + ["epochs", "s/epoch"]
+def markdown(doc: dict[str, Any], tags: tuple[str, ...] = ("base", "order", "sound", "small", "heldout")) -> str:
+    """One row per (run, post-processor): t2v R@1/5, MdR, R@1 per tag, paraphrase twin R@1/10, v2t R@1, cost."""
+    head = ["run", "postproc", "t2v R@1", "R@5", "MdR"] + [f"R@1 {t}" for t in tags]
+    head += ["paraphrase R@1 / R@10", "v2t R@1", "epochs (kept)", "train CPU-s", "train wall s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, run in doc["runs"].items():
-        epoch_s = [e for e in run["epoch_s"] if e]
-        per_epoch = f"{sum(epoch_s) / len(epoch_s):.0f}" if epoch_s else "–"
-        for p, r in run["results"].items():
+        para = run.get("paraphrase_t2v")
+        para_cell = f"{para['R@1']:.1f} / {para['R@10']:.1f}" if para else "–"
+        for i, (p, r) in enumerate(sorted(run["results"].items(), key=lambda kv: kv[0] != "none")):  # raw first
             row = [name, p + (" (transductive)" if r["transductive"] else "")]
-            row += [_fmt(r["t2v"][k]) for k in METRIC_KEYS] + [_fmt(r["v2t"][k]) for k in METRIC_KEYS]
-            row += [_fmt(r["by_tag"].get(t, {}).get("R@1")) for t in tags] + [str(run["epochs"]), per_epoch]
+            row += [_fmt(r["t2v"][k]) for k in ("R@1", "R@5", "MdR")]
+            row += [_fmt(r["by_tag"].get(t, {}).get("R@1")) for t in tags]
+            row += [para_cell if i == 0 else "", _fmt(r["v2t"]["R@1"])]
+            kept = f"{run['epochs']} ({run.get('selected_epoch', '–')})"
+            row += [kept, _fmt(run.get("train_cpu_s")), _fmt(run.get("train_wall_s"))] if i == 0 else ["", "", ""]
             lines.append("| " + " | ".join(row) + " |")
     first = next(iter(doc["runs"].values()), None)
     if first:
@@ -105,13 +129,16 @@ def main() -> None:
     ap.add_argument("--run", action="append", default=[], help="NAME=METHOD[@CONFIG.json]")
     ap.add_argument("--merge", nargs="+", type=Path, default=[],
                     help="result files of other invocations (e.g. run in parallel with their own --out) to merge by run name")
-    ap.add_argument("--data", type=Path, default=Path("runs/synth-bench/world"))
-    ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench"))
-    ap.add_argument("--videos", type=int, default=1000)
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"))
+    ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench-g4"))
+    ap.add_argument("--train-videos", type=int, default=1200)
+    ap.add_argument("--val-videos", type=int, default=120)
+    ap.add_argument("--test-videos", type=int, default=600)
+    ap.add_argument("--group-size", type=int, default=4, choices=(2, 4))
+    ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--postproc", nargs="+", default=["none", "is", "dis", "dsl"])
+    ap.add_argument("--epochs", type=int, default=None, help="default: each preset's own")
+    ap.add_argument("--postproc", nargs="+", default=["none", "is", "dis"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "synthetic_methods.json")
     args = ap.parse_args()
@@ -121,9 +148,14 @@ def main() -> None:
     doc = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": {}}
     for other in args.merge:
         doc["runs"].update(json.loads(other.read_text())["runs"])
+    shape = {"train": args.train_videos, "val": args.val_videos, "test": args.test_videos, "group_size": args.group_size}
+    world = {**shape, "seed": args.seed, "size_px": args.size}
+    if doc.get("world") not in (None, world):
+        print(f"{args.out}: results of another world ({doc['world']}); starting a new table (the old one is in git)")
+        doc = {"runs": {}}
     if args.run:
-        ensure_world(args.data, args.videos, args.seed, args.size)
-    doc.update({"benchmark": "synthetic_methods", "world": {"videos": args.videos, "seed": args.seed, "size_px": args.size},
+        ensure_world(args.data, shape, args.seed, args.size)
+    doc.update({"benchmark": "synthetic_methods", "world": world,
                 "cpu_count": os.cpu_count()})
     for item in args.run:
         name, _, spec = item.partition("=")

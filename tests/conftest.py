@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +13,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Pretrained backbones built by tests go to a folder of this session, never the user's cache.
+os.environ["TVR_CACHE_DIR"] = tempfile.mkdtemp(prefix="tvr-test-cache-")
+atexit.register(shutil.rmtree, os.environ["TVR_CACHE_DIR"], True)
 
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 

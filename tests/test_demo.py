@@ -6,7 +6,7 @@ import json
 
 
 def test_demo_search_finds_described_videos_in_top_5(run_cli, tmp_path):
-    r = run_cli("demo", "--out", tmp_path / "demo", "--videos", "150", "--epochs", "12", "--json")
+    r = run_cli("demo", "--out", tmp_path / "demo", "--videos", "150", "--epochs", "12", "--pretrain-steps", "40", "--json")
     assert r.exit_code == 0, r.stderr
     report = json.loads(r.stdout)
     n_test_videos = report["metrics"]["none"]["n_gallery"]
@@ -20,7 +20,7 @@ def test_demo_search_finds_described_videos_in_top_5(run_cli, tmp_path):
     assert len(ex["hits"]) == 5 and all(h["moment"] is not None for h in ex["hits"])
 
     # re-running reuses the world and the finished run (no retraining) and gives the same results
-    again = run_cli("demo", "--out", tmp_path / "demo", "--videos", "150", "--epochs", "12", "--json")
+    again = run_cli("demo", "--out", tmp_path / "demo", "--videos", "150", "--epochs", "12", "--pretrain-steps", "40", "--json")
     assert again.exit_code == 0, again.stderr
     second = json.loads(again.stdout)
     assert second["search_top_k_hit_rate"] == report["search_top_k_hit_rate"]

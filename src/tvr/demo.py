@@ -16,8 +16,17 @@ from typing import Any
 from tvr.atomic import atomic_write_json
 from tvr.errors import TvrError
 
-# The default CPU preset with smaller batches: a few hundred videos give too few steps at batch 64.
-DEMO_TRAIN_CONFIG = {"preset": "cpu-small", "train": {"batch_size": 32}}
+# The default CPU recipe at a smaller size: a backbone pretrained for fewer steps (its own cache
+# folder), and smaller batches (a few hundred videos give too few steps at batch 64).
+DEMO_PRETRAIN_STEPS = 150
+
+
+def demo_train_config(pretrain_steps: int) -> dict[str, Any]:
+    return {
+        "preset": "cpu-small",
+        "pretrain": {"steps": pretrain_steps, "batch_size": 128, "warmup_steps": max(1, pretrain_steps // 10)},
+        "train": {"batch_size": 32},
+    }
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,8 @@ class DemoConfig:
     seed: int = 0
     method: str = "clip4clip-meanp"
     epochs: int = 10
-    config_file: Path | None = None  # a `tvr train --config` file; None: DEMO_TRAIN_CONFIG
+    config_file: Path | None = None  # a `tvr train --config` file; None: demo_train_config(pretrain_steps)
+    pretrain_steps: int = DEMO_PRETRAIN_STEPS  # of the demo's synthetic backbone (the default one takes 1200)
     checkpoint: Path | None = None  # skip training and use this run directory
     examples: int = 5  # example searches to show
     top_k: int = 5
@@ -135,7 +145,7 @@ def _ensure_trained(manifest: Path, cfg: DemoConfig, run: Path) -> None:
     config_file = cfg.config_file
     if config_file is None:
         config_file = cfg.out / "demo-train-config.json"
-        atomic_write_json(config_file, DEMO_TRAIN_CONFIG)
+        atomic_write_json(config_file, demo_train_config(cfg.pretrain_steps))
     train(manifest, cfg.method, run, config_file=config_file, epochs=cfg.epochs, resume=resume,
           seed=None if resume else cfg.seed, progress=True)
 

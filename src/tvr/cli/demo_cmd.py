@@ -22,6 +22,7 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path | None, typer.Option("--config", help="A 'tvr train --config' JSON file.")] = None,
         checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Use this trained run instead of training.")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        pretrain_steps: Annotated[int, typer.Option("--pretrain-steps", help="Steps of the demo's own synthetic backbone (built once, cached).")] = 150,
         json_out: Annotated[bool, typer.Option("--json", help="Print the demo report as JSON on stdout.")] = False,
     ) -> None:
         """Generate a synthetic collection, train a model, index it, search it by text, and evaluate it."""
@@ -38,10 +39,12 @@ def register(app: typer.Typer) -> None:
             raise TvrError(f"{checkpoint}: not a trained run (no config.json)")
         if epochs < 1:
             raise TvrError(f"--epochs must be at least 1, got {epochs}")
+        if pretrain_steps < 1:
+            raise TvrError(f"--pretrain-steps must be at least 1, got {pretrain_steps}")
         console = stderr_console()
         report = run_demo(
             DemoConfig(out=out, videos=videos, seed=seed, method=method, epochs=epochs, config_file=config,
-                       checkpoint=checkpoint),
+                       checkpoint=checkpoint, pretrain_steps=pretrain_steps),
             log=lambda msg: console.print(f"[bold]{msg}[/bold]"),
         )
         if json_out:

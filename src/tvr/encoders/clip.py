@@ -22,20 +22,22 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from tvr.devices import resolve_device
 from tvr.encoders.base import TextEncoder, TextFeatures, VideoEncoder
 from tvr.encoders.clip_convert import (
     OPEN_CLIP_ARCHS,
     clean_open_clip_state_dict,
     configs_from_hf,
     configs_from_open_clip,
+    hf_config_dict,
     hf_to_open_clip,
     infer_configs,
+    open_clip_to_hf,
 )
 from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig, VisionTransformer
 from tvr.encoders.frames import CLIP_MEAN, CLIP_STD, frames_to_unit, normalise
 from tvr.encoders.registry import TEXT_ENCODERS, VIDEO_ENCODERS
 from tvr.encoders.tokenizer import HFTokenizer, Tokenizer, has_hf_tokenizer, load_tokenizer
-from tvr.devices import resolve_device
 from tvr.errors import TvrError
 from tvr.io.decoded import DecodedVideo, DecodeSpec
 
@@ -195,6 +197,41 @@ def _load_open_clip_hub_dir(path: Path, quick_gelu: bool | None) -> tuple[ClipMo
     pre = json.loads((path / "open_clip_config.json").read_text(encoding="utf-8")).get("preprocess_cfg", {})
     info = PreprocessInfo(vision.image_size, tuple(pre.get("mean", CLIP_MEAN)), tuple(pre.get("std", CLIP_STD)))  # type: ignore[arg-type]
     return model, info, path
+
+
+def save_hf_clip(
+    model: ClipModel, directory: str | Path, *, tokenizer_dir: str | Path, mean: Sequence[float] = CLIP_MEAN,
+    std: Sequence[float] = CLIP_STD,
+) -> None:
+    """Write `model` as a Hugging Face `CLIPModel` folder (config.json + model.safetensors, written by
+    transformers itself), with the tokenizer files of `tokenizer_dir` and a preprocessor_config.json.
+
+    `directory` must not exist yet or be empty; callers wanting atomicity write to a temporary folder.
+    """
+    from transformers import CLIPConfig, CLIPModel
+
+    tok = HFTokenizer(tokenizer_dir)
+    hf_tok = tok.hf_tokenizer
+    bos = hf_tok.bos_token_id if hf_tok.bos_token_id is not None else hf_tok.cls_token_id
+    pad = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else tok.eot_id
+    config = CLIPConfig(**hf_config_dict(model.vision_config, model.text_config, bos_id=int(bos), eos_id=tok.eot_id, pad_id=int(pad)))
+    hf = CLIPModel(config)
+    missing, unexpected = hf.load_state_dict(open_clip_to_hf(model.state_dict()), strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise RuntimeError(f"CLIPModel weights do not line up: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    hf.save_pretrained(str(out))
+    hf_tok.save_pretrained(str(out))
+    size = model.vision_config.image_size
+    pre = {
+        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": size},
+        "do_center_crop": True, "crop_size": {"height": size, "width": size}, "do_normalize": True,
+        "image_mean": [float(m) for m in mean], "image_std": [float(s) for s in std], "do_rescale": True,
+        "rescale_factor": 1 / 255,
+    }
+    (out / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
 
 
 def fingerprint(*items: str | Path) -> str:

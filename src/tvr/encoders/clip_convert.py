@@ -210,3 +210,63 @@ def hf_to_open_clip(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 out[f"{dst}.{a}.weight"], out[f"{dst}.{a}.bias"] = sd[f"{src}.{b}.weight"], sd[f"{src}.{b}.bias"]
             layer += 1
     return {k: v.contiguous() for k, v in out.items()}
+
+
+def open_clip_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """open_clip names → Hugging Face CLIPModel weights; the exact inverse of `hf_to_open_clip`."""
+    out: dict[str, torch.Tensor] = {
+        "vision_model.embeddings.patch_embedding.weight": sd["visual.conv1.weight"],
+        "vision_model.embeddings.class_embedding": sd["visual.class_embedding"],
+        "vision_model.embeddings.position_embedding.weight": sd["visual.positional_embedding"],
+        "visual_projection.weight": sd["visual.proj"].t(),
+        "text_model.embeddings.token_embedding.weight": sd["token_embedding.weight"],
+        "text_model.embeddings.position_embedding.weight": sd["positional_embedding"],
+        "text_projection.weight": sd["text_projection"].t(),
+        "logit_scale": sd["logit_scale"].reshape(()),
+    }
+    for ours, theirs in (
+        ("visual.ln_pre", "vision_model.pre_layrnorm"),
+        ("visual.ln_post", "vision_model.post_layernorm"),
+        ("ln_final", "text_model.final_layer_norm"),
+    ):
+        out[f"{theirs}.weight"], out[f"{theirs}.bias"] = sd[f"{ours}.weight"], sd[f"{ours}.bias"]
+    for ours, theirs in (("visual.transformer", "vision_model.encoder"), ("transformer", "text_model.encoder")):
+        layer = 0
+        while f"{ours}.resblocks.{layer}.ln_1.weight" in sd:
+            src, dst = f"{ours}.resblocks.{layer}", f"{theirs}.layers.{layer}"
+            for name, tensor in (("weight", sd[f"{src}.attn.in_proj_weight"]), ("bias", sd[f"{src}.attn.in_proj_bias"])):
+                for proj, part in zip("qkv", tensor.chunk(3)):
+                    out[f"{dst}.self_attn.{proj}_proj.{name}"] = part
+            for a, b in (
+                ("attn.out_proj", "self_attn.out_proj"),
+                ("ln_1", "layer_norm1"),
+                ("ln_2", "layer_norm2"),
+                ("mlp.c_fc", "mlp.fc1"),
+                ("mlp.c_proj", "mlp.fc2"),
+            ):
+                out[f"{dst}.{b}.weight"], out[f"{dst}.{b}.bias"] = sd[f"{src}.{a}.weight"], sd[f"{src}.{a}.bias"]
+            layer += 1
+    return {k: v.detach().contiguous() for k, v in out.items()}
+
+
+def hf_config_dict(vision: VisionConfig, text: TextConfig, *, bos_id: int, eos_id: int, pad_id: int) -> dict[str, Any]:
+    """A transformers `CLIPConfig` as a dict for our tower configs (the inverse of `configs_from_hf`)."""
+    def act(quick: bool) -> str:
+        return "quick_gelu" if quick else "gelu"
+
+    return {
+        "projection_dim": vision.output_dim,
+        "logit_scale_init_value": 2.6592,
+        "vision_config": {
+            "image_size": vision.image_size, "patch_size": vision.patch_size, "hidden_size": vision.width,
+            "intermediate_size": int(vision.width * vision.mlp_ratio), "num_hidden_layers": vision.layers,
+            "num_attention_heads": vision.heads, "hidden_act": act(vision.quick_gelu), "layer_norm_eps": 1e-5,
+            "projection_dim": vision.output_dim,
+        },
+        "text_config": {
+            "vocab_size": text.vocab_size, "max_position_embeddings": text.context_length, "hidden_size": text.width,
+            "intermediate_size": int(text.width * text.mlp_ratio), "num_hidden_layers": text.layers,
+            "num_attention_heads": text.heads, "hidden_act": act(text.quick_gelu), "layer_norm_eps": 1e-5,
+            "bos_token_id": bos_id, "eos_token_id": eos_id, "pad_token_id": pad_id, "projection_dim": text.output_dim,
+        },
+    }

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig
@@ -44,6 +46,8 @@ class BackboneConfig:
     pretrained: str | None = None  # CLIP checkpoint (folder / weights file / open_clip name or config JSON)
     pretrained_weights: str | None = None  # state-dict file when `pretrained` is an open_clip name or config JSON
     freeze_vision_layers: int = 0  # keep the first N ViT blocks (and the patch embedding) fixed
+    freeze_token_embedding: bool = False  # keep the text tower's word vectors fixed (words never trained on
+    # then keep their pretrained neighbours: the synthetic backbone's come from MiniLM)
 
     def __post_init__(self) -> None:
         sizes = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_heads", "text_width",
@@ -74,6 +78,16 @@ class BackboneConfig:
             return self, None
         clip, _, _ = _load_clip(self)
         return _shape_of(self, clip), clip.vision_config.image_size
+
+
+def adapt_to_backbone(config, train_captions: Sequence[str]):  # noqa: ANN001, ANN201 - any config with backbone + image_size
+    """`config` with the pretrained checkpoint's tower shapes and image size, or (from scratch) a word
+    vocabulary built from `train_captions`. For model configs holding `backbone` and `image_size`."""
+    backbone, image_size = config.backbone.with_pretrained_shape()
+    fields = {**config.__dict__, "backbone": backbone.with_vocabulary(train_captions)}
+    if image_size is not None:
+        fields["image_size"] = image_size
+    return type(config)(**fields)
 
 
 class ClipBackbone(nn.Module):
@@ -121,6 +135,8 @@ class ClipBackbone(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
         self._freeze(config.freeze_vision_layers)
+        if config.freeze_token_embedding and self.text is not None:
+            self.text.token_embedding.weight.requires_grad_(False)
 
     def _make_tokenizer(self):
         c = self.config
@@ -172,14 +188,20 @@ class ClipBackbone(nn.Module):
             states, pooled = self.minilm(ids, mask)  # MiniLM: masked mean of the token states
             return self.text_proj(pooled), self.text_proj(states), mask
         assert self.text is not None
-        states, eot, valid = self.text(ids, mask)
-        return eot, states, valid
+        # the tower is causal: trailing padding changes no real token, so run only up to the longest caption
+        width = max(1, int(mask.sum(dim=1).max())) if len(mask) else 1
+        states, eot, valid = self.text(ids[:, :width], mask[:, :width])
+        pad = ids.shape[1] - width
+        return eot, F.pad(states, (0, 0, 0, pad)), torch.cat([valid, valid.new_zeros(len(valid), pad)], dim=1)
 
 
 def _load_clip(config: BackboneConfig):
     """(ClipModel, tokenizer or None, PreprocessInfo) of `config.pretrained` via the shared loader."""
     from tvr.encoders.clip import load_clip
 
+    if "synthetic-clip-" in Path(config.pretrained).name and not Path(config.pretrained).exists():
+        raise TvrError(f"the synthetic backbone {config.pretrained} is gone (a cleared cache?); rebuild it with "
+                       "`tvr pretrain` (the run's recipe is in its config.json under training.pretrain)")
     if config.pretrained_weights:
         return load_clip(config.pretrained, checkpoint=config.pretrained_weights, tokenizer=config.hf_tokenizer)
     return load_clip(config.pretrained, tokenizer=config.hf_tokenizer)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from tvr.models.backbone import BackboneConfig, ClipBackbone
+from tvr.models.backbone import BackboneConfig, ClipBackbone, adapt_to_backbone
 from tvr.models.base import ModelConfig, RetrievalModel, TextBatch, TextEmb, VideoBatch, VideoEmb
 from tvr.models.layers import TemporalTransformer, masked_mean
 from tvr.models.registry import register
@@ -47,11 +47,7 @@ class Clip4ClipMeanP(RetrievalModel):
     @classmethod
     def adapt_config(cls, config: Clip4ClipConfig, train_captions):  # type: ignore[override]
         """Pretrained CLIP: take its tower shapes and image size; from scratch: build the vocabulary."""
-        backbone, image_size = config.backbone.with_pretrained_shape()
-        fields = {**config.__dict__, "backbone": backbone.with_vocabulary(train_captions)}
-        if image_size is not None:
-            fields["image_size"] = image_size
-        return type(config)(**fields)
+        return adapt_to_backbone(config, train_captions)
 
     def encode_text(self, batch: TextBatch) -> TextEmb:
         pooled, tokens, mask = self.backbone.encode_text(batch.texts)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from tvr.errors import TvrError
-from tvr.models.backbone import BackboneConfig, ClipBackbone
+from tvr.models.backbone import BackboneConfig, ClipBackbone, adapt_to_backbone
 from tvr.models.base import ModelConfig, RetrievalModel, TextBatch, TextEmb, VideoBatch, VideoEmb, VideoInputSpec
 from tvr.models.experts import (
     AGG_INDEX,
@@ -164,6 +164,13 @@ class Mmt(RetrievalModel):
         self.text_units = nn.ModuleList(GatedEmbeddingUnit(width, c.d_model) for _ in range(n))
         self.mixture = nn.Linear(width, n)  # row i = a_i: w_i(c) = softmax_i(h(c)ᵀ a_i)
         self._patterns = [p for r in range(1, n + 1) for p in itertools.combinations(range(n), r)]
+
+    @classmethod
+    def adapt_config(cls, config: MmtConfig, train_captions):  # type: ignore[override]
+        """A pretrained appearance backbone dictates its tower shapes and the image size."""
+        if APPEARANCE in config.experts and config.appearance == "backbone":
+            return adapt_to_backbone(config, train_captions)
+        return config
 
     # -- construction helpers ---------------------------------------------------------------------
     def _input_dim(self, i: int, name: str) -> int:

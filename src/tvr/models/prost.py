@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from tvr.models.backbone import BackboneConfig, ClipBackbone
+from tvr.models.backbone import BackboneConfig, ClipBackbone, adapt_to_backbone
 from tvr.models.base import ModelConfig, RetrievalModel, TextBatch, TextEmb, VideoBatch, VideoEmb
 from tvr.models.layers import masked_mean
 from tvr.models.registry import register
@@ -127,7 +127,7 @@ class Prost(RetrievalModel):
 
     @classmethod
     def adapt_config(cls, config: ProstConfig, train_captions):  # type: ignore[override]
-        return type(config)(**{**config.__dict__, "backbone": config.backbone.with_vocabulary(train_captions)})
+        return adapt_to_backbone(config, train_captions)
 
     # -- encoders ----------------------------------------------------------------------------------
     def encode_text(self, batch: TextBatch) -> ProstTextEmb:

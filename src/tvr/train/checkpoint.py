@@ -83,10 +83,23 @@ def load_optimizer(optimizer: Optimizer, tensors: dict[str, torch.Tensor], group
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
+def best_epoch(history: list[dict[str, Any]]) -> int:
+    """The epoch whose validation t2v R@1 is highest (the earliest of ties); the last one without validation."""
+    scored = [(h["val"]["t2v"]["R@1"], -h["epoch"]) for h in history if isinstance(h.get("val"), dict) and "t2v" in h["val"]]
+    if not scored:
+        return int(history[-1]["epoch"]) if history else 0
+    return -max(scored)[1]
+
+
 def save_training_checkpoint(
-    run_dir: Path, model: RetrievalModel, optimizer: Optimizer, state: dict[str, Any], extra_config: dict[str, Any]
+    run_dir: Path, model: RetrievalModel, optimizer: Optimizer, state: dict[str, Any], extra_config: dict[str, Any],
+    *, publish: bool = True,
 ) -> None:
-    """Commit epoch `state["epoch"]`: per-epoch files, then trainer_state.json, then the model copy."""
+    """Commit epoch `state["epoch"]`: per-epoch files, then trainer_state.json, then the model copy.
+
+    The run's own model (config.json + model.safetensors, what eval/index load) is replaced only when
+    `publish` (the trainers publish the epoch with the best validation R@1); the state files always
+    hold the latest epoch, for --resume."""
     from safetensors.torch import save_file
 
     epoch = int(state["epoch"])
@@ -110,7 +123,8 @@ def save_training_checkpoint(
     if isinstance(previous, dict):
         previous.pop("previous", None)
         doc["previous"] = previous
-    save_model(model, run_dir, extra=extra_config)  # before the commit: a resumable run always has config.json
+    if publish or not (run_dir / CONFIG_FILE).is_file():  # before the commit: a resumable run always has config.json
+        save_model(model, run_dir, extra={**extra_config, "selected_epoch": epoch})
     atomic_write_json(run_dir / STATE_FILE, doc)
     keep = {model_name, opt_name}
     if "previous" in doc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tvr.errors import TvrError
+from tvr.train.pretrain import SYNTHETIC_BACKBONE, PretrainConfig
 
 DEFAULT_PRESET = "cpu-small"
 
@@ -29,6 +30,8 @@ class TrainConfig:
     val_max_videos: int = 200  # validate on at most this many videos (speed)
     seed: int = 0
     workers: int = 2  # decode processes
+    hard_negatives: float = 0.0  # share of each batch made of groups of near-neighbour captions (train/negatives.py)
+    negative_group: int = 4  # clips per neighbour group
 
     def __post_init__(self) -> None:
         for name, (low, high, low_open) in TRAIN_RANGES.items():
@@ -52,6 +55,8 @@ TRAIN_RANGES: dict[str, tuple[float, float | None, bool]] = {
     "val_max_videos": (1, None, False),
     "seed": (0, 2**63 - 1, False),
     "workers": (1, 256, False),
+    "hard_negatives": (0, 1, False),
+    "negative_group": (2, None, False),
 }
 
 
@@ -67,6 +72,8 @@ class Preset:
     summary: str
     model: dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # used when the model names SYNTHETIC_BACKBONE
+    per_method: dict[str, dict[str, Any]] = field(default_factory=dict)  # model overrides for one method only
 
 
 PRESETS: dict[str, Preset] = {
@@ -74,7 +81,16 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset(
             "cpu-small",
-            "from scratch on CPU: 64 px, T=8, ViT 4×192 (patch 16), 2-layer word-level text tower",
+            "CPU: fine-tune the synthetic CLIP backbone (`tvr pretrain`, built on first use): 64 px, T=8, "
+            "ViT 4×192 patch 16, 2-layer text tower over MiniLM word vectors; half of each batch near-neighbour captions",
+            model={"num_frames": 8, "image_size": 64,
+                   "backbone": {"patch_size": 16, "pretrained": SYNTHETIC_BACKBONE, "freeze_token_embedding": True}},
+            train=TrainConfig(epochs=15, batch_size=64, lr=1e-3, backbone_lr_scale=0.1, hard_negatives=0.5),
+            per_method={"mmt": {"d_model": 128, "layers": 2, "heads": 4, "ffn": 512, "text_trainable_layers": 2}},
+        ),
+        Preset(
+            "cpu-scratch",
+            "CPU, no pretraining (round 1's default): 64 px, T=8, ViT 4×192 (patch 16), 2-layer word-level text tower",
             model={"num_frames": 8, "image_size": 64, "backbone": {"patch_size": 16}},
             train=TrainConfig(epochs=10, batch_size=64, lr=1e-3),
         ),
@@ -120,8 +136,9 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any], TrainConfig]:
-    """(preset name, model overrides, train config) from an optional JSON config file."""
+def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any], TrainConfig, PretrainConfig]:
+    """(preset name, model overrides, train config, recipe of the synthetic backbone) from an optional
+    JSON config file. The last applies where the model config names `backbone.pretrained: "synthetic-clip"`."""
     from tvr.models.registry import config_from_dict, lookup
 
     doc: dict[str, Any] = {}
@@ -133,10 +150,10 @@ def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any],
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise TvrError(f"{config_file}: not valid JSON ({exc})") from None
         if not isinstance(doc, dict):
-            raise TvrError(f"{config_file}: expected a JSON object with 'preset', 'model', 'train'")
-        unknown = sorted(set(doc) - {"preset", "model", "train"})
+            raise TvrError(f"{config_file}: expected a JSON object with 'preset', 'model', 'train', 'pretrain'")
+        unknown = sorted(set(doc) - {"preset", "model", "train", "pretrain"})
         if unknown:
-            raise TvrError(f"{config_file}: unknown key {unknown[0]!r} (known: preset, model, train)")
+            raise TvrError(f"{config_file}: unknown key {unknown[0]!r} (known: preset, model, train, pretrain)")
     name = doc.get("preset", DEFAULT_PRESET)
     if name not in PRESETS:
         raise TvrError(f"{config_file}: unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
@@ -144,10 +161,17 @@ def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any],
     _, cfg_cls = lookup(method)
     fields = set(cfg_cls.__dataclass_fields__)
     model = {k: v for k, v in preset.model.items() if k in fields}  # presets cover several methods
+    model = deep_merge(model, preset.per_method.get(method, {}))
     model = deep_merge(model, doc.get("model") or {})
     train = config_from_dict(TrainConfig, doc.get("train") or {}, where=f"{config_file}: train")
     try:
         train = replace(preset.train, **{k: getattr(train, k) for k in (doc.get("train") or {})})
     except ValueError as exc:
         raise TvrError(f"{config_file}: train: {exc}") from None
-    return name, model, train
+    given = doc.get("pretrain") or {}
+    checked = config_from_dict(PretrainConfig, given, where=f"{config_file}: pretrain")
+    try:
+        pretrain = replace(preset.pretrain, **{k: getattr(checked, k) for k in given})
+    except ValueError as exc:
+        raise TvrError(f"{config_file}: pretrain: {exc}") from None
+    return name, model, train, pretrain

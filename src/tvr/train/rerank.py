@@ -24,20 +24,26 @@ from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, build, config_from_dict, load_model, lookup, make_config
-from tvr.train.checkpoint import has_checkpoint, read_trainer_state, restore_training_checkpoint, save_training_checkpoint
+from tvr.train.checkpoint import (
+    best_epoch,
+    has_checkpoint,
+    read_trainer_state,
+    restore_training_checkpoint,
+    save_training_checkpoint,
+)
 from tvr.train.data import PairSet, epoch_batches, load_pairs
 from tvr.train.presets import TrainConfig, override, resolve
 from tvr.train.schedule import apply_lr, lr_factor
 from tvr.train.trainer import (
     FRAMES_DIR,
-    TrainResult,
     TrainProgress,
-    read_metrics,
-    write_metrics,
+    TrainResult,
     param_groups,
+    read_metrics,
     resolve_device,
     seed_everything,
     split_for_training,
+    write_metrics,
 )
 
 TOKEN_BATCH = 32
@@ -254,7 +260,7 @@ def train_rerank(
             raise TvrError(f"method {method!r} re-ranks a first stage: pass --first-stage RUN_DIR")
         if has_checkpoint(run_dir):
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
-        preset, overrides, train_cfg = resolve(config_file, method)
+        preset, overrides, train_cfg, _ = resolve(config_file, method)  # the first stage's backbone is reused
         train_cfg = override(train_cfg, epochs=epochs, seed=seed)
         model_cfg = None
     first_stage = Path(first_stage).resolve()
@@ -338,7 +344,7 @@ def train_rerank(
             save_training_checkpoint(
                 run_dir, model, optimizer,
                 {"epoch": epoch + 1, "step": step, "method": method, "preset": preset, "train": asdict(train_cfg)},
-                extra,
+                extra, publish=best_epoch(history) == epoch + 1,  # the run's model: the best validation epoch
             )
             bar.epoch_done(record)
     return TrainResult(run_dir, train_cfg.epochs, history, time.monotonic() - t0)

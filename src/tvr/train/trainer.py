@@ -31,13 +31,16 @@ from tvr.models.registry import (
     read_checkpoint_config,
 )
 from tvr.train.checkpoint import (
+    best_epoch,
     has_checkpoint,
     read_trainer_state,
     restore_training_checkpoint,
     save_training_checkpoint,
 )
 from tvr.train.data import PairSet, epoch_batches, load_pairs, text_batch
+from tvr.train.negatives import neighbour_batches
 from tvr.train.presets import TrainConfig, override, resolve
+from tvr.train.pretrain import SYNTHETIC_BACKBONE, backbone_to_build, stand_in_config, with_synthetic_backbone
 from tvr.train.schedule import apply_lr, lr_factor
 
 METRICS_FILE = "metrics.jsonl"
@@ -140,7 +143,8 @@ def train(
     state: dict[str, Any] | None = None
     if resume:
         state = read_trainer_state(run_dir, previous=resume_previous)
-        found, model_cfg, _ = read_checkpoint_config(run_dir)
+        found, model_cfg, saved = read_checkpoint_config(run_dir)
+        pretrain_record = saved.get("training", {}).get("pretrain")
         if found != method:
             raise TvrError(f"{run_dir}: holds a {found!r} run, cannot resume it as {method!r}")
         train_cfg = config_from_dict(TrainConfig, state["train"], where=f"{run_dir}: train")
@@ -149,12 +153,22 @@ def train(
     else:
         if has_checkpoint(run_dir):
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
-        preset, overrides, train_cfg = resolve(config_file, method)
+        preset, overrides, train_cfg, pretrain_cfg = resolve(config_file, method)
         train_cfg = override(train_cfg, epochs=epochs, seed=seed)
         model_cfg = make_config(method, overrides, where=f"{config_file or 'model config'}: model")
+        uses_synthetic = getattr(getattr(model_cfg, "backbone", None), "pretrained", None) == SYNTHETIC_BACKBONE
+        pretrain_record = asdict(pretrain_cfg) if uses_synthetic else None  # the recipe, to rebuild it elsewhere
 
     train_m, val_m = split_for_training(manifest, train_cfg)
+    both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
+    store = run_dir / FRAMES_DIR
+    if not resume and backbone_to_build(model_cfg, pretrain_cfg):
+        # decode first (a bad manifest fails in seconds, not after the build), with the backbone's input size
+        stand_in = lookup(method)[0].adapt_config(stand_in_config(model_cfg, pretrain_cfg), [e.caption for e in train_m.entries])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        load_pairs(both, build(method, stand_in).input_spec(), store, workers=train_cfg.workers, progress=progress)
     if not resume:
+        model_cfg = with_synthetic_backbone(model_cfg, pretrain_cfg, progress=progress)  # built on first use
         model_cfg = lookup(method)[0].adapt_config(model_cfg, [e.caption for e in train_m.entries])
     torch.manual_seed(train_cfg.seed)  # parameter init
     try:
@@ -163,8 +177,6 @@ def train(
         raise TvrError(f"{config_file or run_dir / 'config.json'}: model: {exc}") from None
     spec = model.input_spec()
     run_dir.mkdir(parents=True, exist_ok=True)
-    store = run_dir / FRAMES_DIR
-    both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
     load_pairs(both, spec, store, workers=train_cfg.workers, progress=progress)  # decode everything once
     train_pairs = load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False)
     val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
@@ -178,12 +190,14 @@ def train(
         history = [h for h in read_metrics(run_dir) if h.get("epoch", 0) <= start_epoch]
     else:
         seed_everything(train_cfg.seed)
-    steps_per_epoch = len(epoch_batches(train_pairs, train_cfg.batch_size, train_cfg.seed, 0))
+    steps_per_epoch = len(batches_for_epoch(train_pairs, train_cfg, 0))
     if steps_per_epoch == 0:
         raise TvrError(f"{manifest.source}: fewer than 2 decodable training videos")
     total = steps_per_epoch * train_cfg.epochs
     warmup = int(round(train_cfg.warmup_fraction * total))
-    extra = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
+    extra: dict[str, Any] = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
+    if pretrain_record is not None:
+        extra["training"]["pretrain"] = pretrain_record
     if not resume or not (run_dir / TRAINING_CAPTIONS_FILE).is_file():  # the default querybank of indexes
         # built from this run (index/querybank_texts.py); a run from before this file existed gets it on --resume
         atomic_write_json(run_dir / TRAINING_CAPTIONS_FILE, [e.caption for e in train_m.entries])
@@ -193,7 +207,7 @@ def train(
             model.train()
             e0, c0, losses = time.monotonic(), _cpu_s(), []
             bar.start_epoch(epoch)
-            for caps, rows in epoch_batches(train_pairs, train_cfg.batch_size, train_cfg.seed, epoch):
+            for caps, rows in batches_for_epoch(train_pairs, train_cfg, epoch):
                 factor = lr_factor(step, total, warmup, train_cfg.min_lr_ratio)
                 apply_lr(optimizer, factor)
                 videos = train_pairs.clips.batch(rows).to(dev)
@@ -219,10 +233,17 @@ def train(
             save_training_checkpoint(
                 run_dir, model, optimizer,
                 {"epoch": epoch + 1, "step": step, "method": method, "preset": preset, "train": asdict(train_cfg)},
-                extra,
+                extra, publish=best_epoch(history) == epoch + 1,  # the run's model: the best validation epoch
             )
             bar.epoch_done(record)
     return TrainResult(run_dir, train_cfg.epochs, history, time.monotonic() - t0)
+
+
+def batches_for_epoch(pairs: PairSet, cfg: TrainConfig, epoch: int) -> list[tuple[list[int], list[int]]]:
+    """The epoch's (caption rows, clip rows) batches: random, or part neighbour groups (hard negatives)."""
+    if cfg.hard_negatives > 0:
+        return neighbour_batches(pairs, cfg.batch_size, cfg.seed, epoch, share=cfg.hard_negatives, group=cfg.negative_group)
+    return epoch_batches(pairs, cfg.batch_size, cfg.seed, epoch)
 
 
 def _cpu_s() -> float:

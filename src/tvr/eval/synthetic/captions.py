@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tvr.eval.synthetic.world import ObjectSpec, Scene
+from tvr.eval.synthetic.world import SEQUENCE_BESIDE, ObjectSpec, Scene
 
 COLOUR_WORDS = {
     "red": ("red",),
@@ -108,7 +108,8 @@ def captions_for(scene: Scene, n: int | None = None) -> list[str]:
     words = _Words(np.random.default_rng(scene.caption_seed))
     if n is None:
         n = 2 + int(words.rng.integers(2))
-    force_sound = "sound" in scene.tags
+    # a sound near-duplicate exists: every pair member tagged "sound", every member of a group of four
+    force_sound = "sound" in scene.tags or (scene.kind == SEQUENCE_BESIDE and scene.group is not None)
     out: list[str] = []
     for _ in range(20 * n):
         text = _caption(scene, words, force_sound)
@@ -120,7 +121,8 @@ def captions_for(scene: Scene, n: int | None = None) -> list[str]:
 
 
 def _caption(scene: Scene, w: _Words, force_sound: bool) -> str:
-    body = {"single": _single, "sequence": _sequence, "together": _together, "beside": _beside}[scene.kind](scene, w)
+    body = {"single": _single, "sequence": _sequence, "together": _together, "beside": _beside,
+            SEQUENCE_BESIDE: _sequence_beside}[scene.kind](scene, w)
     if force_sound or w.chance(P_SOUND):
         if w.chance(0.3):
             body = f"{w.pick(SOUND_PREFIX[scene.sound])} {body}"
@@ -186,6 +188,27 @@ def _beside(scene: Scene, w: _Words) -> str:
         lambda: f"{small_np} next to {large_np}{motion}",
         lambda: f"{large_np} with {small_np} beside it{motion}",
         lambda: f"{small_np} sits beside {large_np}{motion}",
+    )
+    return w.pick(templates)()
+
+
+def _sequence_beside(scene: Scene, w: _Words) -> str:
+    """'a tiny blue cross beside a large red square, then a green circle moves left' (in time order)."""
+    large, small, other = scene.objects
+    small_np = w.noun(small, size=True)
+    large_np = _large_description(large, w)
+    pair = w.pick((
+        lambda: f"{small_np} beside {large_np}",
+        lambda: f"{small_np} next to {large_np}",
+        lambda: f"{large_np} with {small_np} beside it",
+    ))()
+    alone = w.clause(other)
+    a, b = (pair, alone) if large.t_start < other.t_start else (alone, pair)
+    templates = (
+        lambda: f"{a}, then {b}",
+        lambda: f"first {a}, then {b}",
+        lambda: f"{a}, and after that {b}",
+        lambda: f"{a}; afterwards {b}",
     )
     return w.pick(templates)()
 

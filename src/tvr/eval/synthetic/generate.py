@@ -4,6 +4,8 @@ Layout of OUT_DIR:
   videos/v000000.mp4 …     real encoded files (mostly MP4/H.264+AAC; some WebM/VP9+Opus and MKV)
   train.jsonl val.jsonl test.jsonl all.jsonl   manifests (tvr.io.manifest format, extra fields
                            `kind`, `tags` and, for test near-duplicates, `group`)
+  test_paraphrase.jsonl    the test captions with every colour/shape/motion/sound word replaced by a
+                           synonym no caption uses (paraphrase.py): does the text side know English?
   scenes.jsonl             every video's full scene description (for analysis and tests)
   world.json               vocabulary, held-out pairs, counts
 Manifests are written last, so a collection with manifests is complete.
@@ -16,16 +18,18 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tvr.atomic import atomic_write_json, atomic_write_text
 from tvr.errors import TvrError
 from tvr.eval.synthetic.captions import captions_for
+from tvr.eval.synthetic.paraphrase import paraphrase
 from tvr.eval.synthetic.world import Scene, World, WorldConfig, sample_world
 from tvr.io.manifest import ManifestEntry, write_manifest
 
 AUDIO_RATE_HZ = 16_000
+PARAPHRASE_MANIFEST = "test_paraphrase.jsonl"
 # Limits of `tvr synth`: rendering holds a whole video as float32 working arrays, about 40 bytes per
 # pixel per frame, in every worker; 2**25 pixel-frames is about 1.3 GiB (e.g. 512² × 128 frames).
 MAX_VIDEOS = 100_000
@@ -194,4 +198,7 @@ def _write_outputs(out_dir: Path, world: World, render: RenderConfig, entries: l
     atomic_write_json(out_dir / "world.json", description)
     for name in ("train", "val", "test"):
         write_manifest(out_dir / f"{name}.jsonl", [e for e in entries if e.split == name])
+    twin = [replace(e, caption=paraphrase(e.caption), extra={**e.extra, "paraphrase_of": e.caption})
+            for e in entries if e.split == "test"]
+    write_manifest(out_dir / PARAPHRASE_MANIFEST, twin)
     write_manifest(out_dir / "all.jsonl", entries)

@@ -28,8 +28,13 @@ SIZES = ("large", "small")
 MOTIONS = ("left", "right", "up", "down", "static")
 SOUNDS = ("beeps", "hum", "silence")
 KINDS = ("single", "sequence", "together", "beside")
-# What distinguishes a test scene from its near-duplicate (or from everything seen in training).
-DISTINCTIONS = ("order", "sound", "small", "heldout")
+# In worlds with groups of four: a large object with a small one beside it, then another object
+# (or the other way round), so one scene can differ from its near-duplicates in order, sound or the
+# small object. Also drawn for training there, so the composition itself is not new at test time.
+SEQUENCE_BESIDE = "sequence_beside"
+# What distinguishes a test scene from its near-duplicate (or from everything seen in training);
+# "base" marks the original scene of a group of four.
+DISTINCTIONS = ("order", "sound", "small", "heldout", "base")
 
 # Object half-sizes as a fraction of the frame side: large ≈ 30–44 % of the frame, small ≈ 12–18 %.
 HALF_SIZE = {"large": (0.15, 0.22), "small": (0.06, 0.09)}
@@ -110,6 +115,17 @@ class WorldConfig:
     kind_weights: tuple[float, ...] = (0.25, 0.25, 0.25, 0.25)  # over KINDS, train/val and plain test
     # test scene recipes: order pair, sound pair, small pair, held-out single, plain single
     test_weights: tuple[float, ...] = (0.25, 0.2, 0.25, 0.15, 0.15)
+    # 2: near-duplicate pairs (recipes above); 4: every test scene is in a group of four (a base
+    # scene, its order swapped, its sound changed, its small object changed), half of the groups
+    # with a held-out (colour, shape) pair, and training also draws that composition
+    group_size: int = 2
+    sequence_beside_weight: float = 0.2  # share of train/val scenes of that composition (group_size 4)
+
+    def __post_init__(self) -> None:
+        if self.group_size not in (2, 4):
+            raise ValueError(f"group_size must be 2 or 4, got {self.group_size}")
+        if not 0 <= self.sequence_beside_weight < 1:
+            raise ValueError(f"sequence_beside_weight must be in [0, 1), got {self.sequence_beside_weight}")
 
 
 @dataclass(frozen=True)
@@ -129,6 +145,7 @@ class World:
         return {
             "format_version": 1,
             "seed": self.config.seed,
+            "group_size": self.config.group_size,
             "colours": {k: list(v) for k, v in COLOURS.items()},
             "shapes": list(SHAPES),
             "sizes": list(SIZES),
@@ -146,7 +163,9 @@ class World:
                 "sound": "test pair: the same scene with a different sound track",
                 "small": "test pair: the same scene with the small object's colour or shape changed",
                 "heldout": "the scene uses a (colour, shape) pair never seen in training",
+                "base": "group of four: the scene its three near-duplicates (order, sound, small) were made from",
                 **{k: f"scene kind {k!r}" for k in KINDS},
+                SEQUENCE_BESIDE: "scene kind: a large object with a small one beside it, then another object (or reversed)",
             },
         }
 
@@ -202,6 +221,8 @@ class _Sampler:
         return items[int(self.rng.integers(len(items)))]
 
     def kind(self) -> str:
+        if self.config.group_size == 4 and self.rng.random() < self.config.sequence_beside_weight:
+            return SEQUENCE_BESIDE
         w = np.asarray(self.config.kind_weights, dtype=float)
         return KINDS[int(self.rng.choice(len(KINDS), p=w / w.sum()))]
 
@@ -246,7 +267,19 @@ class _Sampler:
             return self.together(heldout)
         if kind == "beside":
             return self.beside()
+        if kind == SEQUENCE_BESIDE:
+            return self.sequence_beside(heldout)
         raise ValueError(kind)
+
+    def sequence_beside(self, heldout: bool) -> tuple[ObjectSpec, ...]:
+        """(large, small, other): the large+small pair in one half of the clip, the other object in the
+        other half; which comes first is random. A held-out pair, if any, is the other object."""
+        large, small = self.beside()
+        other_pair = self.pair(exclude_colours=(large.colour,), heldout=heldout)
+        other = self.obj(other_pair, self.size(0.7))
+        if self.rng.random() < 0.5:
+            return (*_window((large, small), 0.0, 0.5), *_window((other,), 0.5, 1.0))
+        return (*_window((large, small), 0.5, 1.0), *_window((other,), 0.0, 0.5))
 
     def together(self, heldout: bool) -> tuple[ObjectSpec, ...]:
         """Two objects on screen at once whose paths never overlap (rejection sampling)."""
@@ -312,8 +345,14 @@ class _Sampler:
 
     def test_scenes(self, n: int) -> list[Scene]:
         """Near-duplicate pairs, held-out scenes and plain scenes: `n` test videos in proportions
-        fixed by quotas (not by chance, so small test splits still cover every distinction)."""
+        fixed by quotas (not by chance, so small test splits still cover every distinction).
+        With group_size 4: n // 4 groups of four (every other one held out), the rest plain scenes."""
         out: list[Scene] = []
+        if self.config.group_size == 4:
+            for g in range(n // 4):
+                out.extend(self.group_of_four(heldout=g % 2 == 1))
+            out.extend(self.scene("test", self.kind()) for _ in range(n % 4))
+            return out
         for recipe in self.rng.permutation(quota_recipes(n, self.config.test_weights)):
             if recipe in ("order", "sound", "small"):
                 out.extend(self.pair_of(str(recipe)))
@@ -345,6 +384,29 @@ class _Sampler:
         tags = (distinction,)
         return [replace(a, tags=tags, group=group), replace(b, tags=tags, group=group)]
 
+    def group_of_four(self, heldout: bool) -> list[Scene]:
+        """A base scene and three near-duplicates, each differing from it in one thing: the order of
+        its two halves, its sound, or the small object's colour/shape."""
+        group = f"g{self.n_groups:05d}"
+        self.n_groups += 1
+        base = self.scene("test", SEQUENCE_BESIDE, heldout=heldout)
+        large, small, other = base.objects
+        pair_window = (large.t_start, large.t_end)
+        swapped = (*_window((large, small), other.t_start, other.t_end), *_window((other,), *pair_window))
+        sound = self.pick([x for x in SOUNDS if x != base.sound])
+        b_pair = self._changed_small(large, small)
+        variants = {
+            "order": replace(base, objects=swapped),
+            "sound": replace(base, sound=sound, audio_stream=True),
+            "small": replace(base, objects=(large, replace(small, colour=b_pair[0], shape=b_pair[1]), other)),
+        }
+        extra = ("heldout",) if heldout else ()
+        out = [replace(base, tags=("base", *extra), group=group)]
+        for name, scene in variants.items():
+            seed = int(self.rng.integers(2**31))
+            out.append(replace(scene, tags=(name, *extra), group=group, caption_seed=seed, noise_seed=base.noise_seed))
+        return out
+
     def _changed_small(self, large: ObjectSpec, small: ObjectSpec) -> tuple[str, str]:
         """Change the small object's colour, its shape, or both (never to the large one's colour)."""
         options = [
@@ -359,6 +421,10 @@ class _Sampler:
         else:
             narrowed = [p for p in options if p[0] != small.colour and p[1] != small.shape]
         return self.pick(narrowed or options)
+
+
+def _window(objects: tuple[ObjectSpec, ...], start: float, end: float) -> tuple[ObjectSpec, ...]:
+    return tuple(replace(o, t_start=start, t_end=end) for o in objects)
 
 
 def quota_recipes(n: int, weights: tuple[float, ...]) -> list[str]:

@@ -1,0 +1,328 @@
+"""Pretrain the CLIP-layout backbone like CLIP: contrastive image-text on unlimited synthetic stills.
+
+Every paper fine-tunes a pretrained CLIP; none can be downloaded here, so the lab makes its own.
+`pretrain` trains a ViT image tower and a causal text tower with the symmetric InfoNCE loss on stills
+rendered on the fly (`eval/synthetic/stills.py`), and saves them as a Hugging Face `CLIPModel` folder,
+the format real users hold. The text tower reads English with MiniLM's WordPiece tokenizer, and its
+token embeddings start from MiniLM's (and stay frozen by default), so words the stills never use sit
+near the words they mean.
+
+`ensure_backbone` builds the default backbone once per machine into the user cache folder
+(`$TVR_CACHE_DIR`, else `$XDG_CACHE_HOME/tvr`, else `~/.cache/tvr`): under a file lock, so two
+processes never build it twice, resuming an interrupted build, and published with one rename.
+The presets name it as `backbone.pretrained: "synthetic-clip"`; `with_synthetic_backbone` turns that
+name into the folder before a model is built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tvr.atomic import atomic_write_json
+from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig
+from tvr.errors import TvrError
+from tvr.train.checkpoint import load_optimizer, optimizer_tensors
+from tvr.train.schedule import apply_lr, lr_factor
+
+SYNTHETIC_BACKBONE = "synthetic-clip"  # the name presets use for the default pretrained backbone
+CACHE_ENV = "TVR_CACHE_DIR"
+FORMAT_VERSION = 1
+INFO_FILE = "tvr_pretrain.json"  # written last into a finished folder: config, steps, timings
+STATE_FILE = "state.json"
+STATE_TENSORS = "state.safetensors"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The backbone's shape and its pretraining recipe (defaults: the synthetic CLIP of the presets)."""
+
+    steps: int = 1200  # × 256 stills ≈ 307k images, about 25 min on 2 cores
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 60
+    min_lr_ratio: float = 0.05
+    image_size: int = 64
+    patch_size: int = 16
+    vision_width: int = 192
+    vision_layers: int = 4
+    vision_heads: int = 4
+    text_width: int = 256  # token embeddings start from MiniLM's (384-d), PCA-reduced to this width
+    text_layers: int = 2
+    text_heads: int = 4
+    embed_dim: int = 128
+    context_length: int = 32
+    freeze_token_embedding: bool = True
+    checkpoint_every: int = 100  # steps between resumable checkpoints
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                continue
+            if f.type == "float":
+                ok = value > 0 if f.name == "lr" else value >= 0
+            else:
+                ok = value >= (0 if f.name in ("warmup_steps", "seed") else 1)
+            if not ok:
+                raise ValueError(f"{f.name} is out of range: {value!r}")
+        if self.min_lr_ratio > 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2 (a contrastive batch needs a negative)")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+
+    def key(self) -> str:
+        """A short hash of everything that changes the weights (not the checkpoint interval)."""
+        doc = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
+        doc["format"] = FORMAT_VERSION
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    path: Path
+    steps: int
+    wall_s: float  # this call only (0 when the folder already existed)
+    cpu_s: float
+    built: bool  # False: an existing folder was reused
+
+
+def cache_root() -> Path:
+    """Where built backbones live: $TVR_CACHE_DIR, else $XDG_CACHE_HOME/tvr, else ~/.cache/tvr."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tvr"
+
+
+def backbone_dir(cfg: PretrainConfig) -> Path:
+    return cache_root() / "pretrained" / f"{SYNTHETIC_BACKBONE}-{cfg.key()}"
+
+
+def with_synthetic_backbone(model_cfg: Any, pretrain: PretrainConfig, *, progress: bool = True) -> Any:
+    """`model_cfg` with `backbone.pretrained: "synthetic-clip"` replaced by the built folder (built now
+    if this machine has none for `pretrain`); any other config is returned as it is."""
+    backbone = getattr(model_cfg, "backbone", None)
+    if backbone is None or getattr(backbone, "pretrained", None) != SYNTHETIC_BACKBONE:
+        return model_cfg
+    path = ensure_backbone(pretrain, progress=progress).path
+    return replace(model_cfg, backbone=replace(backbone, pretrained=str(path)))
+
+
+def backbone_to_build(model_cfg: Any, pretrain: PretrainConfig) -> bool:
+    """Whether `model_cfg` names the synthetic backbone and this machine has not built it yet."""
+    backbone = getattr(model_cfg, "backbone", None)
+    return getattr(backbone, "pretrained", None) == SYNTHETIC_BACKBONE and not _finished(backbone_dir(pretrain))
+
+
+def stand_in_config(model_cfg: Any, pretrain: PretrainConfig) -> Any:
+    """`model_cfg` with an untrained backbone of the synthetic one's input size: a model built from it
+    takes the same frames, so videos can be decoded (and bad ones found) before a long build."""
+    backbone = replace(model_cfg.backbone, pretrained=None)
+    fields = {"backbone": backbone}
+    if hasattr(model_cfg, "image_size"):
+        fields["image_size"] = pretrain.image_size
+    return replace(model_cfg, **fields)
+
+
+def ensure_backbone(cfg: PretrainConfig, *, out: Path | None = None, progress: bool = True) -> PretrainResult:
+    """The finished backbone folder for `cfg` (default: in the cache), built under a lock if missing."""
+    final = out if out is not None else backbone_dir(cfg)
+    if _finished(final):
+        return PretrainResult(final, _info(final)["steps"], 0.0, 0.0, built=False)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(final):
+        if _finished(final):  # another process built it while this one waited
+            return PretrainResult(final, _info(final)["steps"], 0.0, 0.0, built=False)
+        if final.exists():
+            raise TvrError(f"{final} exists but is not a finished tvr backbone; remove it or pass --force")
+        return _build(cfg, final, progress)
+
+
+def _finished(path: Path) -> bool:
+    return (path / INFO_FILE).is_file() and (path / "config.json").is_file()
+
+
+def _info(path: Path) -> dict[str, Any]:
+    return json.loads((path / INFO_FILE).read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def _build_lock(final: Path) -> Iterator[None]:
+    """Hold FINAL.lock (flock: the kernel drops it when the holder dies); waits for another builder."""
+    fd = os.open(final.parent / f"{final.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process building {final} …", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def build_model(cfg: PretrainConfig, token_embedding: torch.Tensor) -> ClipModel:
+    """A fresh CLIP-layout model whose token embeddings are `token_embedding` [vocab, text_width]."""
+    torch.manual_seed(cfg.seed)
+    vision = VisionConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, width=cfg.vision_width,
+                          layers=cfg.vision_layers, heads=cfg.vision_heads, output_dim=cfg.embed_dim)
+    text = TextConfig(context_length=cfg.context_length, vocab_size=token_embedding.shape[0], width=cfg.text_width,
+                      layers=cfg.text_layers, heads=cfg.text_heads, output_dim=cfg.embed_dim)
+    model = ClipModel(vision, text)
+    with torch.no_grad():
+        model.text.token_embedding.weight.copy_(reduce_width(token_embedding, cfg.text_width))
+    model.text.token_embedding.weight.requires_grad_(not cfg.freeze_token_embedding)
+    return model
+
+
+def reduce_width(embedding: torch.Tensor, width: int) -> torch.Tensor:
+    """[V, D] → [V, width]: the top `width` principal components (D ≤ width: zero-padded), rescaled to
+    CLIP's embedding scale (std 0.02). Neighbours stay neighbours; the result is deterministic."""
+    centred = embedding.double() - embedding.double().mean(dim=0)
+    if width < embedding.shape[1]:
+        _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+        signs = torch.sign(vh[:, :1].sum(dim=1, keepdim=True) + 1e-30)  # fix each component's sign
+        reduced = centred @ (vh[:width] * signs[:width]).t()
+    else:
+        reduced = torch.nn.functional.pad(centred, (0, width - embedding.shape[1]))
+    return (reduced * (0.02 / reduced.std())).float()
+
+
+def minilm_token_embedding() -> tuple[torch.Tensor, Path]:
+    """(MiniLM's input word embeddings [30522, 384], its folder, which also holds the tokenizer)."""
+    from safetensors.torch import load_file
+
+    from tvr.encoders.minilm import minilm_path
+
+    folder = minilm_path()
+    weights = load_file(str(folder / "model.safetensors"))
+    key = next((k for k in weights if k.endswith("embeddings.word_embeddings.weight")), None)
+    if key is None:
+        raise TvrError(f"{folder / 'model.safetensors'}: no word_embeddings tensor")
+    return weights[key].float(), folder
+
+
+def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
+    from safetensors.torch import load_file, save_file
+
+    from tvr.cli.output import ProgressReport
+    from tvr.encoders.clip import save_hf_clip
+    from tvr.encoders.frames import CLIP_MEAN, CLIP_STD
+    from tvr.encoders.tokenizer import HFTokenizer
+    from tvr.eval.synthetic.stills import StillSampler
+
+    t0, c0 = time.monotonic(), time.process_time()
+    work = final.parent / f"{final.name}.partial"
+    work.mkdir(exist_ok=True)
+    embedding, tok_dir = minilm_token_embedding()
+    tokenizer = HFTokenizer(tok_dir)
+    model = build_model(cfg, embedding)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "embedding" not in n)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
+              {"params": rest, "weight_decay": 0.0, "base_lr": cfg.lr}]
+    optimizer = torch.optim.AdamW(groups,
+                                  lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    step, spent = 0, {"wall_s": 0.0, "cpu_s": 0.0}
+    state_path = work / STATE_FILE
+    if state_path.is_file():
+        doc = json.loads(state_path.read_text(encoding="utf-8"))
+        if doc.get("config") != asdict(cfg):
+            raise TvrError(f"{work}: holds a build with another config; remove the folder to start over")
+        tensors = load_file(str(work / STATE_TENSORS))
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        load_optimizer(optimizer, tensors, doc["param_groups"])
+        step, spent = int(doc["step"]), doc["spent"]
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255
+    losses: list[float] = []
+
+    def checkpoint() -> None:
+        opt, groups = optimizer_tensors(optimizer)
+        weights = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        tmp = work / f".{STATE_TENSORS}.tmp"
+        save_file({**weights, **opt}, str(tmp))
+        os.replace(tmp, work / STATE_TENSORS)
+        now = {"wall_s": spent["wall_s"] + time.monotonic() - t0, "cpu_s": spent["cpu_s"] + time.process_time() - c0}
+        atomic_write_json(state_path, {"step": step, "config": asdict(cfg), "param_groups": groups, "spent": now})
+
+    model.train()
+    with ProgressReport("pretraining the synthetic CLIP backbone", cfg.steps, "steps", enabled=progress) as bar:
+        bar.advance(step)
+        while step < cfg.steps:
+            apply_lr(optimizer, lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
+            pixels, captions = StillSampler([cfg.seed, step], cfg.image_size).batch(cfg.batch_size)
+            loss = contrastive_loss(model, (torch.from_numpy(pixels).float() - mean) / std, *tokenizer(captions, cfg.context_length))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, 4.6052)  # CLIP: temperature at most 100
+            step += 1
+            losses.append(float(loss.detach()))
+            bar.advance(detail=f"loss {losses[-1]:.3f}")
+            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                checkpoint()
+    checkpoint()
+    staging = final.parent / f".{final.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_hf_clip(model.eval(), staging, tokenizer_dir=tok_dir)
+    total = json.loads(state_path.read_text(encoding="utf-8"))["spent"]
+    heldout = heldout_accuracy(model, tokenizer, cfg, mean, std)
+    atomic_write_json(staging / INFO_FILE, {
+        "format_version": FORMAT_VERSION, "name": SYNTHETIC_BACKBONE, "config": asdict(cfg), "steps": step,
+        "images_seen": step * cfg.batch_size, "final_loss": losses[-1] if losses else None,
+        "build_wall_s": round(total["wall_s"], 1), "build_cpu_s": round(total["cpu_s"], 1),
+        "torch_threads": torch.get_num_threads(), "heldout_stills": heldout,
+    })
+    os.replace(staging, final)
+    shutil.rmtree(work, ignore_errors=True)
+    return PretrainResult(final, step, time.monotonic() - t0, time.process_time() - c0, built=True)
+
+
+def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig, mean: torch.Tensor, std: torch.Tensor) -> dict[str, Any]:
+    """Image→text and text→image R@1 (%) among 256 stills from a seed training never draws."""
+    from tvr.eval.synthetic.stills import StillSampler
+
+    pixels, captions = StillSampler([cfg.seed, -1 % 2**32], cfg.image_size).batch(256)
+    with torch.no_grad():
+        img = F.normalize(model.encode_image((torch.from_numpy(pixels).float() - mean) / std), dim=-1)
+        txt = F.normalize(model.encode_text(*tokenizer(captions, cfg.context_length)), dim=-1)
+    sim = img @ txt.t()
+    target = torch.arange(len(captions))
+    same = torch.tensor([[a == b for b in captions] for a in captions])  # an identical caption is a hit too
+    i2t = same[target, sim.argmax(dim=1)].float().mean().item() * 100
+    t2i = same[target, sim.argmax(dim=0)].float().mean().item() * 100
+    return {"stills": len(captions), "i2t_R@1": round(i2t, 1), "t2i_R@1": round(t2i, 1)}
+
+
+def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a batch of (image, caption) pairs; identical captions are not negatives."""
+    width = max(1, int(mask.sum(dim=1).max()))  # causal tower: trailing padding changes nothing; skip it
+    ids, mask = ids[:, :width], mask[:, :width]
+    img = F.normalize(model.encode_image(images), dim=-1)
+    txt = F.normalize(model.encode_text(ids, mask), dim=-1)
+    logits = model.logit_scale.exp() * img @ txt.t()
+    same = (ids[:, None, :] == ids[None, :, :]).all(-1) & ~torch.eye(len(ids), dtype=torch.bool)
+    logits = logits.masked_fill(same, float("-inf"))
+    target = torch.arange(len(ids))
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+

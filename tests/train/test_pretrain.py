@@ -1,0 +1,169 @@
+"""`tvr pretrain`: a Hugging Face CLIPModel folder that transformers and tvr read alike, an exact
+resume after a kill, one build when two processes race, and the synthetic name in `tvr train`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from train_testlib import tiny_world
+
+from tvr.train.pretrain import INFO_FILE, PretrainConfig, backbone_dir, ensure_backbone
+
+TINY = PretrainConfig(steps=4, batch_size=8, warmup_steps=1, image_size=32, patch_size=8, vision_width=32,
+                      vision_layers=1, vision_heads=2, text_width=32, text_layers=1, text_heads=2, embed_dim=16,
+                      context_length=24, checkpoint_every=2)
+
+
+def build_in_subprocess(cfg: PretrainConfig, out: Path) -> subprocess.Popen:
+    code = ("import json, sys; from pathlib import Path; from tvr.train.pretrain import PretrainConfig, ensure_backbone; "
+            "r = ensure_backbone(PretrainConfig(**json.loads(sys.argv[1])), out=Path(sys.argv[2]), progress=False); "
+            "print(json.dumps({'built': r.built}))")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code, json.dumps(asdict(cfg)), str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_folder_loads_in_transformers_and_tvr_alike(tmp_path):
+    from transformers import AutoTokenizer, CLIPModel
+
+    from tvr.encoders.clip import load_clip
+
+    out = tmp_path / "clip"
+    result = ensure_backbone(TINY, out=out, progress=False)
+    assert result.built and result.steps == 4
+    info = json.loads((out / INFO_FILE).read_text())
+    assert info["config"] == asdict(TINY) and info["images_seen"] == 32
+    hf = CLIPModel.from_pretrained(str(out), local_files_only=True).eval()
+    ours, tokenizer, pre = load_clip(out)
+    assert pre.image_size == 32
+    images = torch.randn(3, 3, 32, 32)
+    captions = ["a red circle on the left", "two shapes: a tiny violet cross and a big box", "a crimson sphere"]
+    ids, mask = tokenizer(captions, TINY.context_length)
+    hf_ids = AutoTokenizer.from_pretrained(str(out))(captions, padding="max_length", max_length=TINY.context_length,
+                                                     return_tensors="pt")["input_ids"]
+    assert torch.equal(hf_ids, ids)  # the folder's tokenizer is the one tvr uses
+    with torch.no_grad():
+        np.testing.assert_allclose(hf.get_image_features(pixel_values=images).pooler_output.numpy(),
+                                   ours.encode_image(images).numpy(), atol=1e-5)
+        np.testing.assert_allclose(hf.get_text_features(input_ids=ids, attention_mask=mask.long()).pooler_output.numpy(),
+                                   ours.encode_text(ids, mask).numpy(), atol=1e-5)
+    # the second call reuses the folder
+    again = ensure_backbone(TINY, out=out, progress=False)
+    assert not again.built and again.steps == 4
+
+
+def test_token_embeddings_come_from_minilm_and_stay_frozen(tmp_path):
+    from tvr.train.pretrain import minilm_token_embedding, reduce_width
+
+    out = tmp_path / "clip"
+    ensure_backbone(TINY, out=out, progress=False)
+    start = reduce_width(minilm_token_embedding()[0], TINY.text_width)
+    saved = weights(out)["text_model.embeddings.token_embedding.weight"]
+    assert torch.equal(saved, start)
+    # synonyms the stills never use stay nearer their meaning than an unrelated word
+    from tvr.encoders.tokenizer import HFTokenizer
+
+    tok = HFTokenizer(out)
+    vec = {w: saved[tok.encode_ids(w)[1]] for w in ("red", "crimson", "ball", "sphere", "train")}
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(vec["red"], vec["crimson"], dim=0) > cos(vec["red"], vec["train"], dim=0)
+
+
+def test_killed_build_resumes_to_the_same_weights(tmp_path):
+    cfg = PretrainConfig(**{**asdict(TINY), "steps": 6})
+    whole = tmp_path / "whole"
+    p = build_in_subprocess(cfg, whole)
+    assert p.wait(timeout=240) == 0, p.stderr.read()
+
+    cut = tmp_path / "cut"
+    p = build_in_subprocess(cfg, cut)
+    state = cut.parent / f"{cut.name}.partial" / "state.json"
+    deadline = time.monotonic() + 240
+    while not state.is_file() and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (cut / INFO_FILE).exists(), "the build finished before it could be killed"
+    assert json.loads(state.read_text())["step"] in (2, 4)
+    p = build_in_subprocess(cfg, cut)
+    assert p.wait(timeout=240) == 0, p.stderr.read()
+    a, b = weights(whole), weights(cut)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not state.parent.exists()  # the work folder is cleaned up
+
+
+def test_two_racing_builders_build_once(tmp_path):
+    out = tmp_path / "clip"
+    procs = [build_in_subprocess(TINY, out) for _ in range(2)]
+    results = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=240)
+        assert p.returncode == 0, stderr
+        results.append(json.loads(stdout.strip().splitlines()[-1])["built"])
+    assert sorted(results) == [False, True]
+    assert (out / INFO_FILE).is_file()
+
+
+def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVR_CACHE_DIR", str(tmp_path / "cache"))
+    assert backbone_dir(TINY).parent == tmp_path / "cache" / "pretrained"
+    assert backbone_dir(TINY) != backbone_dir(PretrainConfig(**{**asdict(TINY), "seed": 1}))
+
+
+def test_cli_builds_reuses_and_refuses_bad_values(run_cli, tmp_path):
+    out = tmp_path / "clip"
+    args = ("pretrain", "--out", out, "--steps", "2", "--batch-size", "4", "--image-size", "32", "--patch-size", "16")
+    r = run_cli(*args, "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["built"] and doc["steps"] == 2 and doc["info"]["config"]["image_size"] == 32
+    r = run_cli(*args, "--json", "--quiet")
+    assert r.exit_code == 0 and not json.loads(r.stdout)["built"]
+    r = run_cli(*args, "--json", "--quiet", "--force")
+    assert r.exit_code == 0 and json.loads(r.stdout)["built"]
+    r = run_cli("pretrain", "--out", tmp_path / "x", "--steps", "0")
+    assert r.exit_code == 2 and "--steps" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("pretrain", "--out", tmp_path / "x", "--image-size", "40", "--patch-size", "16")
+    assert r.exit_code == 2 and "--image-size" in r.stderr
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "f").write_text("x")
+    r = run_cli("pretrain", "--out", tmp_path / "junk", "--steps", "1")
+    assert r.exit_code == 2 and "--force" in r.stderr
+
+
+def test_train_fine_tunes_from_the_synthetic_name(run_cli, tmp_path, tmp_path_factory):
+    tiny_world_dir = tiny_world(tmp_path_factory)
+    config = {"preset": "tiny", "model": {"backbone": {"pretrained": "synthetic-clip", "freeze_token_embedding": True}},
+              "pretrain": asdict(TINY), "train": {"epochs": 1, "batch_size": 4, "workers": 1, "hard_negatives": 0.5}}
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    run = tmp_path / "run"
+    r = run_cli("train", tiny_world_dir / "w" / "all.jsonl", "--method", "clip4clip-meanp", "--out", run,
+                "--config", tmp_path / "c.json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads((run / "config.json").read_text())
+    saved = doc["config"]
+    assert saved["backbone"]["pretrained"] == str(backbone_dir(TINY))  # the name became the cache folder
+    assert doc["training"]["pretrain"] == asdict(TINY)  # the recipe, to rebuild the folder elsewhere
+    assert saved["image_size"] == 32 and saved["backbone"]["text_width"] == 32
+    from tvr.models.registry import load_model
+
+    model = load_model(run)
+    start = weights(backbone_dir(TINY))["text_model.embeddings.token_embedding.weight"]
+    assert torch.equal(model.backbone.text.token_embedding.weight.detach(), start)  # frozen through fine-tuning
