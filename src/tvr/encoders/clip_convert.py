@@ -175,6 +175,22 @@ def configs_from_hf(config: Any, source: str) -> tuple[VisionConfig, TextConfig]
     )
 
 
+# open_clip name ↔ Hugging Face name, shared by both directions of the conversion
+_NORMS = (
+    ("visual.ln_pre", "vision_model.pre_layrnorm"),
+    ("visual.ln_post", "vision_model.post_layernorm"),
+    ("ln_final", "text_model.final_layer_norm"),
+)
+_STACKS = (("visual.transformer", "vision_model.encoder"), ("transformer", "text_model.encoder"))
+_BLOCK_LINEARS = (  # per residual block, (weight, bias) pairs under these names
+    ("attn.out_proj", "self_attn.out_proj"),
+    ("ln_1", "layer_norm1"),
+    ("ln_2", "layer_norm2"),
+    ("mlp.c_fc", "mlp.fc1"),
+    ("mlp.c_proj", "mlp.fc2"),
+)
+
+
 def hf_to_open_clip(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Hugging Face CLIPModel weights → open_clip names (q/k/v concatenated, projections transposed)."""
     out: dict[str, torch.Tensor] = {
@@ -187,26 +203,16 @@ def hf_to_open_clip(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "text_projection": sd["text_projection.weight"].t(),
         "logit_scale": sd["logit_scale"].reshape(()),
     }
-    for ours, theirs in (
-        ("visual.ln_pre", "vision_model.pre_layrnorm"),
-        ("visual.ln_post", "vision_model.post_layernorm"),
-        ("ln_final", "text_model.final_layer_norm"),
-    ):
+    for ours, theirs in _NORMS:
         out[f"{ours}.weight"], out[f"{ours}.bias"] = sd[f"{theirs}.weight"], sd[f"{theirs}.bias"]
-    for ours, theirs in (("visual.transformer", "vision_model.encoder"), ("transformer", "text_model.encoder")):
+    for ours, theirs in _STACKS:
         layer = 0
         while f"{theirs}.layers.{layer}.layer_norm1.weight" in sd:
             src, dst = f"{theirs}.layers.{layer}", f"{ours}.resblocks.{layer}"
             attn = f"{src}.self_attn"
             out[f"{dst}.attn.in_proj_weight"] = torch.cat([sd[f"{attn}.{p}_proj.weight"] for p in "qkv"])
             out[f"{dst}.attn.in_proj_bias"] = torch.cat([sd[f"{attn}.{p}_proj.bias"] for p in "qkv"])
-            for a, b in (
-                ("attn.out_proj", "self_attn.out_proj"),
-                ("ln_1", "layer_norm1"),
-                ("ln_2", "layer_norm2"),
-                ("mlp.c_fc", "mlp.fc1"),
-                ("mlp.c_proj", "mlp.fc2"),
-            ):
+            for a, b in _BLOCK_LINEARS:
                 out[f"{dst}.{a}.weight"], out[f"{dst}.{a}.bias"] = sd[f"{src}.{b}.weight"], sd[f"{src}.{b}.bias"]
             layer += 1
     return {k: v.contiguous() for k, v in out.items()}
@@ -224,26 +230,16 @@ def open_clip_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "text_projection.weight": sd["text_projection"].t(),
         "logit_scale": sd["logit_scale"].reshape(()),
     }
-    for ours, theirs in (
-        ("visual.ln_pre", "vision_model.pre_layrnorm"),
-        ("visual.ln_post", "vision_model.post_layernorm"),
-        ("ln_final", "text_model.final_layer_norm"),
-    ):
+    for ours, theirs in _NORMS:
         out[f"{theirs}.weight"], out[f"{theirs}.bias"] = sd[f"{ours}.weight"], sd[f"{ours}.bias"]
-    for ours, theirs in (("visual.transformer", "vision_model.encoder"), ("transformer", "text_model.encoder")):
+    for ours, theirs in _STACKS:
         layer = 0
         while f"{ours}.resblocks.{layer}.ln_1.weight" in sd:
             src, dst = f"{ours}.resblocks.{layer}", f"{theirs}.layers.{layer}"
             for name, tensor in (("weight", sd[f"{src}.attn.in_proj_weight"]), ("bias", sd[f"{src}.attn.in_proj_bias"])):
                 for proj, part in zip("qkv", tensor.chunk(3)):
                     out[f"{dst}.self_attn.{proj}_proj.{name}"] = part
-            for a, b in (
-                ("attn.out_proj", "self_attn.out_proj"),
-                ("ln_1", "layer_norm1"),
-                ("ln_2", "layer_norm2"),
-                ("mlp.c_fc", "mlp.fc1"),
-                ("mlp.c_proj", "mlp.fc2"),
-            ):
+            for a, b in _BLOCK_LINEARS:
                 out[f"{dst}.{b}.weight"], out[f"{dst}.{b}.bias"] = sd[f"{src}.{a}.weight"], sd[f"{src}.{a}.bias"]
             layer += 1
     return {k: v.detach().contiguous() for k, v in out.items()}

@@ -18,7 +18,7 @@ from collections import Counter, deque
 
 import numpy as np
 
-from tvr.train.data import PairSet
+from tvr.train.data import PairSet, chunk_batches, epoch_picks
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -57,12 +57,9 @@ def neighbour_batches(
         raise ValueError(f"share must be in [0, 1], got {share}")
     if group < 2:
         raise ValueError(f"group must be >= 2, got {group}")
-    rng = np.random.default_rng([seed, epoch])
-    by_video = pairs.captions_of_video()
-    order = rng.permutation(len(by_video))
-    picks = [(by_video[v][int(rng.integers(len(by_video[v])))], int(v)) for v in order if by_video[v]]
+    rng, picks = epoch_picks(pairs, seed, epoch)
     if share == 0.0 or len(picks) < 2:
-        return _chunks(picks, batch_size)
+        return chunk_batches(picks, batch_size)
     texts = [pairs.entries[c].caption for c, _ in picks]
     vectors = caption_vectors(texts)
     sim = vectors @ vectors.T
@@ -126,11 +123,3 @@ def _fill(groups: deque[list[int]], rest: deque[int], norm: list[str], batch_siz
             batches.append(batch)
     return batches
 
-
-def _chunks(picks: list[tuple[int, int]], batch_size: int) -> list[tuple[list[int], list[int]]]:
-    out = []
-    for i in range(0, len(picks), batch_size):
-        chunk = picks[i : i + batch_size]
-        if len(chunk) >= 2:
-            out.append(([c for c, _ in chunk], [v for _, v in chunk]))
-    return out
