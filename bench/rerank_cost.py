@@ -47,10 +47,11 @@ def queries(n: int, rng: np.random.Generator) -> list[str]:
 
 @torch.no_grad()
 def measure(n_gallery: int, k: int, n_queries: int, first: Any, reranker: Any, workdir: Path) -> dict[str, Any]:
+    from tvr.data.batch import TextBatch
     from tvr.index.vector_index import IndexSpec, VectorIndex
-    from tvr.models.base import TextBatch, VideoEmb
+    from tvr.models.base import VideoEmb
     from tvr.models.crosstvr import frozen_text_tokens, text_emb_from_tokens
-    from tvr.postproc.rerank import top_k_candidates
+    from tvr.postproc.two_stage import top_k_candidates
 
     rng = np.random.default_rng(n_gallery)
     d, t, m = reranker.config.width, reranker.config.num_frames, reranker.config.tokens_per_frame

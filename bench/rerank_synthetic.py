@@ -1,7 +1,7 @@
 """CrossTVR two-stage retrieval on the shared synthetic world: first stage alone vs + re-ranking.
 
 Re-rankers are named runs `NAME=CONFIG.json` (a `tvr train --config` file for method crosstvr),
-trained on the train split through the same `tvr.train.rerank.train_rerank` as
+trained on the train split through the same `tvr.train.rerank_trainer.train_rerank` as
 `tvr train --method crosstvr --first-stage RUN` (a finished run directory is reused), then the test
 split is evaluated with the first stage alone and re-ranked with every K, overall and per tag:
 
@@ -18,40 +18,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchlib import METRIC_KEYS, TAGS, finished, fmt, split_pairs, summarise
+
 from tvr.atomic import atomic_write_json, atomic_write_text
-
-METRIC_KEYS = ("R@1", "R@5", "R@10", "MdR")
-TAGS = ("base", "order", "sound", "small", "heldout")
-
-
-def summary(report: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "t2v": {k: report["t2v"][k] for k in METRIC_KEYS},
-        "by_tag": {t: {k: m[k] for k in METRIC_KEYS if k in m} | {"n": m.get("n_queries")}
-                   for t, m in report.get("by_tag", {}).items()},
-    }
 
 
 def evaluate(first_dir: Path, data: Path, rerank_dir: Path | None, ks: list[int], device: str) -> dict[str, Any]:
     from tvr.eval.evaluate import evaluate_model
-    from tvr.io.manifest import read_manifest
-    from tvr.models.registry import load_model
-    from tvr.postproc.rerank import TwoStage
-    from tvr.train.data import load_pairs
-    from tvr.train.rerank import load_reranker
-    from tvr.train.trainer import FRAMES_DIR
+    from tvr.models.registry import load_model, load_reranker
+    from tvr.postproc.two_stage import TwoStage
 
     model = load_model(first_dir, device=device)
-    pairs = load_pairs(read_manifest(data / "test.jsonl"), model.input_spec(), first_dir / FRAMES_DIR, progress=False)
+    pairs = split_pairs(model, first_dir, data / "test.jsonl")
     out: dict[str, Any] = {"n_test_queries": len(pairs.entries), "n_test_videos": len(pairs.clips)}
     if rerank_dir is None:
-        out["first_stage"] = summary(evaluate_model(model, pairs, device=device, split="test"))
+        out["first_stage"] = summarise(evaluate_model(model, pairs, device=device, split="test"))
         return out
     reranker, _, _ = load_reranker(rerank_dir, device=device)
     for k in ks:
         t0 = time.monotonic()
         report = evaluate_model(model, pairs, device=device, split="test", rerank=TwoStage(reranker, k, str(rerank_dir)))
-        out[f"K={k}"] = summary(report) | {"eval_s": round(time.monotonic() - t0, 1)}
+        out[f"K={k}"] = summarise(report) | {"eval_s": round(time.monotonic() - t0, 1)}
     return out
 
 
@@ -60,9 +47,9 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def row(name: str, k: str, r: dict[str, Any]) -> str:
-        cells = [name, k] + [_fmt(r["t2v"][m]) for m in METRIC_KEYS]
-        cells += [_fmt(r["by_tag"].get(t, {}).get("R@1")) for t in TAGS]
-        cells += [_fmt(r["by_tag"].get(t, {}).get("R@5")) for t in ("small", "order")]
+        cells = [name, k] + [fmt(r["t2v"][m]) for m in METRIC_KEYS]
+        cells += [fmt(r["by_tag"].get(t, {}).get("R@1")) for t in TAGS]
+        cells += [fmt(r["by_tag"].get(t, {}).get("R@5")) for t in ("small", "order")]
         return "| " + " | ".join(cells) + " |"
 
     lines.append(row(f"first stage ({doc.get('first_stage_name', 'meanP')})", "–", doc["first_stage"]["first_stage"]))
@@ -76,13 +63,9 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fmt(v: Any) -> str:
-    return "–" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
-
-
 def main() -> None:
-    from tvr.train.checkpoint import has_checkpoint, read_trainer_state
-    from tvr.train.rerank import train_rerank
+    from tvr.train.checkpoint import has_checkpoint
+    from tvr.train.rerank_trainer import train_rerank
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="append", default=[], help="NAME=CONFIG.json (method crosstvr)")
@@ -106,9 +89,7 @@ def main() -> None:
         name, _, config = item.partition("=")
         run_dir = args.runs_dir / f"crosstvr-{name}"
         t0 = time.monotonic()
-        done = has_checkpoint(run_dir) and int(read_trainer_state(run_dir)["epoch"]) >= (
-            args.epochs or int(read_trainer_state(run_dir)["train"]["epochs"]))
-        if not done:
+        if not finished(run_dir, args.epochs):
             train_rerank(args.data / "all.jsonl", "crosstvr", run_dir, first_stage=args.first_stage,
                          config_file=Path(config) if config else None, epochs=args.epochs, device=args.device,
                          resume=has_checkpoint(run_dir), progress=True)

@@ -63,7 +63,7 @@ def tiled(emb: Any, n: int, seed: int) -> Any:
 
 
 def embeddings(model: Any, n_texts: int, n_videos: int, frames: int, device: torch.device) -> tuple[Any, Any]:
-    from tvr.models.base import TextBatch, VideoBatch
+    from tvr.data.batch import TextBatch, VideoBatch
 
     g = torch.Generator().manual_seed(1)
     texts = [" ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (int(k),), generator=g))

@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tvr.eval.synthetic.generate import RenderConfig, generate
-from tvr.eval.synthetic.world import WorldConfig
+from tvr.synth.generate import RenderConfig, generate
+from tvr.synth.world import WorldConfig
 
 
 def _cpu_s() -> float:

@@ -25,15 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tvr.atomic import atomic_write_json, atomic_write_text
+from benchlib import METRIC_KEYS, TAGS, finished, fmt, split_pairs, summarise
 
-METRIC_KEYS = ("R@1", "R@5", "R@10", "MdR")
+from tvr.atomic import atomic_write_json, atomic_write_text
 
 
 def ensure_world(data: Path, shape: dict[str, int], seed: int, size: int) -> None:
     """Generate the synthetic world once (reused when its manifests exist)."""
-    from tvr.eval.synthetic.generate import RenderConfig, generate
-    from tvr.eval.synthetic.world import WorldConfig
+    from tvr.synth.generate import RenderConfig, generate
+    from tvr.synth.world import WorldConfig
 
     if (data / "test.jsonl").is_file():
         return
@@ -47,16 +47,15 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     from tvr.eval.evaluate import evaluate_model
     from tvr.io.manifest import read_manifest
     from tvr.models.registry import load_model
-    from tvr.train.checkpoint import has_checkpoint, read_trainer_state
-    from tvr.train.data import load_pairs
-    from tvr.train.trainer import FRAMES_DIR, read_metrics, train
+    from tvr.train.checkpoint import has_checkpoint
+    from tvr.train.epochs import read_metrics
+    from tvr.train.trainer import train
 
     method, _, config = spec.partition("@")
     run_dir = runs_dir / name
     t0 = time.monotonic()
     if has_checkpoint(run_dir):
-        state = read_trainer_state(run_dir)
-        if int(state["epoch"]) < (epochs or int(state["train"]["epochs"])):
+        if not finished(run_dir, epochs):
             train(data / "all.jsonl", method, run_dir, epochs=epochs, device=device, resume=True, progress=True)
     else:  # all.jsonl: trains on its train split, validates on val; the test split is never read
         train(data / "all.jsonl", method, run_dir, config_file=Path(config) if config else None,
@@ -64,21 +63,15 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     train_s = time.monotonic() - t0
     history = read_metrics(run_dir)
     model = load_model(run_dir, device=device)
-    test = read_manifest(data / "test.jsonl")
     bank = [e.caption for e in read_manifest(data / "train.jsonl").entries]
-    pairs = load_pairs(test, model.input_spec(), run_dir / FRAMES_DIR, progress=False)
+    pairs = split_pairs(model, run_dir, data / "test.jsonl")
     results = {}
     for p in postprocs:
         report = evaluate_model(model, pairs, device=device, postproc=p, querybank_texts=bank, split="test")
-        results[p] = {
-            "t2v": {k: report["t2v"][k] for k in METRIC_KEYS},
-            "v2t": {k: report["v2t"][k] for k in METRIC_KEYS},
-            "by_tag": {t: {k: m[k] for k in METRIC_KEYS if k in m} for t, m in report.get("by_tag", {}).items()},
-            "transductive": report.get("transductive", False),
-        }
+        results[p] = summarise(report, ("t2v", "v2t")) | {"transductive": report.get("transductive", False)}
     paraphrase = None
     if (data / "test_paraphrase.jsonl").is_file():
-        twin = load_pairs(read_manifest(data / "test_paraphrase.jsonl"), model.input_spec(), run_dir / FRAMES_DIR, progress=False)
+        twin = split_pairs(model, run_dir, data / "test_paraphrase.jsonl")
         report = evaluate_model(model, twin, device=device, postproc="none", split="test")
         paraphrase = {k: report["t2v"][k] for k in METRIC_KEYS}
     config_doc = json.loads((run_dir / "config.json").read_text())
@@ -97,7 +90,7 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     }
 
 
-def markdown(doc: dict[str, Any], tags: tuple[str, ...] = ("base", "order", "sound", "small", "heldout")) -> str:
+def markdown(doc: dict[str, Any], tags: tuple[str, ...] = TAGS) -> str:
     """One row per (run, post-processor): t2v R@1/5, MdR, R@1 per tag, paraphrase twin R@1/10, v2t R@1, cost."""
     head = ["run", "postproc", "t2v R@1", "R@5", "MdR"] + [f"R@1 {t}" for t in tags]
     head += ["paraphrase R@1 / R@10", "v2t R@1", "epochs (kept)", "train CPU-s", "train wall s"]
@@ -107,21 +100,17 @@ def markdown(doc: dict[str, Any], tags: tuple[str, ...] = ("base", "order", "sou
         para_cell = f"{para['R@1']:.1f} / {para['R@10']:.1f}" if para else "–"
         for i, (p, r) in enumerate(sorted(run["results"].items(), key=lambda kv: kv[0] != "none")):  # raw first
             row = [name, p + (" (transductive)" if r["transductive"] else "")]
-            row += [_fmt(r["t2v"][k]) for k in ("R@1", "R@5", "MdR")]
-            row += [_fmt(r["by_tag"].get(t, {}).get("R@1")) for t in tags]
-            row += [para_cell if i == 0 else "", _fmt(r["v2t"]["R@1"])]
+            row += [fmt(r["t2v"][k]) for k in ("R@1", "R@5", "MdR")]
+            row += [fmt(r["by_tag"].get(t, {}).get("R@1")) for t in tags]
+            row += [para_cell if i == 0 else "", fmt(r["v2t"]["R@1"])]
             kept = f"{run['epochs']} ({run.get('selected_epoch', '–')})"
-            row += [kept, _fmt(run.get("train_cpu_s")), _fmt(run.get("train_wall_s"))] if i == 0 else ["", "", ""]
+            row += [kept, fmt(run.get("train_cpu_s")), fmt(run.get("train_wall_s"))] if i == 0 else ["", "", ""]
             lines.append("| " + " | ".join(row) + " |")
     first = next(iter(doc["runs"].values()), None)
     if first:
         lines.append(f"\nTest split: {first['n_test_queries']} captions, {first['n_test_videos']} videos "
                      f"(chance R@1 = {first['chance_R@1']:.2f} %).")
     return "\n".join(lines) + "\n"
-
-
-def _fmt(v: Any) -> str:
-    return "–" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
 
 
 def main() -> None:

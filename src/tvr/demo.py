@@ -58,12 +58,12 @@ class ExampleSearch:
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run every stage; returns the demo report (timings, example searches, test metrics)."""
+    from tvr.data.pairs import load_pairs
     from tvr.eval.evaluate import evaluate_model
     from tvr.index.build import BuildOptions, build_index
     from tvr.index.search import Searcher
     from tvr.io.manifest import read_manifest
     from tvr.models.registry import load_model
-    from tvr.train.data import load_pairs
     from tvr.train.trainer import FRAMES_DIR
 
     if cfg.videos < 50:
@@ -127,8 +127,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = lambda _: None) -> di
 
 
 def _ensure_world(world: Path, videos: int, seed: int, workers: int) -> None:
-    from tvr.eval.synthetic.generate import RenderConfig, generate
-    from tvr.eval.synthetic.world import WorldConfig
+    from tvr.synth.generate import RenderConfig, generate
+    from tvr.synth.world import WorldConfig
 
     if (world / "test.jsonl").is_file():  # manifests are written last: their presence means complete
         return

@@ -157,11 +157,11 @@ def test_extract_progress_is_plain_lines_without_a_terminal(junk_videos, tmp_pat
 def test_plain_progress_lines_every_tenth(monkeypatch):
     from rich.console import Console
 
-    from tvr.cli import output
+    from tvr import progress
 
-    monkeypatch.setattr(output, "PLAIN_MIN_INTERVAL_S", 0.0)
+    monkeypatch.setattr(progress, "PLAIN_MIN_INTERVAL_S", 0.0)
     buf = io.StringIO()
-    with output.ProgressReport("epoch 1/2", 50, "steps", console=Console(file=buf, width=40)) as report:
+    with progress.ProgressReport("epoch 1/2", 50, "steps", console=Console(file=buf, width=40)) as report:
         for i in range(50):
             report.advance(detail=f"loss {1 / (i + 1):.4f}")
     lines = buf.getvalue().splitlines()

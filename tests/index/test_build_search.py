@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from index_helpers import caption, make_checkpoint, make_collection, make_video
+
+from tvr.data.batch import TextBatch
+from tvr.data.clips import Clips
 from tvr.features.store import clip_key
 from tvr.index import layout
 from tvr.index.build import BuildOptions, build_index
 from tvr.index.search import Searcher
 from tvr.io.manifest import read_manifest
-from tvr.models.base import TextBatch
 from tvr.models.clip4clip import Clip4ClipConfig, Clip4ClipMeanP
 from tvr.models.registry import load_model, names, register
 from tvr.postproc import apply_postproc
-from tvr.train.data import Clips
 
 QUERIES = ["red square moving left", "a blue circle", "small green then large", "right"]
 MANY_QUERIES = QUERIES + [caption(np.random.default_rng(s)) for s in range(24)]
@@ -178,10 +178,10 @@ def test_non_inner_product_model_is_rescored_with_its_similarity(world, tmp_path
 def test_rerun_after_interruption_ends_with_one_entry_per_video(world, tmp_path):
     """A killed run leaves a partly filled store, a half-written generation and a temp index.json;
     the re-run finishes the store, replaces the index, and cleans up."""
+    from tvr.data.batch import VideoInputSpec
+    from tvr.data.streams import pixels_encoder
     from tvr.features.extract import extract_features
     from tvr.index.build import gallery_source
-    from tvr.models.base import VideoInputSpec
-    from tvr.train.data import pixels_encoder
 
     root, manifest, run, _ = world
     store, out = tmp_path / "store", tmp_path / "idx"

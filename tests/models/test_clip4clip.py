@@ -173,7 +173,7 @@ def test_minilm_text_side_trains_one_step():
 @pytest.mark.parametrize("method", ["clip4clip-meanp", "clip4clip-seqtransf"])
 def test_text_batches_of_different_lengths_concatenate(method):
     """The evaluator encodes captions in batches and concatenates them: token widths must agree."""
-    from tvr.eval.evaluate import encode_texts
+    from tvr.models.encode import encode_texts
 
     model = tiny(method)
     caps = ["red", "red circle then red circle then red", "circle"]

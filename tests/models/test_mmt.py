@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from tvr.models.base import TextBatch
+from tvr.data.batch import TextBatch
 from tvr.models.experts import ExpertInput, compact, masked_max, shuffle_in_time, temporal_index
 from tvr.models.mmt import Mmt, MmtTextEmb, MmtVideoEmb, max_margin_ranking, mixture_weights
 from tvr.models.registry import create

@@ -56,9 +56,9 @@ def world(tmp_path_factory):
 
 
 def test_streams_are_padded_and_a_missing_audio_track_is_masked(world):
+    from tvr.data.batch import VideoInputSpec
+    from tvr.data.pairs import load_pairs
     from tvr.io.manifest import read_manifest
-    from tvr.models.base import VideoInputSpec
-    from tvr.train.data import load_pairs
 
     spec = VideoInputSpec(4, SIZE, streams=("motion", "audio"))
     pairs = load_pairs(read_manifest(world / "all.jsonl"), spec, world / "store", workers=1, progress=False)
@@ -76,10 +76,10 @@ def test_streams_are_padded_and_a_missing_audio_track_is_masked(world):
 
 
 def test_train_eval_index_search_exact(world, run_cli, tmp_path):
-    from tvr.eval.evaluate import encode_clips, encode_texts, score_matrix
+    from tvr.data.pairs import load_pairs
     from tvr.io.manifest import read_manifest
+    from tvr.models.encode import encode_clips, encode_texts, score_matrix
     from tvr.models.registry import load_model
-    from tvr.train.data import load_pairs
 
     run = tmp_path / "run"
     r = run_cli("train", world / "all.jsonl", "--method", "mmt", "--out", run, "--config", world / "cfg.json")

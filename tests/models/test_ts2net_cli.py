@@ -42,11 +42,11 @@ def test_train_and_eval_through_the_cli(run_cli, world):
 
 
 def test_search_top_k_equals_exhaustive_scoring(run_cli, world):
+    from tvr.data.batch import TextBatch
+    from tvr.data.clips import Clips
     from tvr.features.store import clip_key
     from tvr.io.manifest import read_manifest
-    from tvr.models.base import TextBatch
     from tvr.models.registry import load_model
-    from tvr.train.data import Clips
 
     run, idx = world / "run", world / "idx"
     r = run_cli("index", world / "w" / "all.jsonl", "--checkpoint", run, "--out", idx, "--quiet", "--workers", "1")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tvr.train.losses import symmetric_infonce
+from tvr.models.losses import symmetric_infonce
 from tvr.train.schedule import lr_factor
 
 

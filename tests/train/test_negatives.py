@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tvr.data.pairs import PairSet
+from tvr.data.sampling import epoch_batches
 from tvr.io.manifest import ManifestEntry
-from tvr.train.data import PairSet, epoch_batches
 from tvr.train.negatives import caption_vectors, neighbour_batches
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "cyan")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tvr.eval.metrics import ranks
-from tvr.postproc.rerank import top_k_candidates, two_stage_scores
-from tvr.train.rerank import sample_hard_negatives
+from tvr.postproc.two_stage import top_k_candidates, two_stage_scores
+from tvr.train.rerank_trainer import sample_hard_negatives
 
 
 def counting(fn):

@@ -62,7 +62,7 @@ def test_eval_with_rerank_reports_both_stages(run_cli, world):
 
 
 def test_search_with_rerank_scores_only_candidates(world, monkeypatch):
-    from tvr.index.rerank import RerankSearcher
+    from tvr.index.rerank_searcher import RerankSearcher
     from tvr.index.search import Searcher
     from tvr.models.crosstvr import CrossTvrReranker
 
@@ -111,11 +111,10 @@ def test_errors_are_one_line(run_cli, world, tmp_path):
 
 def test_pair_scorer_does_not_depend_on_batching(world):
     """Text batches of different token widths (the text tower trims each batch) score identically."""
+    from tvr.data.pairs import load_pairs
     from tvr.io.manifest import read_manifest
-    from tvr.models.registry import load_model
-    from tvr.postproc.rerank import rerank_pairs_scorer
-    from tvr.train.data import load_pairs
-    from tvr.train.rerank import load_reranker
+    from tvr.models.registry import load_model, load_reranker
+    from tvr.postproc.two_stage import rerank_pairs_scorer
 
     first = load_model(world / "first")
     reranker, _, _ = load_reranker(world / "rr")

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tvr.cli.output import PlainFlagsCommand, PlainFlagsGroup, print_json, stderr_console
+from tvr.cli.output import PlainFlagsCommand, PlainFlagsGroup, print_json
+from tvr.progress import stderr_console
 
 
 def register(app: typer.Typer) -> None:

@@ -28,10 +28,11 @@ def register(app: typer.Typer) -> None:
         """Generate a synthetic collection, train a model, index it, search it by text, and evaluate it."""
         from rich.table import Table
 
-        from tvr.cli.output import print_json, stderr_console
+        from tvr.cli.output import print_json
         from tvr.demo import DemoConfig, run_demo
         from tvr.errors import TvrError
         from tvr.eval.report import format_report_table
+        from tvr.progress import stderr_console
 
         if config is not None and not config.is_file():
             raise TvrError(f"{config}: config file not found")

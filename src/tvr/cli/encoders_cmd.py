@@ -19,8 +19,9 @@ def register(app: typer.Typer) -> None:
         """List the registered encoders (video: features per video; text: captions) and their options."""
         from rich.table import Table
 
-        from tvr.cli.output import print_json, stderr_console
+        from tvr.cli.output import print_json
         from tvr.encoders.registry import describe_encoders
+        from tvr.progress import stderr_console
 
         rows = describe_encoders()
         if as_json:

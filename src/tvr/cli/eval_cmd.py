@@ -30,14 +30,15 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print the metric JSON on stdout.")] = False,
     ) -> None:
         """Text→video and video→text metrics, hubness and per-tag metrics of a checkpoint."""
-        from tvr.cli.output import print_json, stderr_console
-        from tvr.eval.evaluate import coverage_of, evaluate_model
+        from tvr.cli.output import print_json
+        from tvr.data.pairs import load_pairs
+        from tvr.devices import resolve_device
         from tvr.errors import TvrError
+        from tvr.eval.evaluate import coverage_of, evaluate_model
         from tvr.io.manifest import SPLITS, read_manifest
         from tvr.models.registry import load_model
         from tvr.postproc import get_postproc
-        from tvr.train.data import load_pairs
-        from tvr.devices import resolve_device
+        from tvr.progress import stderr_console
         from tvr.train.trainer import FRAMES_DIR
 
         if split not in SPLITS:
@@ -48,8 +49,8 @@ def register(app: typer.Typer) -> None:
         dev = resolve_device(device)
         two_stage = None
         if rerank is not None:
-            from tvr.postproc.rerank import TwoStage
-            from tvr.train.rerank import first_stage_sha, load_reranker
+            from tvr.models.registry import first_stage_sha, load_reranker
+            from tvr.postproc.two_stage import TwoStage
 
             if rerank_k < 1:
                 raise TvrError(f"--rerank-k must be at least 1, got {rerank_k}")

@@ -42,8 +42,9 @@ def eval_scores(
     force: bool = typer.Option(False, "--force", help="With --example: overwrite files of those names."),
 ) -> None:
     """Evaluate a precomputed query×gallery score matrix: recalls both ways, hubness before/after post-processing."""
-    from tvr.cli.output import print_json, stderr_console
+    from tvr.cli.output import print_json
     from tvr.errors import TvrError
+    from tvr.progress import stderr_console
 
     console = stderr_console()
     if example is not None:

@@ -40,9 +40,10 @@ def extract(
     """
     from rich.markup import escape
 
-    from tvr.cli.output import print_json, stderr_console
+    from tvr.cli.output import print_json
     from tvr.encoders.registry import create_video_encoder
     from tvr.features.extract import extract_features, plan_jobs
+    from tvr.progress import stderr_console
 
     if not source.exists():
         raise TvrError(f"{source}: no such file or folder")

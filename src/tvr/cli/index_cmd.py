@@ -28,8 +28,9 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ) -> None:
         """Decode (once, via the feature store), encode and index videos; failures are recorded and skipped."""
-        from tvr.cli.output import print_json, stderr_console
+        from tvr.cli.output import print_json
         from tvr.index.build import BuildOptions, build_index
+        from tvr.progress import stderr_console
 
         options = BuildOptions(kind=kind, store=store, querybank=querybank, workers=workers, device=device,
                                force=force, progress=not (quiet or json_out))

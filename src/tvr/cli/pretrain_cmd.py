@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         import json
         import shutil
 
-        from tvr.cli.output import print_json, stderr_console
+        from tvr.cli.output import print_json
+        from tvr.progress import stderr_console
         from tvr.train.presets import override
         from tvr.train.pretrain import INFO_FILE, PretrainConfig, backbone_dir, ensure_backbone
 

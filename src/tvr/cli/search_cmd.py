@@ -25,9 +25,10 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
     ) -> None:
         """Ranked videos for a text query, each with its score and best-matching moment (seconds)."""
-        from tvr.cli.output import print_json, stderr_console
+        from tvr.cli.output import print_json
         from tvr.errors import TvrError
         from tvr.index.search import SEARCH_POSTPROCS, Searcher
+        from tvr.progress import stderr_console
 
         if k < 1:
             raise TvrError(f"-k must be at least 1, got {k}")
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
             if rerank is None:
                 (hits,) = searcher.search([text], k=k, postproc=postproc)
             else:
-                from tvr.index.rerank import RerankSearcher
+                from tvr.index.rerank_searcher import RerankSearcher
 
                 (hits,) = RerankSearcher.open(searcher, rerank, rerank_k).search([text], k=k, postproc=postproc)
         finally:

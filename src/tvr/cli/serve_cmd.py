@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         """Serve a search page at http://HOST:PORT/ and a JSON API under /api (docs at /docs)."""
         import uvicorn
 
-        from tvr.cli.output import stderr_console
+        from tvr.progress import stderr_console
         from tvr.serve.app import create_app
 
         if not 0 < port < 65536:

@@ -30,10 +30,11 @@ def synth(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Generate synthetic videos (coloured moving shapes with sounds) with captions and splits."""
-    from tvr.cli.output import ProgressReport, print_json, stderr_console
+    from tvr.cli.output import print_json
     from tvr.errors import TvrError
-    from tvr.eval.synthetic.generate import RenderConfig, check_limits, generate
-    from tvr.eval.synthetic.world import WorldConfig
+    from tvr.progress import ProgressReport, stderr_console
+    from tvr.synth.generate import RenderConfig, check_limits, generate
+    from tvr.synth.world import WorldConfig
 
     if workers is not None and workers < 1:
         raise TvrError(f"--workers must be at least 1, got {workers}")

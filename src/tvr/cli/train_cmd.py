@@ -29,9 +29,10 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ) -> None:
         """Train a model; checkpoints after every epoch, validation metrics in RUN/metrics.jsonl."""
-        from tvr.cli.output import print_json, stderr_console
+        from tvr.cli.output import print_json
         from tvr.errors import TvrError
         from tvr.models.registry import lookup
+        from tvr.progress import stderr_console
         from tvr.train.trainer import train
 
         is_reranker = bool(getattr(lookup(method)[0], "reranker", False))
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
         if resume and config is not None:
             raise TvrError("--resume continues with the run's saved config; drop --config")
         if is_reranker:
-            from tvr.train.rerank import train_rerank
+            from tvr.train.rerank_trainer import train_rerank
 
             result = train_rerank(manifest, method, out, first_stage=first_stage, config_file=config, epochs=epochs,
                                   device=device, resume=resume, resume_previous=resume_previous, seed=seed,

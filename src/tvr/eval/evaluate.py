@@ -16,14 +16,15 @@ import numpy as np
 import torch
 
 from tvr.atomic import atomic_open
+from tvr.data.clips import Clips
+from tvr.data.pairs import DecodeFailure, PairSet, decode_failures
+from tvr.data.streams import store_key
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest
-from tvr.models.base import RetrievalModel, TextBatch, TextEmb, VideoEmb
-from tvr.train.data import Clips, DecodeFailure, PairSet, decode_failures, store_key
+from tvr.models.base import RetrievalModel
+from tvr.models.encode import encode_clips, encode_texts, score_matrix
+from tvr.postproc.two_stage import TwoStage, rerank_pairs_scorer, two_stage_scores
 
-TEXT_BATCH = 256
-VIDEO_BATCH = 32
-SCORE_CHUNK = 1024
 SHOWN_FAILURES = 3  # undecodable videos named on the terminal; the JSON lists them all
 
 
@@ -60,44 +61,6 @@ def coverage_of(manifest: Manifest, pairs: PairSet, store_dir: Path) -> Coverage
     failures = decode_failures(manifest, store_dir) if pairs.skipped else []
     return Coverage(videos=len(pairs.clips), videos_total=len({store_key(manifest, e) for e in manifest.entries}),
                     queries=len(pairs.entries), queries_total=len(manifest.entries), failures=tuple(failures))
-
-
-@torch.no_grad()
-def encode_texts(model: RetrievalModel, texts: Sequence[str], device: torch.device | str, batch_size: int = TEXT_BATCH) -> TextEmb:
-    model.eval()
-    parts = [
-        model.encode_text(TextBatch(list(texts[i : i + batch_size])).to(device)).detach()
-        for i in range(0, len(texts), batch_size)
-    ]
-    return type(parts[0]).cat(parts)
-
-
-@torch.no_grad()
-def encode_clips(model: RetrievalModel, clips: Clips, device: torch.device | str, batch_size: int = VIDEO_BATCH) -> VideoEmb:
-    model.eval()
-    parts = [
-        model.encode_video(clips.batch(range(i, min(i + batch_size, len(clips)))).to(device)).detach()
-        for i in range(0, len(clips), batch_size)
-    ]
-    return type(parts[0]).cat(parts)
-
-
-@torch.no_grad()
-def score_matrix(model: RetrievalModel, text_emb: TextEmb, video_emb: VideoEmb, chunk: int = SCORE_CHUNK) -> np.ndarray:
-    """[n_text, n_video] float32 cosine-scale scores, computed in row chunks (non-inner-product
-    models may need memory per pair)."""
-    rows = [
-        model.similarity(text_emb.select(slice(i, i + chunk)), video_emb).float().cpu().numpy()
-        for i in range(0, len(text_emb), chunk)
-    ]
-    return np.concatenate(rows, axis=0)
-
-
-def pair_scores(model: RetrievalModel, pairs: PairSet, device: torch.device | str) -> tuple[np.ndarray, list[int]]:
-    """Scores of every caption against every clip of `pairs`, and each caption's clip column."""
-    t = encode_texts(model, [e.caption for e in pairs.entries], device)
-    v = encode_clips(model, pairs.clips, device)
-    return score_matrix(model, t, v), [int(r) for r in pairs.video_rows]
 
 
 def tags_of(extra: dict[str, Any]) -> list[str]:
@@ -168,7 +131,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """The DESIGN §9 metric JSON for `pairs`, plus "by_tag" when the captions carry tags.
 
-    `rerank` (a `tvr.postproc.rerank.TwoStage`) rescores each query's top-K after post-processing.
+    `rerank` (a `tvr.postproc.two_stage.TwoStage`) rescores each query's top-K after post-processing.
     `coverage` (see `coverage_of`) is recorded as "coverage" when videos were left out.
     """
     from tvr.eval.report import score_report
@@ -189,8 +152,6 @@ def evaluate_model(
                           method=model.method, split=split)
     final = apply_postproc(postproc, scores, qb, temperature=temperature)
     if rerank is not None:
-        from tvr.postproc.rerank import apply_two_stage
-
         report, final = apply_two_stage(report, rerank, model, [e.caption for e in pairs.entries], pairs.clips,
                                         final, gt, device)
     report["chance"] = {"R@1": 100.0 / scores.shape[1], "MdR": (scores.shape[1] + 1) / 2}
@@ -209,3 +170,27 @@ def evaluate_model(
         write_ranks(ranks_out, final, gt, pairs.entries, gallery)
     return report
 
+
+def apply_two_stage(
+    report: dict[str, Any], two_stage: TwoStage, first_stage: RetrievalModel, texts: Sequence[str], clips: Clips,
+    first_qg: np.ndarray, gt: Sequence[int], device: Any,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """(the report with t2v and hubness of the two-stage ranking, the final scores).
+
+    `first_qg` is the first stage's (post-processed) score matrix; v2t stays the first stage's
+    (the re-ranker rescores each text query's candidates only).
+    """
+    from tvr.eval.hubness import hubness
+    from tvr.eval.metrics import retrieval_metrics
+
+    scorer = rerank_pairs_scorer(first_stage, two_stage.reranker, texts, clips, device)
+    final = two_stage_scores(first_qg, two_stage.k, scorer)
+    out = dict(report)
+    out["t2v"] = retrieval_metrics(final, list(gt))["t2v"]
+    out["hubness"] = hubness(final, report.get("hubness_k", 10))
+    out["v2t_from"] = "first_stage"
+    out["rerank"] = {
+        "method": two_stage.reranker.method, "k": min(two_stage.k, first_qg.shape[1]), "run_dir": two_stage.run_dir,
+        "first_stage_t2v": report["t2v"],
+    }
+    return out, final

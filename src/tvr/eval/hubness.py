@@ -9,26 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from tvr.errors import TvrError
+from tvr.postproc.scores import top_k_mask
 
 DEFAULT_K = 10
 _ROW_CHUNK_BYTES = 64 << 20
-
-
-def top_k_mask(scores_qg: np.ndarray, k: int) -> np.ndarray:
-    """Boolean [Q, G]: the k highest-scoring items per row; ties at the cut go to lower columns."""
-    scores = np.asarray(scores_qg)
-    n_q, n_g = scores.shape
-    k = min(k, n_g)
-    mask = np.zeros((n_q, n_g), dtype=bool)
-    step = max(1, _ROW_CHUNK_BYTES // max(1, n_g))
-    for lo in range(0, n_q, step):
-        block = scores[lo : lo + step]
-        kth = np.partition(block, n_g - k, axis=1)[:, n_g - k : n_g - k + 1]  # [b, 1] k-th largest
-        above = block > kth
-        room = k - np.count_nonzero(above, axis=1, keepdims=True)
-        at = block == kth
-        mask[lo : lo + step] = above | (at & (np.cumsum(at, axis=1) <= room))
-    return mask
 
 
 def k_occurrence(scores_qg: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:

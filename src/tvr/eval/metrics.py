@@ -19,24 +19,6 @@ _ROW_CHUNK_BYTES = 64 << 20  # bound the temporary boolean matrices, not the inp
 GroundTruth = Sequence[int | Sequence[int]]
 
 
-def check_scores(scores_qg: np.ndarray, what: str = "scores") -> np.ndarray:
-    """A non-empty, finite 2-D float matrix, or a TvrError naming what is wrong."""
-    arr = np.asarray(scores_qg)
-    if arr.ndim != 2:
-        raise TvrError(f"{what} must be a 2-D query×gallery matrix, got shape {arr.shape}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise TvrError(f"{what} is empty (shape {arr.shape})")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TvrError(f"{what} must hold numbers, got dtype {arr.dtype}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        q, g = np.argwhere(~finite)[0]
-        raise TvrError(f"{what} contains a non-finite value ({arr[q, g]}) at row {q}, column {g}")
-    return arr
-
-
 def normalize_gt(gt: GroundTruth, n_queries: int, n_gallery: int, what: str = "ground truth") -> list[np.ndarray]:
     """One non-empty int array of correct gallery columns per query row, validated against the shape."""
     if isinstance(gt, np.ndarray):

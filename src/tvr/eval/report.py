@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tvr.eval.hubness import DEFAULT_K, hubness
-from tvr.eval.metrics import GroundTruth, check_scores, normalize_gt, retrieval_metrics
+from tvr.eval.metrics import GroundTruth, normalize_gt, retrieval_metrics
+from tvr.postproc.scores import check_scores
 
 if TYPE_CHECKING:
     from rich.table import Table

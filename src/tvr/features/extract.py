@@ -20,9 +20,9 @@ from tvr.errors import TvrError
 from tvr.features.store import (
     EncoderInfo,
     Extracted,
+    Failure,
     FeatureStore,
     FileIdentity,
-    Failure,
     StoreEntry,
     clip_key,
     content_hash,
@@ -266,7 +266,7 @@ class _Progress:
     """Videos done, videos/s, ETA and failures on stderr (a bar on a terminal, plain lines elsewhere)."""
 
     def __init__(self, total: int, enabled: bool, skipped: int = 0) -> None:
-        from tvr.cli.output import ProgressReport
+        from tvr.progress import ProgressReport
 
         self.skipped = skipped
         self.failures = 0

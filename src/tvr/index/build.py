@@ -2,7 +2,7 @@
 
 Frames come from the same "pixels" feature store the trainer and evaluator use (decoded once,
 resumable, failures recorded and skipped), expert streams from the stores beside it
-(`tvr.train.data.extract_streams`), batches from the same `Clips` code, embeddings from the
+(`tvr.data.streams.extract_streams`), batches from the same `Clips` code, embeddings from the
 evaluator's `encode_clips`. Everything the search needs (model copy, FAISS vectors, the whole
 VideoEmb, item metadata, querybank statistics) goes into a fresh `data-<id>` folder that
 `index.json` then points at (see `tvr.index.layout`).
@@ -105,9 +105,9 @@ def gallery_source(source: Path) -> GallerySource:
 
 def build_index(source: Path, checkpoint: Path, out: Path, options: BuildOptions = BuildOptions()) -> BuildReport:
     """Index every decodable clip of `source` with the checkpoint's model into `out`."""
+    from tvr.devices import resolve_device
     from tvr.index.vector_index import IndexSpec
     from tvr.models.registry import WEIGHTS_FILE, read_checkpoint_config
-    from tvr.devices import resolve_device
 
     t0 = time.monotonic()
     spec = IndexSpec(kind=options.kind)  # bad kind: fail before any work
@@ -162,15 +162,16 @@ def _build_generation(
 ) -> tuple[layout.IndexInfo, dict[str, Any]]:
     import torch
 
-    from tvr.eval.evaluate import encode_clips, encode_texts, score_matrix
+    from tvr.data.clips import Clips
+    from tvr.data.streams import extract_streams, pixels_encoder
     from tvr.features.extract import extract_features
     from tvr.features.store import FeatureStore
     from tvr.index.gallery import emb_class_name, save_gallery
     from tvr.index.items import write_items
     from tvr.index.vector_index import VectorIndex
+    from tvr.models.encode import encode_clips, encode_texts, score_matrix
     from tvr.models.registry import load_model
     from tvr.postproc.querybank import QueryBank
-    from tvr.train.data import Clips, extract_streams, pixels_encoder
 
     model = load_model(data_dir / "model", device=device)
     input_spec = model.input_spec()

@@ -71,11 +71,11 @@ class Searcher:
 
     @classmethod
     def open(cls, index_dir: str | Path, device: str = "cpu") -> Searcher:
+        from tvr.devices import resolve_device
         from tvr.index.gallery import load_gallery
         from tvr.index.vector_index import IndexSpec, VectorIndex
         from tvr.models.registry import load_model
         from tvr.postproc.querybank import QueryBank
-        from tvr.devices import resolve_device
 
         root = Path(index_dir)
         info = layout.read_info(root)
@@ -118,7 +118,7 @@ class Searcher:
     def search(self, texts: Sequence[str], k: int = 10, postproc: str = "none") -> list[list[Hit]]:
         """The top-k hits of every text, best first."""
         self._check(texts, k, postproc)
-        from tvr.eval.evaluate import encode_texts
+        from tvr.models.encode import encode_texts
 
         k = min(int(k), len(self))
         text_emb = encode_texts(self.model, list(texts), self.device)
@@ -194,7 +194,7 @@ class Searcher:
         return scores.astype(np.float64), rows
 
     def _all_scores(self, text_emb: TextEmb) -> np.ndarray:
-        from tvr.eval.evaluate import score_matrix
+        from tvr.models.encode import score_matrix
 
         return score_matrix(self.model, text_emb, self.gallery).astype(np.float64)
 

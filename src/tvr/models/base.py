@@ -12,11 +12,13 @@ import abc
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
+
+from tvr.data.batch import TextBatch, VideoBatch, VideoInputSpec
 
 INIT_LOGIT_SCALE = 1 / 0.07  # CLIP's temperature init
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps exp(logit_scale) at 100
@@ -36,58 +38,6 @@ class ModelConfig:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
-
-
-@dataclass(frozen=True)
-class VideoInputSpec:
-    """What a model needs from the data pipeline for one video."""
-
-    num_frames: int
-    image_size: int
-    streams: tuple[str, ...] = ()  # precomputed feature streams (feature-store encoder names)
-    pixels: bool = True  # False: the model only reads `streams`
-
-
-@dataclass
-class TextBatch:
-    """Captions to encode; `features` holds optional precomputed per-text tensors (frozen encoders)."""
-
-    texts: list[str]
-    features: dict[str, Tensor] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def to(self, device: torch.device | str) -> TextBatch:
-        return TextBatch(self.texts, {k: v.to(device) for k, v in self.features.items()})
-
-
-@dataclass
-class VideoBatch:
-    """Sampled frames of B videos, padded to T; `frame_mask` says which frames are real.
-
-    `frames` are uint8 RGB (the model owns normalisation, so caches stay compact). `features` holds
-    precomputed streams by name (e.g. "frame_cls" [B, T, D], an audio expert [B, K, D]); a stream's
-    mask, when it has its own, is stored under "<name>_mask".
-    """
-
-    frames: Tensor | None  # [B, T, 3, H, W] uint8
-    frame_mask: Tensor  # [B, T] bool, True = real frame
-    timestamps: Tensor  # [B, T] float32 seconds from the start of the file
-    features: dict[str, Tensor] = field(default_factory=dict)
-    keys: list[str] | None = None  # video keys, for error messages and ranks files
-
-    def __len__(self) -> int:
-        return int(self.frame_mask.shape[0])
-
-    def to(self, device: torch.device | str) -> VideoBatch:
-        return VideoBatch(
-            None if self.frames is None else self.frames.to(device),
-            self.frame_mask.to(device),
-            self.timestamps.to(device),
-            {k: v.to(device) for k, v in self.features.items()},
-            self.keys,
-        )
 
 
 class Embedding:
@@ -221,7 +171,7 @@ class RetrievalModel(nn.Module, abc.ABC):
 
     def loss(self, text_emb: TextEmb, video_emb: VideoEmb) -> Tensor:
         """Symmetric InfoNCE over the batch; text i and video i are the positive pair."""
-        from tvr.train.losses import symmetric_infonce
+        from tvr.models.losses import symmetric_infonce
 
         return symmetric_infonce(self.similarity(text_emb, video_emb) * self.scale())
 

@@ -14,8 +14,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from tvr.data.batch import TextBatch, VideoBatch
 from tvr.models.backbone import BackboneConfig, ClipBackbone, adapt_to_backbone
-from tvr.models.base import ModelConfig, RetrievalModel, TextBatch, TextEmb, VideoBatch, VideoEmb
+from tvr.models.base import ModelConfig, RetrievalModel, TextEmb, VideoEmb
 from tvr.models.layers import TemporalTransformer, masked_mean
 from tvr.models.registry import register
 

@@ -23,7 +23,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from tvr.models.base import ModelConfig, RetrievalModel, TextBatch, TextEmb, VideoBatch, VideoEmb, VideoInputSpec
+from tvr.data.batch import TextBatch, VideoBatch, VideoInputSpec
+from tvr.models.base import ModelConfig, RetrievalModel, TextEmb, VideoEmb
 from tvr.models.layers import QuickGELU, masked_mean
 from tvr.models.registry import register
 
@@ -111,7 +112,7 @@ class CrossTvrReranker(RetrievalModel):
     """
 
     inner_product = False
-    reranker: ClassVar[bool] = True  # trained by tvr.train.rerank on top of a first-stage run
+    reranker: ClassVar[bool] = True  # trained by tvr.train.rerank_trainer on top of a first-stage run
 
     def __init__(self, config: CrossTvrConfig) -> None:
         super().__init__(config)
@@ -152,7 +153,7 @@ class CrossTvrReranker(RetrievalModel):
         return self.score_pairs(text_emb.select(ti), video_emb.select(vi)).view(n_t, n_v)
 
     def loss(self, text_emb: TextEmb, video_emb: VideoEmb) -> Tensor:
-        raise NotImplementedError("crosstvr trains with tvr.train.rerank (matching BCE with hard negatives)")
+        raise NotImplementedError("crosstvr trains with tvr.train.rerank_trainer (matching BCE with hard negatives)")
 
     # -- the re-ranker ---------------------------------------------------------------------------
     def score_pairs(self, text_emb: TextEmb, video_emb: VideoEmb) -> Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from tvr.models.base import VideoBatch
+from tvr.data.batch import VideoBatch
 
 AGG_INDEX = 0  # temporal-embedding index of an aggregation token
 UNKNOWN_TIME_INDEX = 1  # temporal-embedding index of a feature without a (valid) timestamp
@@ -36,7 +36,7 @@ class ExpertInput:
 
 
 def stream_input(batch: VideoBatch, name: str) -> ExpertInput:
-    """The stream `name` of a batch as supplied by `tvr.train.data` ("<name>", "_mask", "_timestamps")."""
+    """The stream `name` of a batch as supplied by `tvr.data.clips` ("<name>", "_mask", "_timestamps")."""
     if name not in batch.features:
         raise ValueError(f"the VideoBatch has no feature stream {name!r} (has: {sorted(batch.features)})")
     feats = batch.features[name]

@@ -24,9 +24,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from tvr.data.batch import TextBatch, VideoBatch, VideoInputSpec
 from tvr.errors import TvrError
 from tvr.models.backbone import BackboneConfig, ClipBackbone, adapt_to_backbone
-from tvr.models.base import ModelConfig, RetrievalModel, TextBatch, TextEmb, VideoBatch, VideoEmb, VideoInputSpec
+from tvr.models.base import ModelConfig, RetrievalModel, TextEmb, VideoEmb
 from tvr.models.experts import (
     AGG_INDEX,
     ExpertInput,
@@ -328,7 +329,7 @@ class Mmt(RetrievalModel):
         c: MmtConfig = self.config  # type: ignore[assignment]
         scores = self.similarity(text_emb, video_emb)
         if c.loss == "infonce":
-            from tvr.train.losses import symmetric_infonce
+            from tvr.models.losses import symmetric_infonce
 
             return symmetric_infonce(scores * self.scale())
         return max_margin_ranking(scores, c.margin)
@@ -365,8 +366,8 @@ class Mmt(RetrievalModel):
 
 def default_stream_dim(stream: str) -> int:
     """Feature width of a stock stream encoder with its options (motion: dim; CLIP-layout: output_dim; audio: 2·n_mels)."""
+    from tvr.data.streams import parse_stream
     from tvr.encoders.registry import create_video_encoder
-    from tvr.train.data import parse_stream
 
     name, options = parse_stream(stream)
     config = getattr(create_video_encoder(name, **options), "config", None)

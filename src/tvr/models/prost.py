@@ -18,8 +18,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from tvr.data.batch import TextBatch, VideoBatch
 from tvr.models.backbone import BackboneConfig, ClipBackbone, adapt_to_backbone
-from tvr.models.base import ModelConfig, RetrievalModel, TextBatch, TextEmb, VideoBatch, VideoEmb
+from tvr.models.base import ModelConfig, RetrievalModel, TextEmb, VideoEmb
 from tvr.models.layers import masked_mean
 from tvr.models.registry import register
 
@@ -233,7 +234,7 @@ class Prost(RetrievalModel):
 
     def loss(self, text_emb: TextEmb, video_emb: VideoEmb) -> Tensor:
         """Mean of the four InfoNCE terms: both branches, text→video and video→text."""
-        from tvr.train.losses import symmetric_infonce
+        from tvr.models.losses import symmetric_infonce
 
         op, es = self.branch_scores(text_emb, video_emb)  # type: ignore[arg-type]
         scale = self.scale()

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from tvr.atomic import atomic_write_json, commit_temp, temp_path_beside
+from tvr.checksums import sha256_file
 from tvr.errors import TvrError
 from tvr.models.base import ModelConfig, RetrievalModel
 from tvr.registry import Registry
@@ -214,3 +215,23 @@ def load_model(
             raise TvrError(f"{weights}: tensor {k!r} has shape {tuple(v.shape)}, model needs {tuple(own[k].shape)}")
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def first_stage_sha(first_stage_dir: Path) -> str:
+    weights = Path(first_stage_dir) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise TvrError(f"{weights}: missing; --first-stage must be a run directory written by 'tvr train'")
+    return sha256_file(weights)
+
+
+def load_reranker(run_dir: Path, device: str | torch.device = "cpu") -> tuple[RetrievalModel, Path, str]:
+    """(re-ranker, its first-stage run directory, the sha256 of the first-stage weights it was trained on)."""
+    from tvr.models.registry import read_checkpoint_config
+
+    run_dir = Path(run_dir)
+    method, _, doc = read_checkpoint_config(run_dir)
+    if not getattr(lookup(method)[0], "reranker", False):
+        raise TvrError(f"{run_dir}: holds a {method!r} model, not a re-ranker (train one with --first-stage)")
+    if not isinstance(doc.get("first_stage"), str) or not isinstance(doc.get("first_stage_sha256"), str):
+        raise TvrError(f"{run_dir / CONFIG_FILE}: fields 'first_stage' / 'first_stage_sha256' are missing")
+    return load_model(run_dir, method=method, device=device), Path(doc["first_stage"]), doc["first_stage_sha256"]

@@ -23,8 +23,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from tvr.data.batch import VideoBatch
 from tvr.errors import TvrError
-from tvr.models.base import TextEmb, VideoBatch, VideoEmb
+from tvr.models.base import TextEmb, VideoEmb
 from tvr.models.clip4clip import Clip4ClipSeqTransf, SeqTransfConfig
 from tvr.models.layers import masked_mean
 from tvr.models.registry import register

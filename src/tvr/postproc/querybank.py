@@ -15,7 +15,7 @@ import numpy as np
 
 from tvr.atomic import commit_temp, temp_path_beside
 from tvr.errors import TvrError
-from tvr.eval.hubness import top_k_mask
+from tvr.postproc.scores import top_k_mask
 
 FORMAT_NAME = "tvr-querybank"
 FORMAT_VERSION = 1

@@ -90,8 +90,8 @@ def apply_postproc(
     `querybank_bg` is the querybank×gallery score matrix on the same scale as `scores_qg` (or a
     prebuilt `QueryBank`, whose own β and k then apply). Transductive methods ignore it.
     """
-    from tvr.eval.metrics import check_scores
     from tvr.postproc.querybank import QueryBank
+    from tvr.postproc.scores import check_scores
 
     entry = get_postproc(name)
     params = check_params(beta, k, temperature)

@@ -18,7 +18,8 @@ from collections import Counter, deque
 
 import numpy as np
 
-from tvr.train.data import PairSet, chunk_batches, epoch_picks
+from tvr.data.pairs import PairSet
+from tvr.data.sampling import chunk_batches, epoch_picks
 
 _WORD = re.compile(r"[a-z0-9]+")
 

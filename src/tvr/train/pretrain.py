@@ -2,7 +2,7 @@
 
 Every paper fine-tunes a pretrained CLIP; none can be downloaded here, so the lab makes its own.
 `pretrain` trains a ViT image tower and a causal text tower with the symmetric InfoNCE loss on stills
-rendered on the fly (`eval/synthetic/stills.py`), and saves them as a Hugging Face `CLIPModel` folder,
+rendered on the fly (`synth/stills.py`), and saves them as a Hugging Face `CLIPModel` folder,
 the format real users hold. The text tower reads English with MiniLM's WordPiece tokenizer, and its
 token embeddings start from MiniLM's (and stay frozen by default), so words the stills never use sit
 near the words they mean.
@@ -222,11 +222,11 @@ def minilm_token_embedding() -> tuple[torch.Tensor, Path]:
 def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     from safetensors.torch import load_file, save_file
 
-    from tvr.cli.output import ProgressReport
     from tvr.encoders.clip import save_hf_clip
     from tvr.encoders.frames import CLIP_MEAN, CLIP_STD
     from tvr.encoders.tokenizer import HFTokenizer
-    from tvr.eval.synthetic.stills import StillSampler
+    from tvr.progress import ProgressReport
+    from tvr.synth.stills import StillSampler
 
     t0, c0 = time.monotonic(), time.process_time()
     work = final.parent / f"{final.name}.partial"
@@ -300,7 +300,7 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
 
 def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig, mean: torch.Tensor, std: torch.Tensor) -> dict[str, Any]:
     """Image→text and text→image R@1 (%) among 256 stills from a seed training never draws."""
-    from tvr.eval.synthetic.stills import StillSampler
+    from tvr.synth.stills import StillSampler
 
     pixels, captions = StillSampler([cfg.seed, -1 % 2**32], cfg.image_size).batch(256)
     with torch.no_grad():

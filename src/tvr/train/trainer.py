@@ -1,4 +1,7 @@
-"""The training loop: symmetric InfoNCE, AdamW, warmup + cosine, gradient clipping, resumable.
+"""Training a retrieval model: each method's own loss (symmetric InfoNCE), AdamW, resumable.
+
+This module prepares a run (config, backbone, decoded clips, batches, validation); the epochs
+themselves run in `tvr.train.epochs`, shared with the re-ranker trainer.
 
 Determinism: the batch order of epoch e is a function of (seed, e); the torch/numpy/python RNG
 states are saved with every checkpoint and restored on `--resume`, so a resumed run on the same
@@ -7,8 +10,6 @@ machine reproduces the uninterrupted run's weights exactly.
 
 from __future__ import annotations
 
-import json
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tvr.atomic import atomic_write_json, atomic_write_text
+from tvr.atomic import atomic_write_json
+from tvr.data.pairs import PairSet, load_pairs, text_batch
+from tvr.data.sampling import epoch_batches
 from tvr.devices import resolve_device
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
@@ -30,20 +33,12 @@ from tvr.models.registry import (
     make_config,
     read_checkpoint_config,
 )
-from tvr.train.checkpoint import (
-    best_epoch,
-    has_checkpoint,
-    read_trainer_state,
-    restore_training_checkpoint,
-    save_training_checkpoint,
-)
-from tvr.train.data import PairSet, epoch_batches, load_pairs, text_batch
+from tvr.train.checkpoint import has_checkpoint, read_trainer_state
+from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, steps_per_epoch
 from tvr.train.negatives import neighbour_batches
 from tvr.train.presets import TrainConfig, override, resolve
 from tvr.train.pretrain import SYNTHETIC_BACKBONE, backbone_to_build, stand_in_config, with_synthetic_backbone
-from tvr.train.schedule import apply_lr, lr_factor
 
-METRICS_FILE = "metrics.jsonl"
 FRAMES_DIR = "frames"  # feature store of decoded frames, reused by `tvr eval --checkpoint RUN`
 
 
@@ -105,16 +100,10 @@ def param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]
     return out
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
 @torch.no_grad()
 def validate(model: RetrievalModel, pairs: PairSet, device: torch.device) -> dict[str, Any]:
-    from tvr.eval.evaluate import pair_scores
     from tvr.eval.metrics import retrieval_metrics
+    from tvr.models.encode import pair_scores
 
     scores, gt = pair_scores(model, pairs, device)
     return retrieval_metrics(scores.astype(np.float64), gt)
@@ -182,60 +171,26 @@ def train(
     val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
 
     optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
-    start_epoch, step = 0, 0
-    history: list[dict[str, Any]] = []
-    if state is not None:
-        restore_training_checkpoint(run_dir, state, model, optimizer)
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        history = [h for h in read_metrics(run_dir) if h.get("epoch", 0) <= start_epoch]
-    else:
-        seed_everything(train_cfg.seed)
-    steps_per_epoch = len(batches_for_epoch(train_pairs, train_cfg, 0))
-    if steps_per_epoch == 0:
-        raise TvrError(f"{manifest.source}: fewer than 2 decodable training videos")
-    total = steps_per_epoch * train_cfg.epochs
-    warmup = int(round(train_cfg.warmup_fraction * total))
     extra: dict[str, Any] = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
     if pretrain_record is not None:
         extra["training"]["pretrain"] = pretrain_record
+
+    def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
+        caps, rows = batch
+        videos = train_pairs.clips.batch(rows).to(dev)
+        return model.loss(model.encode_text(text_batch(train_pairs, caps).to(dev)), model.encode_video(videos))
+
+    loop = EpochLoop(
+        run_dir, model, optimizer, train_cfg, batches=lambda epoch: batches_for_epoch(train_pairs, train_cfg, epoch),
+        loss=loss, validate=(lambda: validate(model, val_pairs, dev)) if val_pairs is not None else None,
+        state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress,
+    )
+    start_epoch, step, history = start_or_resume(loop, state)
+    steps_per_epoch(loop)  # no batch at all: say so before writing anything more
     if not resume or not (run_dir / TRAINING_CAPTIONS_FILE).is_file():  # the default querybank of indexes
         # built from this run (index/querybank_texts.py); a run from before this file existed gets it on --resume
         atomic_write_json(run_dir / TRAINING_CAPTIONS_FILE, [e.caption for e in train_m.entries])
-    bar = TrainProgress(progress, train_cfg.epochs, steps_per_epoch)
-    with bar:
-        for epoch in range(start_epoch, train_cfg.epochs):
-            model.train()
-            e0, c0, losses = time.monotonic(), _cpu_s(), []
-            bar.start_epoch(epoch)
-            for caps, rows in batches_for_epoch(train_pairs, train_cfg, epoch):
-                factor = lr_factor(step, total, warmup, train_cfg.min_lr_ratio)
-                apply_lr(optimizer, factor)
-                videos = train_pairs.clips.batch(rows).to(dev)
-                loss = model.loss(model.encode_text(text_batch(train_pairs, caps).to(dev)), model.encode_video(videos))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if train_cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-                optimizer.step()
-                step += 1
-                losses.append(float(loss.detach()))
-                bar.advance(losses[-1], train_cfg.lr * factor)
-            record: dict[str, Any] = {
-                "epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
-                "lr": train_cfg.lr * lr_factor(step - 1, total, warmup, train_cfg.min_lr_ratio),
-                "logit_scale": float(model.scale().detach()), "epoch_s": round(time.monotonic() - e0, 3),
-                "epoch_cpu_s": round(_cpu_s() - c0, 3),
-            }
-            if val_pairs is not None:
-                record["val"] = validate(model, val_pairs, dev)
-            history.append(record)
-            write_metrics(run_dir, history)
-            save_training_checkpoint(
-                run_dir, model, optimizer,
-                {"epoch": epoch + 1, "step": step, "method": method, "preset": preset, "train": asdict(train_cfg)},
-                extra, publish=best_epoch(history) == epoch + 1,  # the run's model: the best validation epoch
-            )
-            bar.epoch_done(record)
+    history = run_epochs(loop, start_epoch, step, history)
     return TrainResult(run_dir, train_cfg.epochs, history, time.monotonic() - t0)
 
 
@@ -244,67 +199,3 @@ def batches_for_epoch(pairs: PairSet, cfg: TrainConfig, epoch: int) -> list[tupl
     if cfg.hard_negatives > 0:
         return neighbour_batches(pairs, cfg.batch_size, cfg.seed, epoch, share=cfg.hard_negatives, group=cfg.negative_group)
     return epoch_batches(pairs, cfg.batch_size, cfg.seed, epoch)
-
-
-def _cpu_s() -> float:
-    """CPU seconds of this process, all threads (epoch time on a shared machine says little alone)."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The per-epoch records of RUN_DIR/metrics.jsonl (empty before the first epoch)."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite metrics.jsonl atomically (a resumed run drops lines of epochs it redoes)."""
-    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(h) + "\n" for h in history))
-
-
-class TrainProgress:
-    """Per-epoch progress on stderr (loss, lr, steps/s, ETA; a bar on a terminal, plain lines elsewhere)
-    plus one summary line per epoch."""
-
-    def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
-        from tvr.cli.output import stderr_console
-
-        self.enabled, self.epochs, self.steps = enabled, epochs, steps
-        self.console = stderr_console()
-        self.report = None
-
-    def __enter__(self) -> TrainProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.report is not None:
-            self.report.__exit__(*exc)
-            self.report = None
-
-    def start_epoch(self, epoch: int) -> None:
-        from tvr.cli.output import ProgressReport
-
-        self.__exit__(None, None, None)
-        self.report = ProgressReport(
-            f"epoch {epoch + 1}/{self.epochs}", self.steps, "steps", enabled=self.enabled, transient=True,
-            console=self.console,
-        ).__enter__()
-
-    def advance(self, loss: float, lr: float) -> None:
-        if self.report is not None:
-            self.report.advance(detail=f"loss {loss:.4f}, lr {lr:.2e}")
-
-    def epoch_done(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        val = record.get("val", {}).get("t2v")
-        tail = f"  val t2v R@1 {val['R@1']:.1f} R@5 {val['R@5']:.1f} MdR {val['MdR']:.1f}" if val else ""
-        self.console.print(
-            f"epoch {record['epoch']}/{self.epochs}  loss {record['train_loss']:.4f}  {record['epoch_s']:.1f} s{tail}"
-        )
-

@@ -1,0 +1,48 @@
+"""Glue shared by the benchmarks that train and evaluate on the synthetic world.
+
+Run as `python bench/NAME.py`, a benchmark finds this module beside it (the script's folder is on
+`sys.path`). Everything here goes through the same code paths as the CLI: training resumes a
+run directory, evaluation reads the run's own frame cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+METRIC_KEYS = ("R@1", "R@5", "R@10", "MdR")
+TAGS = ("base", "order", "sound", "small", "heldout")  # the synthetic world's per-caption contrasts
+
+
+def fmt(value: Any) -> str:
+    """A table cell: one decimal for floats, '–' for a missing value."""
+    return "–" if value is None else (f"{value:.1f}" if isinstance(value, float) else str(value))
+
+
+def summarise(report: dict[str, Any], directions: tuple[str, ...] = ("t2v",)) -> dict[str, Any]:
+    """The headline metrics of an `evaluate_model` report: each direction, and t2v per tag (with its size)."""
+    out: dict[str, Any] = {d: {k: report[d][k] for k in METRIC_KEYS} for d in directions}
+    out["by_tag"] = {
+        tag: {k: m[k] for k in METRIC_KEYS if k in m} | {"n": m.get("n_queries")}
+        for tag, m in report.get("by_tag", {}).items()
+    }
+    return out
+
+
+def finished(run_dir: Path, epochs: int | None) -> bool:
+    """Whether `run_dir` holds a run trained for `epochs` (None: its own configured number) or more."""
+    from tvr.train.checkpoint import has_checkpoint, read_trainer_state
+
+    if not has_checkpoint(run_dir):
+        return False
+    state = read_trainer_state(run_dir)
+    return int(state["epoch"]) >= (epochs or int(state["train"]["epochs"]))
+
+
+def split_pairs(model: Any, run_dir: Path, manifest: Path) -> Any:
+    """The `PairSet` of `manifest` for `model`, decoded into (and reused from) the run's frame cache."""
+    from tvr.data.pairs import load_pairs
+    from tvr.io.manifest import read_manifest
+    from tvr.train.trainer import FRAMES_DIR
+
+    return load_pairs(read_manifest(manifest), model.input_spec(), Path(run_dir) / FRAMES_DIR, progress=False)

@@ -1,1 +1,0 @@
-"""tvr.eval.synthetic"""

@@ -1,0 +1,131 @@
+"""Still frames of the synthetic world with captions of what is visible: the pretraining data.
+
+CLIP was pretrained on images with alt-text, far more of them than any video fine-tuning set. The
+lab's stand-in draws unlimited stills from the same renderer as the videos: one to three shapes
+(any colour, shape and size, placed anywhere, never overlapping) on the world's backgrounds, each
+caption naming every object's colour and shape, and sometimes its size, its place in the frame and
+the object count. The frames are chroma-subsampled the way yuv420p video is, so a still looks like
+a decoded video frame. Nothing here reads a world on disk: pretraining cannot see any test split.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
+from tvr.synth.render import render_frames
+from tvr.synth.world import COLOURS, HALF_SIZE, SHAPES, ObjectSpec, Scene
+
+COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
+P_SIZE = 0.5  # chance a caption names an object's size
+P_PLACE = 0.5  # chance it names where the object is
+P_COUNT = 0.3  # chance a multi-object caption starts with the count
+OBJECT_WEIGHTS = (0.4, 0.4, 0.2)  # one, two or three objects
+
+
+@dataclass(frozen=True)
+class Still:
+    """One rendered still and its caption."""
+
+    pixels: np.ndarray  # [H, W, 3] uint8 RGB
+    caption: str
+
+
+def place_words(x: float, y: float) -> str:
+    """Where a centre (fractions of the frame) lies: 'on the left', 'at the top right', 'in the middle'."""
+    column = "left" if x < 0.4 else "right" if x > 0.6 else ""
+    row = "top" if y < 0.4 else "bottom" if y > 0.6 else ""
+    if row and column:
+        return f"at the {row} {column}"
+    if row:
+        return f"at the {row}"
+    if column:
+        return f"on the {column}"
+    return "in the middle"
+
+
+class StillSampler:
+    """Draws stills from one seeded generator: the same seed gives the same stream of stills."""
+
+    def __init__(self, seed: int, size: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.size = size
+
+    def pick(self, items):
+        return items[int(self.rng.integers(len(items)))]
+
+    def objects(self) -> tuple[ObjectSpec, ...]:
+        n = 1 + int(self.rng.choice(3, p=OBJECT_WEIGHTS))
+        colours = [str(c) for c in self.rng.permutation(list(COLOURS))[:n]]  # distinct: captions stay unambiguous
+        for _ in range(100):
+            placed: list[ObjectSpec] = []
+            for colour in colours:
+                size = "large" if self.rng.random() < 0.5 else "small"
+                half = float(self.rng.uniform(*HALF_SIZE[size]))
+                x, y = (float(v) for v in self.rng.uniform(half, 1 - half, size=2))
+                placed.append(ObjectSpec(colour, self.pick(SHAPES), size, "static", half, x, y))
+            if all(_apart(a, b) for i, a in enumerate(placed) for b in placed[i + 1 :]):
+                return tuple(placed)
+        return tuple(placed[:1])  # crowded draws fall back to a single object
+
+    def scene(self) -> Scene:
+        grey = int(self.rng.integers(70, 121))
+        tint = self.rng.integers(-8, 9, size=3)
+        angle, amp = float(self.rng.uniform(0, 2 * math.pi)), float(self.rng.uniform(0, 20))
+        return Scene(
+            video_id="still", kind="still", objects=self.objects(), sound="silence", split="pretrain",
+            background=tuple(int(np.clip(grey + t, 0, 255)) for t in tint),
+            gradient=(amp * math.cos(angle), amp * math.sin(angle)),
+            noise_seed=int(self.rng.integers(2**31)),
+        )
+
+    def caption(self, scene: Scene) -> str:
+        parts = [self.noun_phrase(o) for o in self.rng.permutation(len(scene.objects))
+                 for o in [scene.objects[int(o)]]]
+        body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        if len(parts) > 1 and self.rng.random() < P_COUNT:
+            body = f"{COUNT_WORDS[len(parts)]} shapes: {body}"
+        return body
+
+    def noun_phrase(self, obj: ObjectSpec) -> str:
+        words = [self.pick(COLOUR_WORDS[obj.colour]), self.pick(SHAPE_WORDS[obj.shape])]
+        if self.rng.random() < P_SIZE:
+            words.insert(0, self.pick(SIZE_WORDS[obj.size]))
+        phrase = " ".join(words)
+        phrase = ("an " if phrase[0] in "aeiou" else "a ") + phrase
+        if self.rng.random() < P_PLACE:
+            phrase += " " + place_words(obj.x0, obj.y0)
+        return phrase
+
+    def still(self) -> Still:
+        scene = self.scene()
+        pixels = render_frames(scene, self.size, seconds=1.0, fps=1.0)[0]
+        return Still(as_video_frame(pixels), self.caption(scene))
+
+    def batch(self, n: int) -> tuple[np.ndarray, list[str]]:
+        """([n, 3, H, W] uint8, n captions): the layout the image tower takes."""
+        stills = [self.still() for _ in range(n)]
+        return np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2), [s.caption for s in stills]
+
+
+def as_video_frame(rgb: np.ndarray) -> np.ndarray:
+    """An RGB frame after a yuv420p round trip (BT.601): chroma averaged over 2×2 pixels, as H.264
+    video stores it. [H, W, 3] uint8 → the same shape (odd sizes keep their last row/column)."""
+    x = rgb.astype(np.float32)
+    y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    cb, cr = (x[..., 2] - y) * 0.564, (x[..., 0] - y) * 0.713
+    h, w = (rgb.shape[0] // 2) * 2, (rgb.shape[1] // 2) * 2
+    for c in (cb, cr):
+        block = c[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+        c[:h, :w] = np.repeat(np.repeat(block, 2, axis=0), 2, axis=1)
+    r, b = y + cr / 0.713, y + cb / 0.564
+    g = (y - 0.299 * r - 0.114 * b) / 0.587
+    return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
+
+
+def _apart(a: ObjectSpec, b: ObjectSpec, margin: float = 0.02) -> bool:
+    reach = 1.2 * (a.half_size + b.half_size) + margin  # squares and crosses reach past the half-size
+    return abs(a.x0 - b.x0) > reach or abs(a.y0 - b.y0) > reach

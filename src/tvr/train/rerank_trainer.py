@@ -1,0 +1,298 @@
+"""Training a re-ranker (CrossTVR) on top of a frozen first-stage run.
+
+Per batch of B (caption, video) positives: one hard negative caption per video and one hard negative
+video per caption, each drawn within the batch with probability ∝ exp(first-stage logit) (the
+first stage's own softmax over the batch, positives and identical captions excluded); binary
+cross-entropy on the 3B match logits. The first stage never trains: its tokens and embeddings are
+computed once before the first epoch. Checkpointing, schedule, seeds, progress and `--resume` are
+the trainer's; the run's config.json records the first stage and the sha256 of its weights.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from tvr.data.pairs import PairSet, load_pairs
+from tvr.data.sampling import epoch_batches
+from tvr.errors import TvrError
+from tvr.io.manifest import Manifest, read_manifest
+from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
+from tvr.models.registry import build, config_from_dict, first_stage_sha, load_model, lookup, make_config
+from tvr.train.checkpoint import (
+    has_checkpoint,
+    read_trainer_state,
+)
+from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume
+from tvr.train.presets import TrainConfig, override, resolve
+from tvr.train.trainer import FRAMES_DIR, TrainResult, param_groups, resolve_device, split_for_training
+
+TOKEN_BATCH = 32
+FROZEN_CACHE_DIR = "rerank-cache"  # inside the first-stage run: its frozen tokens and embeddings
+
+
+@dataclass
+class FrozenPairs:
+    """Everything the frozen first stage says about a PairSet, computed once."""
+
+    pairs: PairSet
+    text_tokens: torch.Tensor  # [n_captions, W, D]
+    text_mask: torch.Tensor  # [n_captions, W]
+    frame_tokens: torch.Tensor  # [n_clips, T, 1+L, D]
+    frame_mask: torch.Tensor  # [n_clips, T]
+    first_text: TextEmb  # first-stage embeddings (for the batch similarity)
+    first_video: VideoEmb
+
+
+@torch.no_grad()
+def freeze_pairs(first: RetrievalModel, pairs: PairSet, device: torch.device) -> FrozenPairs:
+    from tvr.models.crosstvr import frozen_frame_tokens, frozen_text_tokens
+    from tvr.models.encode import encode_clips
+
+    first.eval()
+    captions = [e.caption for e in pairs.entries]
+    texts = [frozen_text_tokens(first, captions[i : i + 256]) for i in range(0, len(captions), 256)]
+    width = max(t.shape[1] for t, _ in texts)
+    text_tokens = torch.cat([F.pad(t, (0, 0, 0, width - t.shape[1])) for t, _ in texts]).cpu()
+    text_mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in texts]).cpu()
+    frames, masks = [], []
+    for i in range(0, len(pairs.clips), TOKEN_BATCH):
+        batch = pairs.clips.batch(range(i, min(i + TOKEN_BATCH, len(pairs.clips)))).to(device)
+        frames.append(frozen_frame_tokens(first, batch).cpu())
+        masks.append(batch.frame_mask.cpu())
+    return FrozenPairs(
+        pairs, text_tokens, text_mask, torch.cat(frames), torch.cat(masks),
+        encode_padded_texts(first, captions, device), encode_clips(first, pairs.clips, device).to("cpu"),
+    )
+
+
+@torch.no_grad()
+def encode_padded_texts(model: RetrievalModel, texts: list[str], device: torch.device, batch_size: int = 256) -> TextEmb:
+    """`model.encode_text` in batches, token axes padded to one width (a text tower may trim each
+    batch to its longest caption, so batches can differ in width)."""
+    from tvr.data.batch import TextBatch
+
+    parts = [model.encode_text(TextBatch(texts[i : i + batch_size]).to(device)).detach().to("cpu")
+             for i in range(0, len(texts), batch_size)]
+    if parts[0].tokens is not None and parts[0].token_mask is not None:
+        width = max(p.tokens.shape[1] for p in parts)
+        parts = [replace(p, tokens=F.pad(p.tokens, (0, 0, 0, width - p.tokens.shape[1])),
+                         token_mask=F.pad(p.token_mask, (0, width - p.token_mask.shape[1]))) for p in parts]
+    return type(parts[0]).cat(parts)
+
+
+def cached_freeze(first: RetrievalModel, pairs: PairSet, device: torch.device, cache_dir: Path, sha: str) -> FrozenPairs:
+    """`freeze_pairs`, stored in `cache_dir` under the first-stage weights' sha256 and the clips and
+    captions, so ablations and resumed runs on one first stage skip the frozen encoders. Only plain
+    TextEmb/VideoEmb first stages are cached (subclasses carry fields this file does not describe)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from tvr.atomic import commit_temp, temp_path_beside
+
+    ident = hashlib.sha256(json.dumps([sha, pairs.clips.keys, [e.caption for e in pairs.entries]]).encode()).hexdigest()
+    path = cache_dir / f"frozen-{ident[:24]}.safetensors"
+    names = ("text_tokens", "text_mask", "frame_tokens", "frame_mask")
+    if path.is_file():
+        data = load_file(str(path))
+
+        def fields(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) :]: v for k, v in data.items() if k.startswith(prefix)}
+
+        return FrozenPairs(pairs, *(data[n] for n in names), TextEmb(**fields("first_text.")), VideoEmb(**fields("first_video.")))
+    frozen = freeze_pairs(first, pairs, device)
+    if type(frozen.first_text) is not TextEmb or type(frozen.first_video) is not VideoEmb:
+        return frozen
+    tensors = {n: getattr(frozen, n).contiguous() for n in names}
+    for prefix, emb in (("first_text.", frozen.first_text), ("first_video.", frozen.first_video)):
+        for f in dataclasses.fields(emb):
+            value = getattr(emb, f.name)
+            if isinstance(value, torch.Tensor):
+                tensors[prefix + f.name] = value.contiguous()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_beside(path)
+    try:
+        save_file(tensors, str(tmp))
+        commit_temp(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return frozen
+
+
+def sample_hard_negatives(
+    first_logits: torch.Tensor, captions: list[str], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(hard negative caption for each video, hard negative video for each caption) of a [B, B]
+    text×video logit matrix: p ∝ exp(logit) over the batch, excluding the positive and any item
+    whose caption is identical to the positive's (a false negative)."""
+    b = first_logits.shape[0]
+    same = np.array([[captions[i] == captions[j] for j in range(b)] for i in range(b)])
+    logits = first_logits.double().cpu().numpy()
+
+    def draw(rows: np.ndarray) -> np.ndarray:
+        out = np.empty(b, dtype=np.int64)
+        for i in range(b):
+            allowed = ~same[i]
+            if not allowed.any():
+                allowed = np.arange(b) != i
+            w = np.where(allowed, np.exp(rows[i] - rows[i][allowed].max()), 0.0)
+            out[i] = rng.choice(b, p=w / w.sum())
+        return out
+
+    neg_text_for_video = draw(logits.T)  # column j: which caption to pair with video j
+    neg_video_for_text = draw(logits)
+    return neg_text_for_video, neg_video_for_text
+
+
+def batch_loss(
+    reranker: Any, frozen: FrozenPairs, caps: list[int], rows: list[int], first: RetrievalModel, rng: np.random.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    from tvr.models.crosstvr import text_emb_from_tokens, video_emb_from_tokens
+
+    caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
+    with torch.no_grad():
+        logits = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)) * first.scale().cpu()
+    captions = [frozen.pairs.entries[c].caption for c in caps]
+    neg_t, neg_v = sample_hard_negatives(logits, captions, rng)
+    b = len(caps)
+    ar = np.arange(b)
+    text_idx = torch.as_tensor(np.concatenate([ar, neg_t, ar]))  # positions within the batch
+    video_idx = torch.as_tensor(np.concatenate([ar, ar, neg_v]))
+    labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).to(device)
+    t = text_emb_from_tokens(reranker, frozen.text_tokens[caps_t].to(device), frozen.text_mask[caps_t].to(device))
+    v = video_emb_from_tokens(reranker, frozen.frame_tokens[rows_t].to(device), frozen.frame_mask[rows_t].to(device))
+    scores = reranker.score_pairs(t.select(text_idx), v.select(video_idx))
+    return F.binary_cross_entropy_with_logits(scores, labels)
+
+
+@torch.no_grad()
+def validate_two_stage(first: RetrievalModel, reranker: Any, frozen: FrozenPairs, device: torch.device, k: int) -> dict[str, Any]:
+    from tvr.eval.metrics import retrieval_metrics
+    from tvr.models.crosstvr import text_emb_from_tokens, video_emb_from_tokens
+    from tvr.postproc.two_stage import two_stage_scores
+
+    reranker.eval()
+    first_qg = first.similarity(frozen.first_text, frozen.first_video).double().numpy()
+    gt = [int(r) for r in frozen.pairs.video_rows]
+    t = text_emb_from_tokens(reranker, frozen.text_tokens.to(device), frozen.text_mask.to(device))
+    v = video_emb_from_tokens(reranker, frozen.frame_tokens.to(device), frozen.frame_mask.to(device))
+
+    def rescore(q: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return reranker.score_pairs(t.select(torch.as_tensor(q)), v.select(torch.as_tensor(g))).double().cpu().numpy()
+
+    final = two_stage_scores(first_qg, k, rescore)
+    return {"t2v": retrieval_metrics(final, gt)["t2v"], "first_stage_t2v": retrieval_metrics(first_qg, gt)["t2v"]}
+
+
+def train_rerank(
+    manifest_path: Path,
+    method: str,
+    run_dir: Path,
+    *,
+    first_stage: Path | None,
+    config_file: Path | None = None,
+    epochs: int | None = None,
+    device: str = "cpu",
+    resume: bool = False,
+    resume_previous: bool = False,
+    seed: int | None = None,
+    progress: bool = True,
+    val_k: int = 15,
+) -> TrainResult:
+    """Train re-ranker `method` on a frozen first stage (`first_stage` run dir) into `run_dir`."""
+    from tvr.models.registry import read_checkpoint_config
+
+    t0 = time.monotonic()
+    dev = resolve_device(device)
+    cls, _ = lookup(method)
+    if not getattr(cls, "reranker", False):
+        raise TvrError(f"method {method!r} is not a re-ranker; --first-stage is only for re-ranking methods")
+    if epochs is not None and epochs < 1:
+        raise TvrError(f"--epochs must be at least 1, got {epochs}")
+    manifest = read_manifest(manifest_path)
+    state: dict[str, Any] | None = None
+    if resume:
+        state = read_trainer_state(run_dir, previous=resume_previous)
+        found, model_cfg, doc = read_checkpoint_config(run_dir)
+        if found != method:
+            raise TvrError(f"{run_dir}: holds a {found!r} run, cannot resume it as {method!r}")
+        saved = Path(doc.get("first_stage", ""))
+        if first_stage is not None and Path(first_stage).resolve() != saved:
+            raise TvrError(f"{run_dir}: was trained on first stage {saved}, not {first_stage}")
+        first_stage = saved
+        if first_stage_sha(first_stage) != doc.get("first_stage_sha256"):
+            raise TvrError(f"{first_stage}: the first-stage weights changed since {run_dir} started; start a new run")
+        train_cfg = config_from_dict(TrainConfig, state["train"], where=f"{run_dir}: train")
+        train_cfg = override(train_cfg, epochs=epochs)
+        preset = state.get("preset", "")
+    else:
+        if first_stage is None:
+            raise TvrError(f"method {method!r} re-ranks a first stage: pass --first-stage RUN_DIR")
+        if has_checkpoint(run_dir):
+            raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
+        preset, overrides, train_cfg, _ = resolve(config_file, method)  # the first stage's backbone is reused
+        train_cfg = override(train_cfg, epochs=epochs, seed=seed)
+        model_cfg = None
+    first_stage = Path(first_stage).resolve()
+    sha = first_stage_sha(first_stage)
+    first = load_model(first_stage, device=dev)
+    for p in first.parameters():
+        p.requires_grad_(False)
+    if getattr(type(first), "reranker", False):
+        raise TvrError(f"{first_stage}: is itself a re-ranker; --first-stage needs a retrieval model run")
+    spec = first.input_spec()
+    if model_cfg is None:  # the frames the re-ranker reads are the first stage's
+        fixed = {"num_frames": spec.num_frames, "image_size": spec.image_size}
+        model_cfg = make_config(method, {**overrides, **fixed}, where=f"{config_file or 'model config'}: model")
+
+    train_m, val_m = split_for_training(manifest, train_cfg)
+    store = first_stage / FRAMES_DIR  # the first stage's frame cache, shared (decoded once)
+    both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
+    load_pairs(both, spec, store, workers=train_cfg.workers, progress=progress)
+    cache = first_stage / FROZEN_CACHE_DIR
+    train_frozen = cached_freeze(first, load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False), dev, cache, sha)
+    val_frozen = None
+    if val_m:
+        val_frozen = cached_freeze(first, load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False), dev, cache, sha)
+    width = int(train_frozen.frame_tokens.shape[-1])
+    if int(train_frozen.text_tokens.shape[-1]) != width:
+        raise TvrError(f"{first_stage}: text tokens ({train_frozen.text_tokens.shape[-1]}) and frame tokens ({width}) differ in width")
+    if not resume:
+        model_cfg = replace(model_cfg, width=width)
+    if model_cfg.width != width:
+        raise TvrError(f"{run_dir}: re-ranker width {model_cfg.width} does not fit the first stage's tokens ({width})")
+
+    torch.manual_seed(train_cfg.seed)  # parameter init
+    model = build(method, model_cfg).to(dev)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
+    extra = {
+        "first_stage": str(first_stage), "first_stage_sha256": sha, "first_stage_method": first.method,
+        "training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(manifest_path)},
+    }
+
+    def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
+        rng = np.random.default_rng([train_cfg.seed, epoch, b])  # negatives: a function of the step
+        return batch_loss(model, train_frozen, *batch, first, rng, dev)
+
+    loop = EpochLoop(
+        run_dir, model, optimizer, train_cfg,
+        batches=lambda epoch: epoch_batches(train_frozen.pairs, train_cfg.batch_size, train_cfg.seed, epoch), loss=loss,
+        validate=(lambda: validate_two_stage(first, model, val_frozen, dev, val_k)) if val_frozen is not None else None,
+        state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress,
+    )
+    start_epoch, step, history = start_or_resume(loop, state)
+    history = run_epochs(loop, start_epoch, step, history)
+    return TrainResult(run_dir, train_cfg.epochs, history, time.monotonic() - t0)
+
+

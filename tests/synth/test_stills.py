@@ -1,0 +1,48 @@
+"""Pretraining stills: captions true of the picture, determinism, and the yuv420p round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS
+from tvr.synth.stills import StillSampler, as_video_frame, place_words
+
+
+def test_same_seed_same_stills_and_another_seed_others():
+    a_px, a_caps = StillSampler([3, 0], 32).batch(8)
+    b_px, b_caps = StillSampler([3, 0], 32).batch(8)
+    c_px, c_caps = StillSampler([3, 1], 32).batch(8)
+    assert np.array_equal(a_px, b_px) and a_caps == b_caps
+    assert not np.array_equal(a_px, c_px) and a_caps != c_caps
+    assert a_px.shape == (8, 3, 32, 32) and a_px.dtype == np.uint8
+
+
+def test_every_object_is_named_with_its_colour_and_shape():
+    sampler = StillSampler(0, 64)
+    for _ in range(200):
+        scene = sampler.scene()
+        caption = sampler.caption(scene)
+        assert 1 <= len(scene.objects) <= 3
+        for obj in scene.objects:
+            assert any(w in caption for w in COLOUR_WORDS[obj.colour]), caption
+            assert any(w in caption for w in SHAPE_WORDS[obj.shape]), caption
+        assert len({o.colour for o in scene.objects}) == len(scene.objects)  # colours tell objects apart
+
+
+def test_place_words():
+    assert place_words(0.2, 0.2) == "at the top left"
+    assert place_words(0.5, 0.8) == "at the bottom"
+    assert place_words(0.7, 0.5) == "on the right"
+    assert place_words(0.5, 0.5) == "in the middle"
+
+
+def test_yuv420_round_trip_keeps_flat_colours_and_averages_chroma_per_block():
+    flat = np.full((4, 4, 3), (200, 40, 90), dtype=np.uint8)
+    assert np.abs(as_video_frame(flat).astype(int) - flat).max() <= 1
+    img = np.zeros((2, 2, 3), dtype=np.uint8)
+    img[0, 0] = (255, 0, 0)  # one red pixel in a 2×2 block of black: its chroma is spread over the block
+    out = as_video_frame(img).astype(int)
+    assert out[0, 0, 0] < 255 and out[1, 1, 0] > 0
+    # luma is kept per pixel: the red pixel stays the brightest
+    luma = out @ np.array([0.299, 0.587, 0.114])
+    assert luma.argmax() == 0
