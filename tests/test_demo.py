@@ -26,6 +26,17 @@ def test_demo_search_finds_described_videos_in_top_5(run_cli, tmp_path):
     assert second["search_top_k_hit_rate"] == report["search_top_k_hit_rate"]
     assert second["timings_s"]["train_s"] < 5.0
 
+    # zero-shot: the same world, the demo's backbone (already built above) as it is, no training
+    zs = run_cli("demo", "--out", tmp_path / "demo", "--videos", "150", "--pretrain-steps", "40", "--zero-shot", "--json")
+    assert zs.exit_code == 0, zs.stderr
+    zero = json.loads(zs.stdout)
+    trained_from = json.loads((tmp_path / "demo" / "run" / "config.json").read_text())["config"]["backbone"]["pretrained"]
+    assert zero["run_dir"] is None and zero["zero_shot_model"] == trained_from  # the backbone the demo fine-tunes
+    assert zero["metrics"]["none"]["n_gallery"] == n_test_videos
+    assert abs(zero["metrics"]["none"]["t2v"]["R@5"] - zero["search_top_k_hit_rate"]) < 1e-6  # index = evaluator
+    assert zero["timings_s"]["train_s"] < 5.0
+    assert not (tmp_path / "demo" / "index-zero-shot" / "frames").samefile(tmp_path / "demo" / "run" / "frames")
+
 
 def test_demo_rejects_bad_arguments(run_cli, tmp_path):
     r = run_cli("demo", "--out", tmp_path / "d", "--videos", "10")

@@ -1,5 +1,9 @@
 """The offline main job: synthetic collection → trained model → index → searches → test metrics.
 
+With `zero_shot`, no model is trained: the demo's synthetic CLIP backbone (a Hugging Face
+`CLIPModel` folder, standing in for the checkpoint a practitioner has) indexes the test videos as
+CLIP4Clip-meanP, exactly as `tvr index VIDEOS --model FOLDER` does.
+
 Every stage reuses what an earlier (possibly interrupted) run left in the output folder: the world
 is generated once, training resumes from its last epoch, the index is rebuilt from the cached
 frames. So `tvr demo` can be re-run cheaply, and each stage is the same code the CLI commands use.
@@ -39,6 +43,7 @@ class DemoConfig:
     config_file: Path | None = None  # a `tvr train --config` file; None: demo_train_config(pretrain_steps)
     pretrain_steps: int = DEMO_PRETRAIN_STEPS  # of the demo's synthetic backbone (the default one takes 1200)
     checkpoint: Path | None = None  # skip training and use this run directory
+    zero_shot: bool = False  # skip training: index with the pretrained backbone as it is
     examples: int = 5  # example searches to show
     top_k: int = 5
     workers: int = 2
@@ -64,10 +69,13 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = lambda _: None) -> di
     from tvr.index.search import Searcher
     from tvr.io.manifest import read_manifest
     from tvr.models.registry import load_model
+    from tvr.models.zero_shot import ZeroShotSpec, zero_shot_model
     from tvr.train.trainer import FRAMES_DIR
 
     if cfg.videos < 50:
         raise TvrError(f"--videos must be at least 50 for a meaningful test split, got {cfg.videos}")
+    if cfg.zero_shot and cfg.checkpoint is not None:
+        raise TvrError("--zero-shot indexes with the pretrained backbone; it takes no --checkpoint")
     timings: dict[str, float] = {}
     world = cfg.out / "world"
 
@@ -78,15 +86,22 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = lambda _: None) -> di
 
     t = time.monotonic()
     run = cfg.checkpoint or cfg.out / "run"
-    log(f"[2/5] model: {cfg.method} → {run}" if cfg.checkpoint is None else f"[2/5] model: using {run}")
-    if cfg.checkpoint is None:
+    zero_shot = None
+    if cfg.zero_shot:
+        log("[2/5] model: the demo's synthetic CLIP backbone, zero-shot (no training)")
+        zero_shot = ZeroShotSpec(str(_ensure_backbone(cfg)))
+        run = Path(zero_shot.model)
+    elif cfg.checkpoint is None:
+        log(f"[2/5] model: {cfg.method} → {run}")
         _ensure_trained(world / "train.jsonl", cfg, run)
+    else:
+        log(f"[2/5] model: using {run}")
     timings["train_s"] = time.monotonic() - t
 
     t = time.monotonic()
-    index_dir = cfg.out / "index"
+    index_dir = cfg.out / ("index-zero-shot" if cfg.zero_shot else "index")
     log(f"[3/5] index of the test videos → {index_dir}")
-    build_index(world / "test.jsonl", run, index_dir,
+    build_index(world / "test.jsonl", zero_shot or run, index_dir,
                 BuildOptions(querybank=world / "train.jsonl", workers=cfg.workers, force=True, progress=False))
     timings["index_s"] = time.monotonic() - t
 
@@ -111,15 +126,17 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = lambda _: None) -> di
 
     t = time.monotonic()
     log("[5/5] test metrics")
-    model = load_model(run)
-    pairs = load_pairs(test, model.input_spec(), run / FRAMES_DIR, workers=cfg.workers, progress=False)
+    model = zero_shot_model(zero_shot) if zero_shot else load_model(run)
+    store = index_dir / FRAMES_DIR if zero_shot else run / FRAMES_DIR  # the frames the index decoded
+    pairs = load_pairs(test, model.input_spec(), store, workers=cfg.workers, progress=False)
     bank = [e.caption for e in read_manifest(world / "train.jsonl").entries]
     metrics = {p: evaluate_model(model, pairs, postproc=p, querybank_texts=bank, split="test") for p in ("none", "is")}
     timings["eval_s"] = time.monotonic() - t
 
     return {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-        "run_dir": str(run), "index_dir": str(index_dir),
+        "run_dir": None if zero_shot else str(run), "zero_shot_model": str(run) if zero_shot else None,
+        "index_dir": str(index_dir),
         "search_top_k_hit_rate": 100.0 * sum(found) / len(found), "n_search_queries": len(found),
         "examples": [{**asdict(e), "found_rank": e.found_rank} for e in examples],
         "metrics": metrics, "timings_s": {k: round(v, 1) for k, v in timings.items()},
@@ -135,6 +152,24 @@ def _ensure_world(world: Path, videos: int, seed: int, workers: int) -> None:
     generate(world, WorldConfig(videos=videos, seed=seed), RenderConfig(), workers=workers, force=True)
 
 
+def _demo_config_file(cfg: DemoConfig) -> Path:
+    if cfg.config_file is not None:
+        return cfg.config_file
+    path = cfg.out / "demo-train-config.json"
+    atomic_write_json(path, demo_train_config(cfg.pretrain_steps))
+    return path
+
+
+def _ensure_backbone(cfg: DemoConfig) -> Path:
+    """The synthetic backbone the demo's training would start from (built once per machine, cached)."""
+    from tvr.train.presets import resolve
+    from tvr.train.pretrain import ensure_backbone
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    pretrain = resolve(_demo_config_file(cfg), cfg.method)[3]
+    return ensure_backbone(pretrain, progress=True).path
+
+
 def _ensure_trained(manifest: Path, cfg: DemoConfig, run: Path) -> None:
     from tvr.train.checkpoint import has_checkpoint, read_trainer_state
     from tvr.train.trainer import train
@@ -142,11 +177,7 @@ def _ensure_trained(manifest: Path, cfg: DemoConfig, run: Path) -> None:
     resume = has_checkpoint(run)
     if resume and int(read_trainer_state(run)["epoch"]) >= cfg.epochs:
         return
-    config_file = cfg.config_file
-    if config_file is None:
-        config_file = cfg.out / "demo-train-config.json"
-        atomic_write_json(config_file, demo_train_config(cfg.pretrain_steps))
-    train(manifest, cfg.method, run, config_file=config_file, epochs=cfg.epochs, resume=resume,
+    train(manifest, cfg.method, run, config_file=_demo_config_file(cfg), epochs=cfg.epochs, resume=resume,
           seed=None if resume else cfg.seed, progress=True)
 
 

@@ -72,3 +72,21 @@ def test_thumbnail_and_video_only_by_row(client):
     assert client.get("/api/video/-1").status_code == 404
     assert client.get("/api/thumbnail/0", params={"t": -1}).status_code == 422
     assert client.get("/api/video/..%2F..%2Fetc%2Fpasswd").status_code in (404, 422)
+
+
+def test_like_equals_searcher_and_takes_rows_only(client):
+    from tvr.index.search import Searcher
+
+    got = client.get("/api/like", params={"row": 2, "k": 5}).json()
+    s = Searcher.open(client.index_dir)
+    try:
+        want = s.like("#2", k=5)
+    finally:
+        s.close()
+    assert got["like"]["row"] == 2 and got["hits"][0]["row"] == 2
+    assert [h["row"] for h in got["hits"]] == [h.row for h in want]
+    assert [h["score"] for h in got["hits"]] == pytest.approx([h.score for h in want])
+    assert client.get("/api/like", params={"row": 5}).status_code == 404
+    assert client.get("/api/like", params={"row": -1}).status_code == 422
+    assert client.get("/api/like", params={"row": "/etc/passwd"}).status_code == 422  # never a path
+    assert client.get("/api/like", params={"row": 0, "k": 101}).status_code == 422

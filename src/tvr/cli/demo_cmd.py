@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         method: Annotated[str, typer.Option("--method", help="Retrieval method to train.")] = "clip4clip-meanp",
         config: Annotated[Path | None, typer.Option("--config", help="A 'tvr train --config' JSON file.")] = None,
         checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Use this trained run instead of training.")] = None,
+        zero_shot: Annotated[bool, typer.Option("--zero-shot", help="Train nothing: index with the pretrained synthetic CLIP as it is (as 'tvr index --model' does).")] = False,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         pretrain_steps: Annotated[int, typer.Option("--pretrain-steps", help="Steps of the demo's own synthetic backbone (built once, cached).")] = 150,
         json_out: Annotated[bool, typer.Option("--json", help="Print the demo report as JSON on stdout.")] = False,
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
         console = stderr_console()
         report = run_demo(
             DemoConfig(out=out, videos=videos, seed=seed, method=method, epochs=epochs, config_file=config,
-                       checkpoint=checkpoint, pretrain_steps=pretrain_steps),
+                       checkpoint=checkpoint, pretrain_steps=pretrain_steps, zero_shot=zero_shot),
             log=lambda msg: console.print(f"[bold]{msg}[/bold]"),
         )
         if json_out:

@@ -1,4 +1,5 @@
-"""`tvr index` — build a searchable index of a folder or manifest of videos with a trained checkpoint."""
+"""`tvr index` — build or update a searchable index of a folder or manifest of videos, with a
+trained checkpoint or a pretrained CLIP used zero-shot."""
 
 from __future__ import annotations
 
@@ -16,10 +17,15 @@ def register(app: typer.Typer) -> None:
     @app.command("index", cls=PlainFlagsCommand)
     def index_command(
         source: Annotated[Path, typer.Argument(help="A folder of videos (searched recursively) or a manifest (its distinct clips).")],
-        checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Run directory written by 'tvr train'.")],
         out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to create or update.")],
-        store: Annotated[Path | None, typer.Option("--store", help="Frame store to reuse/extend (default: RUN_DIR/frames).")] = None,
-        querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest whose captions form the querybank (default: the checkpoint's training captions).")] = None,
+        checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Run directory written by 'tvr train'.")] = None,
+        model: Annotated[str | None, typer.Option("--model", "-m", help="Zero-shot instead: a pretrained CLIP (Hugging Face CLIPModel folder, open_clip folder, weights file, or open_clip name with --model-weights).")] = None,
+        model_weights: Annotated[Path | None, typer.Option("--model-weights", help="State-dict file when --model is an open_clip name or config JSON.")] = None,
+        tokenizer: Annotated[Path | None, typer.Option("--tokenizer", help="Tokenizer folder when none sits beside the --model weights.")] = None,
+        frames: Annotated[int, typer.Option("--frames", help="Zero-shot: frames per video (with --fps: the most per video).")] = 12,
+        fps: Annotated[float | None, typer.Option("--fps", help="Zero-shot: sample frames at this rate instead of --frames spread evenly.")] = None,
+        store: Annotated[Path | None, typer.Option("--store", help="Frame store to reuse/extend (default: RUN_DIR/frames; zero-shot: OUT/frames).")] = None,
+        querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest, or text file of one caption a line, whose captions form the querybank (default: the checkpoint's training captions; zero-shot: none).")] = None,
         kind: Annotated[str, typer.Option("--kind", help="FAISS index: flat (exact), hnsw or ivf.")] = "flat",
         workers: Annotated[int, typer.Option("--workers", "-w", help="Decode processes.")] = 2,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
@@ -27,14 +33,26 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
     ) -> None:
-        """Decode (once, via the feature store), encode and index videos; failures are recorded and skipped."""
+        """Decode (once, via the feature store), encode and index videos; failures are recorded and skipped.
+
+        Re-running on the same source updates the index: only new or changed videos are encoded."""
         from tvr.cli.output import print_json
+        from tvr.errors import TvrError
         from tvr.index.build import BuildOptions, build_index
+        from tvr.models.zero_shot import ZeroShotSpec
         from tvr.progress import stderr_console
 
+        if (checkpoint is None) == (model is None):
+            raise TvrError("pass exactly one of --checkpoint RUN_DIR (a trained model) or --model CLIP (zero-shot)")
+        if checkpoint is not None and (fps is not None or frames != 12 or model_weights or tokenizer):
+            raise TvrError("--frames, --fps, --model-weights and --tokenizer go with --model; a trained run samples as it was trained")
+        source_model = checkpoint if model is None else ZeroShotSpec(
+            model, weights=None if model_weights is None else str(model_weights),
+            tokenizer=None if tokenizer is None else str(tokenizer), num_frames=frames, fps=fps,
+        )
         options = BuildOptions(kind=kind, store=store, querybank=querybank, workers=workers, device=device,
                                force=force, progress=not (quiet or json_out))
-        report = build_index(source, checkpoint, out, options)
+        report = build_index(source, source_model, out, options)
         if json_out:
             print_json(report.to_json())
             return
@@ -43,8 +61,10 @@ def register(app: typer.Typer) -> None:
         console = stderr_console()
         bank = (f"querybank of {report.querybank_size} captions from {report.querybank_source}"
                 if report.querybank_size else "no querybank (search offers no post-processing)")
-        console.print(f"indexed {report.n_items} videos with {report.method} ({report.kind}) → {report.index_dir} "
-                      f"in {report.elapsed_s:.1f} s; {bank}")
+        how = f"{report.method}, zero-shot" if report.zero_shot else report.method
+        console.print(f"indexed {report.n_items} videos with {how} ({report.kind}) → {report.index_dir} "
+                      f"in {report.elapsed_s:.1f} s: {report.n_encoded} encoded, {report.n_reused} unchanged, "
+                      f"{report.n_dropped} dropped; {bank}")
         if report.failed:
             console.print(f"[red]{len(report.failed)} videos skipped[/red]:")
             for f in report.failed[:20]:

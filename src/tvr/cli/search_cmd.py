@@ -1,4 +1,5 @@
-"""`tvr search` — query an index by text: ranked videos, scores and the best-matching moment."""
+"""`tvr search` — query an index by text (ranked videos, scores and the best-matching moment), by
+example (`--like`), or describe a video with a caption bank (`--describe`, video→text)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ def register(app: typer.Typer) -> None:
     @app.command("search", cls=PlainFlagsCommand)
     def search_command(
         index_dir: Annotated[Path, typer.Argument(help="Index directory written by 'tvr index'.")],
-        text: Annotated[str, typer.Argument(help="What to look for, in words.")],
+        text: Annotated[str | None, typer.Argument(help="What to look for, in words.")] = None,
+        like: Annotated[str | None, typer.Option("--like", help="More like this: an indexed video (its name or key as search lists it, or #ROW) or any video file.")] = None,
+        describe: Annotated[str | None, typer.Option("--describe", help="Video→text: rank the --captions for this indexed video or video file.")] = None,
+        captions: Annotated[Path | None, typer.Option("--captions", help="With --describe: a text file of one caption a line, or a manifest.")] = None,
         k: Annotated[int, typer.Option("-k", "--top", help="Number of results.")] = 10,
         postproc: Annotated[str, typer.Option("--postproc", help="none, is, dis, csls, gc, cent (needs the index's querybank).")] = "none",
         rerank: Annotated[Path | None, typer.Option("--rerank", help="Re-ranker run (tvr train --first-stage) rescoring the top-K.")] = None,
@@ -32,6 +36,13 @@ def register(app: typer.Typer) -> None:
 
         if k < 1:
             raise TvrError(f"-k must be at least 1, got {k}")
+        if sum(x is not None for x in (text, like, describe)) != 1:
+            raise TvrError("give exactly one of: a TEXT query, --like VIDEO, or --describe VIDEO --captions FILE")
+        if (describe is None) != (captions is None):
+            raise TvrError("--describe VIDEO and --captions FILE go together")
+        if text is None:
+            by_example(index_dir, like, describe, captions, k, device, json_out)
+            return
         if postproc not in SEARCH_POSTPROCS:
             from tvr.postproc import get_postproc
 
@@ -66,3 +77,46 @@ def register(app: typer.Typer) -> None:
             moment = "-" if m is None else f"{m.time_s:.2f} s ({m.start_s:.2f}–{m.end_s:.2f})"
             table.add_row(str(h.rank), f"{h.score:.4f}", moment, h.item.name)
         stderr_console().print(table)
+
+
+def by_example(index_dir: Path, like: str | None, describe: str | None, captions: Path | None, k: int, device: str,
+               json_out: bool) -> None:
+    """`--like` (video→videos) or `--describe` (video→captions)."""
+    from rich.table import Table
+
+    from tvr.cli.output import print_json
+    from tvr.index.querybank_texts import querybank_captions
+    from tvr.index.search import Searcher
+    from tvr.progress import stderr_console
+
+    bank = querybank_captions(captions, None, {})[0] if captions is not None else []  # bad file: before loading the model
+    searcher = Searcher.open(index_dir, device=device)
+    try:
+        if like is not None:
+            hits = searcher.like(like, k=k)
+        else:
+            described = searcher.describe(describe, bank, k=k)
+    finally:
+        searcher.close()
+    if like is not None:
+        if json_out:
+            print_json({"like": like, "index": str(index_dir), "method": searcher.info.method, "k": k,
+                        "n_gallery": len(searcher), "hits": [h.to_json() for h in hits]})
+            return
+        table = Table(title=f"more like {like} — top {len(hits)} of {len(searcher)}", title_justify="left")
+        for col, just in (("#", "right"), ("similarity", "right"), ("video", "left")):
+            table.add_column(col, justify=just)
+        for h in hits:
+            table.add_row(str(h.rank), f"{h.score:.4f}", h.item.name)
+    else:
+        if json_out:
+            print_json({"describe": describe, "index": str(index_dir), "method": searcher.info.method, "k": k,
+                        "n_captions": len(bank),
+                        "captions": [{"rank": r, "caption": c, "similarity": s} for r, c, s in described]})
+            return
+        table = Table(title=f"{describe} — top {len(described)} of {len(bank)} captions", title_justify="left")
+        for col, just in (("#", "right"), ("similarity", "right"), ("caption", "left")):
+            table.add_column(col, justify=just)
+        for r, c, s in described:
+            table.add_row(str(r), f"{s:.4f}", c)
+    stderr_console().print(table)

@@ -12,10 +12,11 @@ from torch import Tensor
 class VideoInputSpec:
     """What a model needs from the data pipeline for one video."""
 
-    num_frames: int
+    num_frames: int  # T: every batch is padded to T frames
     image_size: int
     streams: tuple[str, ...] = ()  # precomputed feature streams (feature-store encoder names)
     pixels: bool = True  # False: the model only reads `streams`
+    fps: float | None = None  # sample at this rate (at most T frames; a longer clip gets T evenly) instead of T evenly
 
 
 @dataclass

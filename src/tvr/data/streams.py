@@ -30,6 +30,8 @@ def pixels_encoder(spec: VideoInputSpec):
     """The registered "pixels" encoder (uint8 frames) matching what the model samples."""
     from tvr.encoders.pixels import PixelsConfig, PixelsEncoder
 
+    if spec.fps:
+        return PixelsEncoder(PixelsConfig(size=spec.image_size, fps=spec.fps, max_frames=spec.num_frames))
     return PixelsEncoder(PixelsConfig(size=spec.image_size, num_frames=spec.num_frames))
 
 

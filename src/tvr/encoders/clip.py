@@ -164,12 +164,18 @@ def _build(vision: VisionConfig, text: TextConfig, sd: dict[str, torch.Tensor], 
 
 def _load_hf_dir(path: Path) -> tuple[ClipModel, PreprocessInfo, Path]:
     from transformers import CLIPConfig, CLIPModel
+    from transformers.utils import logging as hf_logging
 
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar on every load is noise on stderr
     try:
         config = CLIPConfig.from_pretrained(str(path), local_files_only=True)
         hf = CLIPModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
         raise TvrError(f"cannot load a Hugging Face CLIPModel from {path}: {exc}") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     vision, text = configs_from_hf(config, str(path))
     model = _build(vision, text, hf_to_open_clip(hf.state_dict()), str(path))
     mean, std = CLIP_MEAN, CLIP_STD

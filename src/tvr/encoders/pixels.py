@@ -23,10 +23,11 @@ class PixelsConfig:
     size: int = 64  # frames are resized (short side) and centre-cropped to size×size
     num_frames: int = 12
     fps: float | None = None  # sample at this rate instead of num_frames uniformly
+    max_frames: int = 1024  # with fps: at most this many frames (a longer clip is sampled uniformly instead)
 
     def __post_init__(self) -> None:
-        if self.size < 1 or self.num_frames < 1:
-            raise ValueError("size and num_frames must be >= 1")
+        if self.size < 1 or self.num_frames < 1 or self.max_frames < 1:
+            raise ValueError("size, num_frames and max_frames must be >= 1")
 
 
 @VIDEO_ENCODERS.register("pixels")
@@ -40,6 +41,8 @@ class PixelsEncoder(VideoEncoder):
     def __init__(self, config: PixelsConfig) -> None:
         self.config = config
         sampling = f"fps{config.fps:g}" if config.fps else f"n{config.num_frames}"
+        if config.fps and config.max_frames != PixelsConfig.max_frames:
+            sampling += f"-max{config.max_frames}"
         self._version = f"pixels-v1-s{config.size}-{sampling}"
 
     @property
@@ -48,7 +51,7 @@ class PixelsEncoder(VideoEncoder):
 
     def decode_spec(self) -> DecodeSpec:
         c = self.config
-        return DecodeSpec(num_frames=None if c.fps else c.num_frames, fps=c.fps, size=c.size)
+        return DecodeSpec(num_frames=None if c.fps else c.num_frames, fps=c.fps, size=c.size, max_frames=c.max_frames)
 
     def encode(self, videos: Sequence[DecodedVideo]) -> list[dict[str, np.ndarray]]:
         size = self.config.size

@@ -1,4 +1,11 @@
-"""Build an index: decode (through the feature store), encode with a checkpoint, write one generation.
+"""Build or update an index: decode (through the feature store), encode, write one generation.
+
+The model is a `tvr train` run directory, or a pretrained CLIP used zero-shot (`ZeroShotSpec`:
+CLIP4Clip-meanP over its towers, nothing trained). Re-running on the same folder is an update: a
+clip whose file is unchanged (same size and content hash, the store's identity) keeps its stored
+embedding when the model, its config and the frame sampling are the same; only new or changed clips
+are encoded, and deleted ones drop out. The result is the same as a full rebuild, written as a new
+generation like one, so an interrupted update leaves the previous index searchable.
 
 Frames come from the same "pixels" feature store the trainer and evaluator use (decoded once,
 resumable, failures recorded and skipped), expert streams from the stores beside it
@@ -18,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from tvr.atomic import commit_temp, temp_path_beside
+from tvr.atomic import atomic_write_json, commit_temp, temp_path_beside
 from tvr.errors import TvrError
 from tvr.index import layout
 from tvr.index.items import Item
 from tvr.index.querybank_texts import querybank_captions
+from tvr.models.zero_shot import ZeroShotSpec
 
-DEFAULT_STORE = "frames"  # inside the checkpoint's run directory, shared with `tvr train` / `tvr eval`
+DEFAULT_STORE = "frames"  # inside the checkpoint's run directory (zero-shot: the index directory)
 
 
 @dataclass(frozen=True)
@@ -55,12 +63,18 @@ class BuildReport:
     querybank_source: str | None
     extract: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    n_encoded: int = 0  # clips run through the model by this build
+    n_reused: int = 0  # clips whose embedding came unchanged from the previous generation
+    n_dropped: int = 0  # items of the previous generation no longer in the source
+    zero_shot: dict[str, Any] | None = None  # the pretrained model's identity, for a zero-shot index
 
     def to_json(self) -> dict[str, Any]:
         return {
             "index_dir": str(self.index_dir), "method": self.method, "kind": self.kind, "n_items": self.n_items,
             "n_failed": len(self.failed), "failed": self.failed, "querybank_size": self.querybank_size,
             "querybank_source": self.querybank_source, "extract": self.extract, "elapsed_s": round(self.elapsed_s, 3),
+            "n_encoded": self.n_encoded, "n_reused": self.n_reused, "n_dropped": self.n_dropped,
+            "zero_shot": self.zero_shot,
         }
 
 
@@ -103,63 +117,112 @@ def gallery_source(source: Path) -> GallerySource:
     return GallerySource(jobs, names)
 
 
-def build_index(source: Path, checkpoint: Path, out: Path, options: BuildOptions = BuildOptions()) -> BuildReport:
-    """Index every decodable clip of `source` with the checkpoint's model into `out`."""
+def build_index(
+    source: Path, checkpoint: Path | ZeroShotSpec, out: Path, options: BuildOptions = BuildOptions()
+) -> BuildReport:
+    """Index (or update the index of) every decodable clip of `source` into `out`, with the model of a
+    `tvr train` run directory or a pretrained CLIP used zero-shot."""
     from tvr.devices import resolve_device
     from tvr.index.vector_index import IndexSpec
-    from tvr.models.registry import WEIGHTS_FILE, read_checkpoint_config
 
     t0 = time.monotonic()
     spec = IndexSpec(kind=options.kind)  # bad kind: fail before any work
     if options.workers < 1:
         raise TvrError(f"--workers must be at least 1, got {options.workers}")
     device = resolve_device(options.device)
-    checkpoint, out = Path(checkpoint), Path(out)
-    options = replace(options, store=resolve_store(checkpoint, options.store))
-    _, _, ckpt_doc = read_checkpoint_config(checkpoint)  # a clear error for a non-checkpoint
-    if not (checkpoint / WEIGHTS_FILE).is_file():
-        raise TvrError(f"{checkpoint / WEIGHTS_FILE}: missing")
+    out = Path(out)
+    if isinstance(checkpoint, ZeroShotSpec):
+        model_source = _ZeroShotSource(checkpoint)
+        store_default = out / DEFAULT_STORE
+    else:
+        model_source = _RunSource(Path(checkpoint))
+        store_default = Path(checkpoint) / DEFAULT_STORE
+    options = replace(options, store=Path(options.store) if options.store is not None else store_default)
     _check_target(out, options)
     gallery = gallery_source(source)
-    bank_texts, bank_source = querybank_captions(options.querybank, checkpoint, ckpt_doc)
+    bank_texts, bank_source = model_source.querybank(options.querybank)
     with layout.writer_lock(out):
-        info, report_extra = _build_locked(checkpoint, out, gallery, bank_texts, bank_source, spec, device, options, source)
+        info, counts = _build_locked(model_source, out, gallery, bank_texts, bank_source, spec, device, options, source)
     return BuildReport(
         index_dir=out, method=info.method, kind=info.kind, n_items=info.n_items, failed=info.failed,
-        querybank_size=len(bank_texts), querybank_source=bank_source, extract=report_extra,
-        elapsed_s=time.monotonic() - t0,
+        querybank_size=len(bank_texts), querybank_source=bank_source, extract=counts.pop("extract"),
+        elapsed_s=time.monotonic() - t0, zero_shot=model_source.identity, **counts,
     )
 
 
+class _RunSource:
+    """The model of a `tvr train` run directory: its files are copied into the index as they are."""
+
+    def __init__(self, run_dir: Path) -> None:
+        from tvr.models.registry import WEIGHTS_FILE, read_checkpoint_config
+
+        _, _, self.doc = read_checkpoint_config(run_dir)  # a clear error for a non-checkpoint
+        if not (run_dir / WEIGHTS_FILE).is_file():
+            raise TvrError(f"{run_dir / WEIGHTS_FILE}: missing")
+        self.run_dir = run_dir
+        self.identity = None
+
+    def querybank(self, querybank: Path | None) -> tuple[list[str], str | None]:
+        return querybank_captions(querybank, self.run_dir, self.doc)
+
+    def write(self, model_dir: Path) -> None:
+        from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE
+
+        for name in (CONFIG_FILE, WEIGHTS_FILE):  # copied first: what is indexed is exactly what is stored
+            _copy_atomic(self.run_dir / name, model_dir / name)
+
+
+class _ZeroShotSource:
+    """A pretrained CLIP as CLIP4Clip-meanP: the model is built once and saved into the index."""
+
+    def __init__(self, spec: ZeroShotSpec) -> None:
+        from tvr.models.zero_shot import source_identity, zero_shot_model
+
+        self.model = zero_shot_model(spec)  # a checkpoint that is not CLIP fails here, before any decoding
+        self.identity = source_identity(spec)
+
+    def querybank(self, querybank: Path | None) -> tuple[list[str], str | None]:
+        return querybank_captions(querybank, None, {})
+
+    def write(self, model_dir: Path) -> None:
+        from tvr.models.registry import save_model
+
+        save_model(self.model, model_dir, extra={"zero_shot": self.identity})
+
+
 def _build_locked(
-    checkpoint: Path, out: Path, gallery: GallerySource, bank_texts: list[str], bank_source: str | None,
-    spec: Any, device: Any, options: BuildOptions, source: Path,
+    model_source: _RunSource | _ZeroShotSource, out: Path, gallery: GallerySource, bank_texts: list[str],
+    bank_source: str | None, spec: Any, device: Any, options: BuildOptions, source: Path,
 ) -> tuple[layout.IndexInfo, dict[str, Any]]:
     """Write a new generation and commit it; the caller holds the index's writer lock."""
-    from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE
+    from tvr.models.registry import WEIGHTS_FILE
 
     data_dir = layout.new_data_dir(out)
     try:
         model_dir = data_dir / "model"
         model_dir.mkdir()
-        for name in (CONFIG_FILE, WEIGHTS_FILE):  # copied first: what is indexed is exactly what is stored
-            _copy_atomic(checkpoint / name, model_dir / name)
+        model_source.write(model_dir)
         model_sha = layout.sha256_file(model_dir / WEIGHTS_FILE)
         _check_same_model(out, model_sha, options.force)
-        info, report_extra = _build_generation(
-            out, data_dir, gallery, bank_texts, bank_source, spec, device, options, model_sha, str(source)
+        info, counts = _build_generation(
+            out, data_dir, gallery, bank_texts, bank_source, spec, device, options, model_sha, str(source),
+            getattr(model_source, "model", None),
         )
         layout.commit(out, info)
     except BaseException:
         shutil.rmtree(data_dir, ignore_errors=True)
         raise
-    return info, report_extra
+    return info, counts
 
 
 def _build_generation(
     out: Path, data_dir: Path, gallery: GallerySource, bank_texts: list[str], bank_source: str | None,
-    spec: Any, device: Any, options: BuildOptions, model_sha: str, source: str,
+    spec: Any, device: Any, options: BuildOptions, model_sha: str, source: str, model: Any = None,
 ) -> tuple[layout.IndexInfo, dict[str, Any]]:
+    """Encode what changed, reuse the rest, write every file of the generation in `data_dir`.
+
+    `model`: the model whose weights `data_dir/model` holds, already in memory (zero-shot); None:
+    loaded from there."""
     import torch
 
     from tvr.data.clips import Clips
@@ -173,46 +236,65 @@ def _build_generation(
     from tvr.models.registry import load_model
     from tvr.postproc.querybank import QueryBank
 
-    model = load_model(data_dir / "model", device=device)
+    model = load_model(data_dir / "model", device=device) if model is None else model.to(device)
     input_spec = model.input_spec()
     assert options.store is not None  # resolved by build_index
     store_dir = options.store
-    extract = extract_features(
-        gallery.jobs, pixels_encoder(input_spec), store_dir,
-        workers=options.workers, progress=options.progress,
-    )
+    pixels = pixels_encoder(input_spec)
+    extract = extract_features(gallery.jobs, pixels, store_dir, workers=options.workers, progress=options.progress)
     extract_streams(gallery.jobs, input_spec, store_dir, workers=options.workers, progress=options.progress)
     with FeatureStore(store_dir) as store:
         rows = {j.key: store.entry(j.key) for j in gallery.jobs}
     ok = [j for j in gallery.jobs if rows[j.key] is not None and rows[j.key].status == "ok"]
+    ok_keys = {j.key for j in ok}
     failed = [
         {"path": str(j.path), "key": j.key, "error": (rows[j.key].error if rows[j.key] else None) or "not decoded"}
-        for j in gallery.jobs if j not in ok
+        for j in gallery.jobs if j.key not in ok_keys
     ]
     if not ok:
         raise TvrError(f"{source}: none of its {len(gallery.jobs)} videos could be decoded (first error: {failed[0]['error']})")
 
-    clips = Clips(store_dir, [j.key for j in ok], input_spec)
-    try:
-        with torch.no_grad():
-            emb = encode_clips(model, clips, device, batch_size=options.batch_size)
-            vectors = (model.gallery_vectors(emb) if model.inner_product else model.candidate_vectors(emb)).float()
-            bank = None
-            if bank_texts:
-                bank_bg = score_matrix(model, encode_texts(model, bank_texts, device), emb)
-                bank = QueryBank.from_scores(bank_bg, beta=options.beta, dis_k=options.dis_k, csls_k=options.csls_k)
-    finally:
-        clips.close()
+    fingerprints = {
+        "sampling": {"pixels": pixels.version, "streams": list(input_spec.streams)},
+        "items": {j.key: [rows[j.key].size, rows[j.key].content_hash] for j in ok},
+    }
+    config_sha = layout.sha256_file(data_dir / layout.FILE_NAMES[layout.MODEL_CONFIG])
+    previous = previous_generation(out, model_sha, config_sha, fingerprints["sampling"])
+    reused = {} if previous is None else {
+        j.key: previous.rows[j.key] for j in ok
+        if j.key in previous.rows and previous.fingerprints.get(j.key) == fingerprints["items"][j.key]
+    }
+    fresh = [j.key for j in ok if j.key not in reused]
+    with torch.no_grad():
+        parts, place = [], {}
+        if reused:
+            parts.append(previous.gallery.select(list(reused.values())))
+            place.update({key: n for n, key in enumerate(reused)})
+        if fresh:
+            clips = Clips(store_dir, fresh, input_spec)
+            try:
+                parts.append(encode_clips(model, clips, device, batch_size=options.batch_size).to("cpu"))
+            finally:
+                clips.close()
+            place.update({key: len(reused) + n for n, key in enumerate(fresh)})
+        emb = type(parts[0]).cat(parts) if len(parts) > 1 else parts[0]
+        emb = emb.select([place[j.key] for j in ok]).to(device)  # source order, as a full build writes it
+        vectors = (model.gallery_vectors(emb) if model.inner_product else model.candidate_vectors(emb)).float()
+        bank = None
+        if bank_texts:
+            bank_bg = score_matrix(model, encode_texts(model, bank_texts, device), emb)
+            bank = QueryBank.from_scores(bank_bg, beta=options.beta, dis_k=options.dis_k, csls_k=options.csls_k)
     emb = emb.to("cpu")
     vectors_np = vectors.cpu().numpy().astype(np.float32)
 
     files = layout.FILE_NAMES
-    roles = [layout.MODEL_CONFIG, layout.MODEL_WEIGHTS, layout.VECTORS, layout.GALLERY, layout.ITEMS]
+    roles = [layout.MODEL_CONFIG, layout.MODEL_WEIGHTS, layout.VECTORS, layout.GALLERY, layout.ITEMS, layout.FINGERPRINTS]
     VectorIndex.build(vectors_np, spec).save(data_dir / files[layout.VECTORS])
     save_gallery(data_dir / files[layout.GALLERY], emb, torch.from_numpy(vectors_np))
     write_items(data_dir / files[layout.ITEMS], [
         Item(j.key, gallery.names[j.key], str(j.path), j.start_s, j.end_s, rows[j.key].duration_s) for j in ok
     ])
+    atomic_write_json(data_dir / files[layout.FINGERPRINTS], fingerprints)
     bank_doc = None
     if bank is not None:
         bank.save(data_dir / files[layout.QUERYBANK])
@@ -229,11 +311,51 @@ def _build_generation(
         files=layout.describe_files(out, data_dir, roles), querybank=bank_doc, failed=failed, source=source,
         created_s=time.time(),
     )
-    return info, extract.to_json()
+    dropped = 0 if previous is None else sum(1 for key in previous.rows if key not in ok_keys)
+    return info, {"extract": extract.to_json(), "n_encoded": len(fresh), "n_reused": len(reused), "n_dropped": dropped}
 
 
-def resolve_store(checkpoint: Path, store: Path | None) -> Path:
-    return Path(store) if store is not None else Path(checkpoint) / DEFAULT_STORE
+@dataclass
+class PreviousGeneration:
+    """What an update can take from the index it replaces: stored embeddings by key, and file identities."""
+
+    gallery: Any  # VideoEmb, row = gallery row
+    rows: dict[str, int]  # item key → gallery row
+    fingerprints: dict[str, list[Any]]  # item key → [size, content hash] when it was encoded
+
+
+def previous_generation(out: Path, model_sha: str, config_sha: str, sampling: dict[str, Any]) -> PreviousGeneration | None:
+    """The committed generation of `out`, when its embeddings can be reused: the same model weights and
+    config, the same frame sampling, and intact files. Anything else (none, another model, an index
+    from before fingerprints were stored, a damaged file): None, and every clip is encoded again."""
+    import json
+
+    from tvr.index.gallery import load_gallery
+    from tvr.index.items import ItemTable
+
+    if not (out / layout.INDEX_FILE).is_file():
+        return None
+    try:
+        info = layout.read_info(out)
+        if info.model_sha256 != model_sha or not info.has(layout.FINGERPRINTS):
+            return None
+        if info.files[layout.MODEL_CONFIG]["sha256"] != config_sha:
+            return None
+        needed = (layout.FINGERPRINTS, layout.GALLERY, layout.ITEMS)
+        if any(layout.sha256_file(info.path_of(out, r)) != info.files[r]["sha256"] for r in needed):
+            return None
+        doc = json.loads(info.path_of(out, layout.FINGERPRINTS).read_text(encoding="utf-8"))
+        if doc.get("sampling") != sampling:
+            return None
+        gallery, _ = load_gallery(info.path_of(out, layout.GALLERY), info.emb_class, info.n_items)
+        table = ItemTable(info.path_of(out, layout.ITEMS))
+        try:
+            keys = [item.key for item in table.all()]
+        finally:
+            table.close()
+    except (TvrError, OSError, ValueError):
+        return None
+    return PreviousGeneration(gallery, {k: r for r, k in enumerate(keys)}, dict(doc.get("items") or {}))
 
 
 def _check_target(out: Path, options: BuildOptions) -> None:

@@ -6,6 +6,7 @@ hits cheap even for millions of items; the file is written under a temporary nam
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,6 +88,18 @@ class ItemTable:
         if missing:
             raise TvrError(f"{self.path}: no item for gallery row {missing[0]}")
         return [found[r] for r in rows]
+
+    def find(self, ref: str) -> int | None:
+        """The row of the item whose name, key or path is `ref` (a path also as given, resolved), or None."""
+        candidates = [ref]
+        with contextlib.suppress(OSError, ValueError):
+            candidates.append(str(Path(ref).expanduser().resolve()))
+        for column in ("name", "key", "path"):
+            for value in candidates:
+                hit = self._db.execute(f"SELECT row FROM items WHERE {column} = ? ORDER BY row LIMIT 1", (value,)).fetchone()
+                if hit is not None:
+                    return int(hit[0])
+        return None
 
     def all(self) -> list[Item]:
         cur = self._db.execute("SELECT key, name, path, start_s, end_s, duration_s FROM items ORDER BY row")

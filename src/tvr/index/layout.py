@@ -9,6 +9,7 @@ Layout::
     INDEX/data-<id>/gallery.safetensors  every tensor field of the model's VideoEmb, row = gallery item
     INDEX/data-<id>/items.sqlite     per-item metadata (key, path, clip bounds, duration)
     INDEX/data-<id>/querybank.safetensors  QueryBank statistics (optional)
+    INDEX/data-<id>/fingerprints.json  frame sampling + each item's file identity (lets an update reuse rows)
 
 A build writes a fresh `data-<id>` folder, then replaces `index.json` atomically; only then are
 older generations deleted. A kill at any moment leaves either the old or the new index readable,
@@ -47,6 +48,7 @@ VECTORS_IS = "vectors_is"
 GALLERY = "gallery"
 ITEMS = "items"
 QUERYBANK = "querybank"
+FINGERPRINTS = "fingerprints"
 
 FILE_NAMES = {
     MODEL_CONFIG: "model/config.json",
@@ -56,6 +58,7 @@ FILE_NAMES = {
     GALLERY: "gallery.safetensors",
     ITEMS: "items.sqlite",
     QUERYBANK: "querybank.safetensors",
+    FINGERPRINTS: "fingerprints.json",
 }
 REQUIRED_ROLES = (MODEL_CONFIG, MODEL_WEIGHTS, VECTORS, GALLERY, ITEMS)
 

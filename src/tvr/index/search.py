@@ -1,4 +1,5 @@
-"""Search an index by text: ranked videos with scores and the best-matching moment.
+"""Search an index by text (ranked videos with scores and the best-matching moment), by example
+("more like this" video), or describe a video with the captions of a caption bank (video→text).
 
 `Searcher.open(index_dir)` verifies every file against index.json and loads the model copy, the
 FAISS index(es), the stored VideoEmb, the item table and the querybank once; `search` can then be
@@ -9,6 +10,10 @@ FAISS directly; other models get FAISS candidates re-scored by `model.similarity
 post-processors (IS/DIS/CSLS/GC/CENT) score the whole gallery row (O(N) per query) and normalise it
 with the stored statistics; IS (and DIS's normalised rows) of inner-product models use the folded
 index instead (DESIGN §4), so an ANN index returns the IS top-k directly.
+
+By example (`like`): the query is an indexed video (its stored embedding) or any video file (decoded
+and encoded on the fly with the index's own sampling); inner-product models rank the gallery by the
+inner product of their index vectors (FAISS), other models by the cosine of pooled embeddings.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from tvr.index.moments import Moment, best_moments
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 
 SEARCH_POSTPROCS = ("none", "is", "dis", "csls", "gc", "cent")
+MAX_CAPTIONS = 100_000  # a caption bank for `describe` is encoded whole
 MIN_CANDIDATES = 100  # non-inner-product models: FAISS candidates re-scored per query (at least)
 MAX_QUERY_CHARS = 1000
 
@@ -132,7 +138,92 @@ class Searcher:
             scores = np.take_along_axis(final, rows, 1)
         return [self._hits(text_emb.select([q]), scores[q], rows[q]) for q in range(len(texts))]
 
+    @torch.no_grad()
+    def like(self, video: str | Path, k: int = 10) -> list[Hit]:
+        """The top-k gallery items most similar to `video`: an indexed item (see `find_item`) or a file."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise TvrError(f"k must be a positive integer, got {k!r}")
+        k = min(int(k), len(self))
+        query = self.video_embedding(video)
+        if self.model.inner_product:
+            q = self.model.gallery_vectors(query).float().cpu().numpy()
+            scores, rows = self.vectors.search(q, k)
+            scores, rows = scores[0].astype(np.float64), rows[0]
+        else:
+            sims = (_unit(self.gallery.pooled) @ _unit(query.pooled).t())[:, 0].double().cpu().numpy()
+            rows = np.argsort(-sims, kind="stable")[:k]
+            scores = sims[rows]
+        keep = rows >= 0
+        rows, scores = rows[keep].astype(np.int64), scores[keep]
+        items = self.items.get(rows.tolist())
+        return [Hit(rank=r + 1, row=int(rows[r]), item=items[r], score=float(scores[r]), similarity=float(scores[r]),
+                    moment=None) for r in range(len(rows))]
+
+    @torch.no_grad()
+    def describe(self, video: str | Path, captions: Sequence[str], k: int = 10) -> list[tuple[int, str, float]]:
+        """Video→text: the k captions of `captions` that the model scores highest for `video`, as
+        (1-based rank, caption, cosine-scale similarity)."""
+        from tvr.models.encode import encode_texts
+
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise TvrError(f"k must be a positive integer, got {k!r}")
+        captions = [c for c in captions if isinstance(c, str) and c.strip()]
+        if not captions:
+            raise TvrError("describe needs at least one caption")
+        if len(captions) > MAX_CAPTIONS:
+            raise TvrError(f"describe takes at most {MAX_CAPTIONS} captions, got {len(captions)}")
+        query = self.video_embedding(video)
+        sims = self.model.similarity(encode_texts(self.model, captions, self.device), query)[:, 0].double().cpu().numpy()
+        order = np.argsort(-sims, kind="stable")[: int(k)]
+        return [(r + 1, captions[i], float(sims[i])) for r, i in enumerate(order)]
+
+    def find_item(self, ref: str) -> int | None:
+        """The gallery row of an indexed item named by `ref`: "#ROW", its name as search lists it, its
+        store key, or its file's path; None when nothing indexed matches."""
+        ref = str(ref)
+        if ref.startswith("#") and ref[1:].isdigit():
+            row = int(ref[1:])
+            return row if 0 <= row < len(self) else None
+        return self.items.find(ref)
+
+    def video_embedding(self, video: str | Path) -> VideoEmb:
+        """The stored embedding of an indexed item, else the embedding of a video file, encoded now."""
+        row = self.find_item(str(video))
+        if row is not None:
+            return self.gallery.select([row])
+        path = Path(video)
+        if not path.is_file():
+            raise TvrError(f"{video}: neither an indexed video (a name or key search lists, or #ROW) nor a video file")
+        return self._encode_file(path)
+
     # ---------------------------------------------------------------------------------- internals
+    def _encode_file(self, path: Path) -> VideoEmb:
+        from tvr.data.batch import VideoBatch
+        from tvr.data.streams import pixels_encoder
+        from tvr.io.video import DecodeError, decode
+
+        spec = self.model.input_spec()
+        if spec.streams or not spec.pixels:
+            raise TvrError(f"{path}: a {self.info.method} model also reads {', '.join(spec.streams) or 'feature streams'}; "
+                           "index the video first, then name it")
+        encoder = pixels_encoder(spec)
+        try:
+            (arrays,) = encoder.encode([decode(path, encoder.decode_spec())])
+        except DecodeError as exc:
+            raise TvrError(f"{path}: cannot decode ({exc})") from None
+        frames = arrays["frames"][: spec.num_frames]
+        t, s = spec.num_frames, spec.image_size
+        padded = np.zeros((1, t, s, s, 3), dtype=np.uint8)
+        mask = np.zeros((1, t), dtype=bool)
+        times = np.zeros((1, t), dtype=np.float32)
+        padded[0, : len(frames)], mask[0, : len(frames)], times[0, : len(frames)] = frames, True, arrays["timestamps"][: len(frames)]
+        if not mask.any():
+            raise TvrError(f"{path}: no frame could be decoded")
+        batch = VideoBatch(torch.from_numpy(padded).permute(0, 1, 4, 2, 3), torch.from_numpy(mask), torch.from_numpy(times),
+                           keys=[str(path)])
+        self.model.eval()
+        return self.model.encode_video(batch.to(self.device)).detach()
+
     def _check(self, texts: Sequence[str], k: int, postproc: str) -> None:
         if isinstance(texts, str) or not texts:
             raise TvrError("search needs a non-empty list of query texts")
@@ -211,3 +302,7 @@ class Searcher:
             Hit(rank=r + 1, row=int(rows[r]), item=items[r], score=float(scores[r]), similarity=sims[r], moment=moments[r])
             for r in range(len(rows))
         ]
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=-1)

@@ -30,12 +30,15 @@ E = TypeVar("E", bound="Embedding")
 class ModelConfig:
     """Fields every method shares: the frames it samples per video and their pixel size."""
 
-    num_frames: int = 12  # T [paper: 12]
+    num_frames: int = 12  # T [paper: 12]; with `sample_fps`, the most frames of one clip
     image_size: int = 224  # square crop fed to the vision tower
+    sample_fps: float | None = None  # None: T frames spread evenly; else this rate, T evenly beyond T/fps seconds
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.sample_fps is not None and not self.sample_fps > 0:
+            raise ValueError(f"sample_fps must be > 0, got {self.sample_fps}")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
 
@@ -158,7 +161,7 @@ class RetrievalModel(nn.Module, abc.ABC):
     # -- defaults a method may override ---------------------------------------------------------
     def input_spec(self) -> VideoInputSpec:
         """Frames / feature streams the data pipeline must supply."""
-        return VideoInputSpec(self.config.num_frames, self.config.image_size)
+        return VideoInputSpec(self.config.num_frames, self.config.image_size, fps=self.config.sample_fps)
 
     @classmethod
     def adapt_config(cls, config: ModelConfig, train_captions: Sequence[str]) -> ModelConfig:

@@ -203,7 +203,7 @@ class Mmt(RetrievalModel):
     def input_spec(self) -> VideoInputSpec:
         c: MmtConfig = self.config  # type: ignore[assignment]
         streams = tuple(self._stream_of(n) for n in c.experts if not (n == APPEARANCE and c.appearance == "backbone"))
-        return VideoInputSpec(c.num_frames, c.image_size, streams=streams, pixels=self.backbone is not None)
+        return VideoInputSpec(c.num_frames, c.image_size, streams=streams, pixels=self.backbone is not None, fps=c.sample_fps)
 
     # -- text -------------------------------------------------------------------------------------
     def encode_text(self, batch: TextBatch) -> MmtTextEmb:

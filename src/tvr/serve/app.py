@@ -1,6 +1,8 @@
 """The HTTP API and web page over one index (`tvr serve`).
 
 Endpoints: `GET /` (the search page), `GET /api/info`, `GET /api/search?q=…&k=…&postproc=…`,
+`GET /api/like?row=…&k=…` (more like an indexed video; by row only, so a request can never make the
+server decode a file of its choosing),
 `GET /api/thumbnail/{row}?t=…` (JPEG of an indexed video at a time), `GET /api/video/{row}` (the
 indexed file itself, with range requests for seeking). Files are served only by gallery row, so a
 request can never name a path outside what was indexed. Every input is validated and bounded.
@@ -71,6 +73,15 @@ def create_app(index_dir: str | Path, *, device: str = "cpu", limits: ServeLimit
         except TvrError as exc:
             raise HTTPException(422, str(exc)) from None
         return {"query": q, "postproc": postproc, "n_videos": len(searcher),
+                "hits": [{**h.to_json(), "row": h.row} for h in hits]}
+
+    @app.get("/api/like")
+    def like(row: int = Query(..., ge=0, description="Gallery row of the example video"),
+             k: int = Query(10, ge=1, le=limits.max_k)) -> dict[str, Any]:
+        example = item(row)
+        with lock:
+            hits = searcher.like(f"#{row}", k=k)
+        return {"like": {"row": row, "video": example.name}, "n_videos": len(searcher),
                 "hits": [{**h.to_json(), "row": h.row} for h in hits]}
 
     @app.get("/api/thumbnail/{row}")
