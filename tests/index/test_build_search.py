@@ -150,7 +150,7 @@ def test_index_json_names_every_file_with_its_checksum(world):
     assert info.n_items == report.n_items == 6 and info.failed == []
     assert info.model_sha256 == layout.sha256_file(run / "model.safetensors")
     assert set(info.files) == {"model_config", "model_weights", "vectors", "vectors_is", "gallery", "items", "querybank",
-                               "fingerprints"}
+                               "querybank_texts", "fingerprints"}
     layout.verify_files(root / "idx", info)
     assert info.querybank["n_bank"] == 6  # 3 train videos × 2 captions (the checkpoint's training manifest)
     assert sorted(p.name for p in (root / "idx").iterdir()) == sorted([".lock", "index.json", info.data_dir])

@@ -52,3 +52,27 @@ def test_thumbnail_errors(tmp_path):
         thumbnail_jpeg(bad, 0.0)
     assert str(bad) in str(err.value)
     assert save_thumbnails(bad, [], tmp_path) == []
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="counts threads through /proc (Linux)")
+def test_decoding_leaves_no_decoder_threads_behind_without_garbage_collection(clips):
+    import gc
+    import os
+
+    from tvr.io.decoded import DecodeSpec
+    from tvr.io.video import decode, probe
+
+    path = clips["plain"].path
+    thumbnail_jpeg(path, 0.1)  # first use: imports and one-time allocations
+    gc.collect()
+    gc.disable()  # the decoder must be closed when the call returns, not when the collector runs
+    try:
+        before = len(os.listdir("/proc/self/task"))
+        for i in range(25):
+            thumbnail_jpeg(path, 0.1 * i)
+            decode(path, DecodeSpec(num_frames=4, size=32, audio=True))
+            probe(path)
+        after = len(os.listdir("/proc/self/task"))
+    finally:
+        gc.enable()
+    assert after <= before, (before, after)

@@ -65,7 +65,7 @@ def test_thumbnail_and_video_only_by_row(client):
     assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"  # JPEG magic
     hit = client.get("/api/search", params={"q": "red", "k": 1}).json()["hits"][0]
     video = client.get(f"/api/video/{hit['row']}")
-    assert video.status_code == 200 and video.content == Path(hit["path"]).read_bytes()
+    assert video.status_code == 200 and video.content == (client.index_dir.parent / "data" / hit["video"]).read_bytes()
     part = client.get(f"/api/video/{hit['row']}", headers={"Range": "bytes=0-9"})
     assert part.status_code == 206 and part.content == video.content[:10]
     assert client.get("/api/video/5").status_code == 404

@@ -22,11 +22,12 @@ def register(app: typer.Typer) -> None:
         postproc: Annotated[str, typer.Option("--postproc", help="none, is, dis, csls, gc, cent, dsl, tvh.")] = "none",
         querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest whose captions form the querybank (default: the manifest's train captions).")] = None,
         ranks_out: Annotated[Path | None, typer.Option("--ranks-out", help="Write one JSON line per query (rank, top-5, tags).")] = None,
+        report_html: Annotated[Path | None, typer.Option("--report", help="Write a self-contained HTML report (plots, worst queries with thumbnails, training curves).")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
         rerank: Annotated[Path | None, typer.Option("--rerank", help="Re-ranker run (tvr train --first-stage) rescoring the top-K.")] = None,
         rerank_k: Annotated[int, typer.Option("--rerank-k", help="First-stage candidates per query the re-ranker rescores.")] = 15,
         workers: Annotated[int, typer.Option("--workers", "-w", help="Decode processes.")] = 2,
-        force: Annotated[bool, typer.Option("--force", help="Overwrite --ranks-out if it exists.")] = False,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite --ranks-out / --report if they exist.")] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print the metric JSON on stdout.")] = False,
     ) -> None:
         """Text→video and video→text metrics, hubness and per-tag metrics of a checkpoint."""
@@ -43,8 +44,9 @@ def register(app: typer.Typer) -> None:
 
         if split not in SPLITS:
             raise TvrError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-        if ranks_out is not None and ranks_out.exists() and not force:
-            raise TvrError(f"{ranks_out}: already exists (use --force to overwrite it)")
+        for out_file in (ranks_out, report_html):
+            if out_file is not None and out_file.exists() and not force:
+                raise TvrError(f"{out_file}: already exists (use --force to overwrite it)")
         entry = get_postproc(postproc)
         dev = resolve_device(device)
         two_stage = None
@@ -79,7 +81,7 @@ def register(app: typer.Typer) -> None:
             print(f"warning: {coverage.warning()}", file=sys.stderr)
         report = evaluate_model(model, pairs, device=dev, postproc=postproc, querybank_texts=qb_texts,
                                 split=None if m.splits() == {None} else split, ranks_out=ranks_out,
-                                rerank=two_stage, coverage=coverage)
+                                rerank=two_stage, coverage=coverage, report_html=report_html, run_dir=checkpoint)
         if json_out:
             print_json(report)
             return
@@ -87,6 +89,8 @@ def register(app: typer.Typer) -> None:
 
         console = stderr_console()
         console.print(format_report_table(report))
+        if report_html is not None:
+            console.print(f"report → {report_html}", markup=False, highlight=False)
         if "rerank" in report:
             first_t2v, rr = report["rerank"]["first_stage_t2v"], report["rerank"]
             console.print(f"  t2v re-ranked by {rr['method']} (top-{rr['k']}); first stage alone: R@1 {first_t2v['R@1']:.2f}  "

@@ -128,11 +128,14 @@ def evaluate_model(
     ranks_out: Path | None = None,
     rerank: Any = None,
     coverage: Coverage | None = None,
+    report_html: Path | None = None,
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The DESIGN §9 metric JSON for `pairs`, plus "by_tag" when the captions carry tags.
 
     `rerank` (a `tvr.postproc.two_stage.TwoStage`) rescores each query's top-K after post-processing.
     `coverage` (see `coverage_of`) is recorded as "coverage" when videos were left out.
+    `report_html`: also write the self-contained HTML report there (`run_dir`: its training curves).
     """
     from tvr.eval.report import score_report
     from tvr.postproc import apply_postproc, get_postproc
@@ -168,6 +171,10 @@ def evaluate_model(
             names.setdefault(int(r), e.video_key)  # the manifest's spelling of the clip
         gallery = [names.get(r, pairs.clips.keys[r]) for r in range(len(pairs.clips))]
         write_ranks(ranks_out, final, gt, pairs.entries, gallery)
+    if report_html is not None:
+        from tvr.eval.html_report import write_html_report
+
+        write_html_report(report_html, report, scores, final, gt, pairs, run_dir=run_dir)
     return report
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from tvr.atomic import atomic_write_json, commit_temp, temp_path_beside
 from tvr.errors import TvrError
 from tvr.index import layout
-from tvr.index.items import Item
+from tvr.index.items import Item, file_identity
 from tvr.index.querybank_texts import querybank_captions
 from tvr.models.zero_shot import ZeroShotSpec
 
@@ -292,13 +292,15 @@ def _build_generation(
     VectorIndex.build(vectors_np, spec).save(data_dir / files[layout.VECTORS])
     save_gallery(data_dir / files[layout.GALLERY], emb, torch.from_numpy(vectors_np))
     write_items(data_dir / files[layout.ITEMS], [
-        Item(j.key, gallery.names[j.key], str(j.path), j.start_s, j.end_s, rows[j.key].duration_s) for j in ok
+        Item(j.key, gallery.names[j.key], str(j.path), j.start_s, j.end_s, rows[j.key].duration_s, _identity(j.path))
+        for j in ok
     ])
     atomic_write_json(data_dir / files[layout.FINGERPRINTS], fingerprints)
     bank_doc = None
     if bank is not None:
         bank.save(data_dir / files[layout.QUERYBANK])
-        roles.append(layout.QUERYBANK)
+        atomic_write_json(data_dir / files[layout.QUERYBANK_TEXTS], list(bank_texts))
+        roles += [layout.QUERYBANK, layout.QUERYBANK_TEXTS]
         bank_doc = {"n_bank": bank.n_bank, "beta": bank.beta, "dis_k": bank.dis_k, "csls_k": bank.csls_k,
                     "source": bank_source}
         if model.inner_product:  # DESIGN §4: IS folded exactly into one more dimension
@@ -395,3 +397,10 @@ def _copy_atomic(src: Path, dst: Path) -> None:
         commit_temp(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        return file_identity(path)
+    except OSError:  # gone since it was decoded: the server then only serves a regular file at this exact path
+        return None

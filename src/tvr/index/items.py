@@ -23,9 +23,19 @@ CREATE TABLE items (
     path TEXT NOT NULL,
     start_s REAL,
     end_s REAL,
-    duration_s REAL
+    duration_s REAL,
+    file_dev INTEGER,
+    file_ino INTEGER,
+    file_size INTEGER,
+    file_mtime_ns INTEGER
 )
 """
+_COLUMNS = "key, name, path, start_s, end_s, duration_s"
+_IDENTITY = "file_dev, file_ino, file_size, file_mtime_ns"
+
+
+class ItemStorageError(TvrError):
+    """items.sqlite cannot be read (damaged, changed underneath, or missing a row the index names)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,15 @@ class Item:
     start_s: float | None
     end_s: float | None
     duration_s: float | None  # duration of the sampled clip
+    # (device, inode, size, mtime ns) of the file when it was indexed: the server serves a file only
+    # while it is still this one (None: an index written before tvr recorded it)
+    file_identity: tuple[int, int, int, int] | None = None
+
+
+def file_identity(path: str | Path) -> tuple[int, int, int, int]:
+    """(device, inode, size, mtime ns) of `path` itself (a symlink is not followed)."""
+    st = Path(path).lstat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def write_items(path: Path, items: Sequence[Item]) -> None:
@@ -49,8 +68,9 @@ def write_items(path: Path, items: Sequence[Item]) -> None:
             with db:
                 db.execute(_SCHEMA)
                 db.executemany(
-                    "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(r, i.key, i.name, i.path, i.start_s, i.end_s, i.duration_s) for r, i in enumerate(items)],
+                    "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(r, i.key, i.name, i.path, i.start_s, i.end_s, i.duration_s, *(i.file_identity or (None,) * 4))
+                     for r, i in enumerate(items)],
                 )
         finally:
             db.close()
@@ -66,9 +86,14 @@ class ItemTable:
         self.path = path
         try:
             self._db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            # read through to the file (the OS caches it): a file damaged while the index is open shows
+            # at the next lookup instead of being hidden by SQLite's own page cache
+            self._db.execute("PRAGMA cache_size = 0")
             self._n = int(self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(items)")}
         except sqlite3.DatabaseError as exc:
-            raise TvrError(f"{path}: unreadable item table ({exc})") from None
+            raise ItemStorageError(f"{path}: unreadable item table ({exc})") from None
+        self._select = _COLUMNS + (f", {_IDENTITY}" if "file_ino" in columns else "")
 
     def __len__(self) -> int:
         return self._n
@@ -78,15 +103,16 @@ class ItemTable:
         if not rows:
             return []
         marks = ",".join("?" * len(rows))
-        found = {
-            r[0]: Item(*r[1:])
-            for r in self._db.execute(
-                f"SELECT row, key, name, path, start_s, end_s, duration_s FROM items WHERE row IN ({marks})", rows
-            )
-        }
+        try:
+            found = {
+                r[0]: _item(r[1:])
+                for r in self._db.execute(f"SELECT row, {self._select} FROM items WHERE row IN ({marks})", rows)
+            }
+        except sqlite3.DatabaseError as exc:
+            raise ItemStorageError(f"{self.path}: unreadable item table ({exc})") from None
         missing = [r for r in rows if r not in found]
         if missing:
-            raise TvrError(f"{self.path}: no item for gallery row {missing[0]}")
+            raise ItemStorageError(f"{self.path}: no item for gallery row {missing[0]}")
         return [found[r] for r in rows]
 
     def find(self, ref: str) -> int | None:
@@ -94,16 +120,36 @@ class ItemTable:
         candidates = [ref]
         with contextlib.suppress(OSError, ValueError):
             candidates.append(str(Path(ref).expanduser().resolve()))
-        for column in ("name", "key", "path"):
-            for value in candidates:
-                hit = self._db.execute(f"SELECT row FROM items WHERE {column} = ? ORDER BY row LIMIT 1", (value,)).fetchone()
-                if hit is not None:
-                    return int(hit[0])
+        try:
+            for column in ("name", "key", "path"):
+                for value in candidates:
+                    query = f"SELECT row FROM items WHERE {column} = ? ORDER BY row LIMIT 1"
+                    hit = self._db.execute(query, (value,)).fetchone()
+                    if hit is not None:
+                        return int(hit[0])
+        except sqlite3.DatabaseError as exc:
+            raise ItemStorageError(f"{self.path}: unreadable item table ({exc})") from None
         return None
 
+    def check(self) -> None:
+        """SQLite's own consistency check of the whole table; ItemStorageError naming the first problem."""
+        try:
+            result = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise ItemStorageError(f"{self.path}: unreadable item table ({exc})") from None
+        if result != "ok":
+            raise ItemStorageError(f"{self.path}: damaged item table ({result})")
+
     def all(self) -> list[Item]:
-        cur = self._db.execute("SELECT key, name, path, start_s, end_s, duration_s FROM items ORDER BY row")
-        return [Item(*r) for r in cur]
+        try:
+            return [_item(r) for r in self._db.execute(f"SELECT {self._select} FROM items ORDER BY row")]
+        except sqlite3.DatabaseError as exc:
+            raise ItemStorageError(f"{self.path}: unreadable item table ({exc})") from None
 
     def close(self) -> None:
         self._db.close()
+
+
+def _item(values: Sequence) -> Item:
+    identity = tuple(values[6:10]) if len(values) >= 10 and values[7] is not None else None
+    return Item(*values[:6], file_identity=identity)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ Layout::
     INDEX/data-<id>/gallery.safetensors  every tensor field of the model's VideoEmb, row = gallery item
     INDEX/data-<id>/items.sqlite     per-item metadata (key, path, clip bounds, duration)
     INDEX/data-<id>/querybank.safetensors  QueryBank statistics (optional)
+    INDEX/data-<id>/querybank_captions.json  the querybank's captions (video→text in the web page)
     INDEX/data-<id>/fingerprints.json  frame sampling + each item's file identity (lets an update reuse rows)
 
 A build writes a fresh `data-<id>` folder, then replaces `index.json` atomically; only then are
@@ -49,6 +50,7 @@ GALLERY = "gallery"
 ITEMS = "items"
 QUERYBANK = "querybank"
 FINGERPRINTS = "fingerprints"
+QUERYBANK_TEXTS = "querybank_texts"
 
 FILE_NAMES = {
     MODEL_CONFIG: "model/config.json",
@@ -59,6 +61,7 @@ FILE_NAMES = {
     ITEMS: "items.sqlite",
     QUERYBANK: "querybank.safetensors",
     FINGERPRINTS: "fingerprints.json",
+    QUERYBANK_TEXTS: "querybank_captions.json",
 }
 REQUIRED_ROLES = (MODEL_CONFIG, MODEL_WEIGHTS, VECTORS, GALLERY, ITEMS)
 

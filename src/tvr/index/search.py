@@ -177,6 +177,16 @@ class Searcher:
         order = np.argsort(-sims, kind="stable")[: int(k)]
         return [(r + 1, captions[i], float(sims[i])) for r, i in enumerate(order)]
 
+    def bank_captions(self) -> list[str]:
+        """The querybank's captions stored with the index ([] for an index without them)."""
+        import json
+
+        if not self.info.has(layout.QUERYBANK_TEXTS):
+            return []
+        if not hasattr(self, "_bank_captions"):
+            self._bank_captions = json.loads(self.info.path_of(self.root, layout.QUERYBANK_TEXTS).read_text(encoding="utf-8"))
+        return list(self._bank_captions)
+
     def find_item(self, ref: str) -> int | None:
         """The gallery row of an indexed item named by `ref`: "#ROW", its name as search lists it, its
         store key, or its file's path; None when nothing indexed matches."""

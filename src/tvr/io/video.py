@@ -143,6 +143,11 @@ class _FrameCursor:
         """The next frame, or None at the end of the stream."""
         return next(self._frames, None)
 
+    def close(self) -> None:
+        """Finish the frame generator now. It refers back to this cursor, so without this the cursor,
+        its container and the decoder's threads would live on until the cyclic garbage collector ran."""
+        self._frames.close()
+
     def seek(self, time_s: float) -> None:
         """Continue from the keyframe at or before `time_s` (seconds from the start of the file)."""
         # round, not floor: a keyframe time from the index must map back to its own timestamp
@@ -341,7 +346,10 @@ def _probe_open(container, path: Path) -> VideoInfo:
     except av.error.FFmpegError:
         pass
     cursor = _FrameCursor(container, stream, path, origin_s, fps)
-    first = cursor.next()
+    try:
+        first = cursor.next()
+    finally:
+        cursor.close()
     if first is None:
         raise DecodeError(path, "no decodable video frames (corrupt or truncated)")
     rotation = rotation_from_frame(first.frame)
@@ -430,17 +438,24 @@ def frames_at(
         origin_s = file_origin_s(container)
         keyframes = _keyframe_times_s(stream, origin_s)
         if keyframes:
+            cursor = _FrameCursor(container, stream, p, origin_s, info.fps)
             try:
-                picks = _pick_frames(_FrameCursor(container, stream, p, origin_s, info.fps), targets, keyframes)
+                picks = _pick_frames(cursor, targets, keyframes)
             except _SeekFailed:  # an index that lies: start over on a fresh demuxer, sequentially
+                cursor.close()
                 container.close()
                 container = open_input(p)
                 stream = _video_stream(container, p)
+            finally:
+                cursor.close()
         if picks is None:
+            cursor = _FrameCursor(container, stream, p, origin_s, info.fps)
             try:
-                picks = _pick_frames(_FrameCursor(container, stream, p, origin_s, info.fps), targets, [])
+                picks = _pick_frames(cursor, targets, [])
             except _SeekFailed as e:  # cannot happen without keyframes; keeps the error typed
                 raise DecodeError(p, f"cannot position in the stream ({e})") from None
+            finally:
+                cursor.close()
         first = picks[0].frame  # scaling happens before rotation, on the coded frame
         geometry = _Geometry.make(first.width, first.height, info.rotation_deg, size, mode)
         out: list[np.ndarray | None] = [None] * len(targets)
