@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +30,7 @@ def register(app: typer.Typer) -> None:
         first_stage: Annotated[Path | None, typer.Option("--first-stage", help="First-stage run (re-rankers only).")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+        ddp: Annotated[int, typer.Option("--ddp", help="Train with N processes on this machine (torchrun; gloo on CPU, nccl on GPU).")] = 1,
     ) -> None:
         """Train a model; checkpoints after every epoch, validation metrics in RUN/metrics.jsonl."""
         from tvr.cli.output import print_json
@@ -41,6 +45,28 @@ def register(app: typer.Typer) -> None:
         resume = resume or resume_previous
         if resume and config is not None:
             raise TvrError("--resume continues with the run's saved config; drop --config")
+        distributed = ddp > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if ddp < 1:
+            raise TvrError(f"--ddp must be at least 1, got {ddp}")
+        if distributed and is_reranker:
+            raise TvrError("re-ranker training runs in one process; drop --ddp")
+        if ddp > 1:
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise TvrError("--ddp starts torchrun itself; under torchrun, drop it")
+            if not manifest.is_file():
+                raise TvrError(f"{manifest}: manifest not found")
+            args = [str(manifest), "--method", method, "--out", str(out), "--device", device]
+            args += ["--epochs", str(epochs)] if epochs is not None else []
+            args += ["--config", str(config)] if config is not None else []
+            args += ["--seed", str(seed)] if seed is not None else []
+            args += ["--resume-previous"] if resume_previous else ["--resume"] if resume else []
+            args += ["--json"] if json_out else []
+            args += ["--quiet"] if quiet else []
+            code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                    f"--nproc_per_node={ddp}", "-m", "tvr", "train", *args])
+            if code != 0:
+                raise TvrError(f"distributed training with {ddp} processes failed (exit code {code}; see above)")
+            return
         if is_reranker:
             from tvr.train.rerank_trainer import train_rerank
 
@@ -50,6 +76,8 @@ def register(app: typer.Typer) -> None:
         else:
             result = train(manifest, method, out, config_file=config, epochs=epochs, device=device,
                            resume=resume, resume_previous=resume_previous, seed=seed, progress=not quiet)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return  # rank 0 reports
         last = result.history[-1] if result.history else {}
         if json_out:
             print_json({"run_dir": str(result.run_dir), "method": method, "epochs": result.epochs,

@@ -26,6 +26,7 @@ from tvr.errors import TvrError
 from tvr.models.base import RetrievalModel
 from tvr.progress import ProgressReport, stderr_console
 from tvr.train.checkpoint import best_epoch, restore_training_checkpoint, save_training_checkpoint
+from tvr.train.distributed import Dist
 from tvr.train.presets import TrainConfig
 from tvr.train.schedule import apply_lr, lr_factor
 
@@ -49,6 +50,7 @@ class EpochLoop:
     extra: dict[str, Any]  # merged into the run's config.json
     source: str = ""  # the manifest, for the message when no batch can be formed
     progress: bool = True
+    dist: Dist = Dist()  # several processes: see tvr.train.distributed
 
 
 def seed_everything(seed: int) -> None:
@@ -67,8 +69,16 @@ def start_or_resume(loop: EpochLoop, resume_state: dict[str, Any] | None) -> tup
     return epoch, int(resume_state["step"]), [h for h in read_metrics(loop.run_dir) if h.get("epoch", 0) <= epoch]
 
 
+def epoch_batches(loop: EpochLoop, epoch: int) -> list[Batch]:
+    """The epoch's global batches; with several processes each is cut to a multiple of their number."""
+    if not loop.dist.enabled:
+        return loop.batches(epoch)
+    least = max(2, loop.dist.world)
+    return [b for b in map(loop.dist.trim, loop.batches(epoch)) if len(b[0]) >= least]
+
+
 def steps_per_epoch(loop: EpochLoop) -> int:
-    steps = len(loop.batches(0))
+    steps = len(epoch_batches(loop, 0))
     if steps == 0:
         raise TvrError(f"{loop.source}: fewer than 2 decodable training videos")
     return steps
@@ -81,17 +91,19 @@ def run_epochs(loop: EpochLoop, start_epoch: int, step: int, history: list[dict[
     total = per_epoch * cfg.epochs
     warmup = int(round(cfg.warmup_fraction * total))
     history = list(history)
-    with TrainProgress(loop.progress, cfg.epochs, per_epoch) as bar:
+    main = loop.dist.is_main
+    with TrainProgress(loop.progress and main, cfg.epochs, per_epoch) as bar:
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             e0, c0, losses = time.monotonic(), _cpu_s(), []
             bar.start_epoch(epoch)
-            for b, batch in enumerate(loop.batches(epoch)):
+            for b, batch in enumerate(epoch_batches(loop, epoch)):
                 factor = lr_factor(step, total, warmup, cfg.min_lr_ratio)
                 apply_lr(optimizer, factor)
                 loss = loop.loss(epoch, b, batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                loop.dist.average_gradients(model)
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
@@ -104,14 +116,18 @@ def run_epochs(loop: EpochLoop, start_epoch: int, step: int, history: list[dict[
                 "logit_scale": float(model.scale().detach()), "epoch_s": round(time.monotonic() - e0, 3),
                 "epoch_cpu_s": round(_cpu_s() - c0, 3),
             }
-            if loop.validate is not None:
+            if loop.dist.enabled:
+                record["processes"] = loop.dist.world
+            if loop.validate is not None and main:
                 record["val"] = loop.validate()
             history.append(record)
-            write_metrics(loop.run_dir, history)
-            save_training_checkpoint(
-                loop.run_dir, model, optimizer, {"epoch": epoch + 1, "step": step, **loop.state, "train": asdict(cfg)},
-                loop.extra, publish=best_epoch(history) == epoch + 1,  # the run's model: the best validation epoch
-            )
+            if main:  # one writer: rank 0
+                write_metrics(loop.run_dir, history)
+                save_training_checkpoint(
+                    loop.run_dir, model, optimizer, {"epoch": epoch + 1, "step": step, **loop.state, "train": asdict(cfg)},
+                    loop.extra, publish=best_epoch(history) == epoch + 1,  # the run's model: the best validation epoch
+                )
+            loop.dist.barrier()
             bar.epoch_done(record)
     return history
 

@@ -10,6 +10,7 @@ machine reproduces the uninterrupted run's weights exactly.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from tvr.models.registry import (
     read_checkpoint_config,
 )
 from tvr.train.checkpoint import has_checkpoint, read_trainer_state
+from tvr.train.distributed import Dist, init_from_env, shutdown
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, steps_per_epoch
 from tvr.train.negatives import neighbour_batches
 from tvr.train.presets import TrainConfig, override, resolve
@@ -122,9 +124,26 @@ def train(
     seed: int | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train `method` on the manifest's train split into `run_dir` (checkpoint after every epoch)."""
-    t0 = time.monotonic()
+    """Train `method` on the manifest's train split into `run_dir` (checkpoint after every epoch).
+
+    Under torchrun (WORLD_SIZE > 1) every process trains its slice of each global batch with the loss
+    over the whole batch (`tvr.train.distributed`); rank 0 writes the run."""
     dev = resolve_device(device)
+    dist = init_from_env(dev)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        return _train(manifest_path, method, run_dir, config_file=config_file, epochs=epochs, dev=dev, resume=resume,
+                      resume_previous=resume_previous, seed=seed, progress=progress and dist.is_main, dist=dist)
+    finally:
+        shutdown(dist)
+
+
+def _train(
+    manifest_path: Path, method: str, run_dir: Path, *, config_file: Path | None, epochs: int | None, dev: torch.device,
+    resume: bool, resume_previous: bool, seed: int | None, progress: bool, dist: Dist,
+) -> TrainResult:
+    t0 = time.monotonic()
     lookup(method)  # unknown method: fail before any work
     manifest = read_manifest(manifest_path)
     if epochs is not None and epochs < 1:
@@ -151,6 +170,21 @@ def train(
     train_m, val_m = split_for_training(manifest, train_cfg)
     both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
     store = run_dir / FRAMES_DIR
+    for turn in range(dist.world):  # rank 0 builds the backbone and decodes; the others then find both done
+        if turn == dist.rank:
+            model_cfg, model = _prepare(method, run_dir, model_cfg, pretrain_cfg if not resume else None, train_cfg,
+                                        train_m, both, store, config_file, dev, resume, progress)
+        dist.barrier()
+    spec = model.input_spec()
+    train_pairs = load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False)
+    val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
+    return _fit(method, run_dir, manifest_path, manifest, model, train_cfg, preset, pretrain_record, state, train_m,
+                train_pairs, val_pairs, dev, resume, progress, dist, t0)
+
+
+def _prepare(method: str, run_dir: Path, model_cfg: Any, pretrain_cfg: Any, train_cfg: TrainConfig, train_m: Manifest,
+             both: Manifest, store: Path, config_file: Path | None, dev: torch.device, resume: bool, progress: bool):
+    """(the final model config, the model): the synthetic backbone built if needed, every clip decoded once."""
     if not resume and backbone_to_build(model_cfg, pretrain_cfg):
         # decode first (a bad manifest fails in seconds, not after the build), with the backbone's input size
         stand_in = lookup(method)[0].adapt_config(stand_in_config(model_cfg, pretrain_cfg), [e.caption for e in train_m.entries])
@@ -164,30 +198,33 @@ def train(
         model = build(method, model_cfg).to(dev)
     except ValueError as exc:  # a combination of values the model cannot be built with
         raise TvrError(f"{config_file or run_dir / 'config.json'}: model: {exc}") from None
-    spec = model.input_spec()
     run_dir.mkdir(parents=True, exist_ok=True)
-    load_pairs(both, spec, store, workers=train_cfg.workers, progress=progress)  # decode everything once
-    train_pairs = load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False)
-    val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
+    load_pairs(both, model.input_spec(), store, workers=train_cfg.workers, progress=progress)  # decode everything once
+    return model_cfg, model
 
+
+def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, model: RetrievalModel, train_cfg: TrainConfig,
+         preset: str, pretrain_record: Any, state: dict[str, Any] | None, train_m: Manifest, train_pairs: PairSet,
+         val_pairs: PairSet | None, dev: torch.device, resume: bool, progress: bool, dist: Dist, t0: float) -> TrainResult:
     optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
     extra: dict[str, Any] = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
     if pretrain_record is not None:
         extra["training"]["pretrain"] = pretrain_record
 
     def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
-        caps, rows = batch
-        videos = train_pairs.clips.batch(rows).to(dev)
-        return model.loss(model.encode_text(text_batch(train_pairs, caps).to(dev)), model.encode_video(videos))
+        caps, rows = dist.local_slice(batch[0]), dist.local_slice(batch[1])  # all of it in one process
+        text = model.encode_text(text_batch(train_pairs, caps).to(dev))
+        video = model.encode_video(train_pairs.clips.batch(rows).to(dev))
+        return model.loss(dist.gather(text), dist.gather(video))  # InfoNCE over the global batch
 
     loop = EpochLoop(
         run_dir, model, optimizer, train_cfg, batches=lambda epoch: batches_for_epoch(train_pairs, train_cfg, epoch),
         loss=loss, validate=(lambda: validate(model, val_pairs, dev)) if val_pairs is not None else None,
-        state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress,
+        state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress, dist=dist,
     )
     start_epoch, step, history = start_or_resume(loop, state)
     steps_per_epoch(loop)  # no batch at all: say so before writing anything more
-    if not resume or not (run_dir / TRAINING_CAPTIONS_FILE).is_file():  # the default querybank of indexes
+    if dist.is_main and (not resume or not (run_dir / TRAINING_CAPTIONS_FILE).is_file()):  # the default querybank of indexes
         # built from this run (index/querybank_texts.py); a run from before this file existed gets it on --resume
         atomic_write_json(run_dir / TRAINING_CAPTIONS_FILE, [e.caption for e in train_m.entries])
     history = run_epochs(loop, start_epoch, step, history)
