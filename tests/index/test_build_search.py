@@ -210,11 +210,11 @@ def test_changed_video_is_re_encoded(world, tmp_path):
     shutil.copytree(root / "videos", coll / "videos")
     opts = BuildOptions(workers=1, progress=False, store=tmp_path / "store")
     build_index(coll, run, tmp_path / "idx", opts)
-    before = Searcher.open(tmp_path / "idx").gallery.pooled.clone()
+    before = Searcher.open(tmp_path / "idx").gallery.field("pooled").clone()
     make_video(coll / "videos" / "v02.mp4", seed=999)  # new content, same name
     report = build_index(coll, run, tmp_path / "idx", opts)
     assert report.extract["extracted"] == 1 and report.extract["skipped"] == 5
-    after = Searcher.open(tmp_path / "idx").gallery.pooled
+    after = Searcher.open(tmp_path / "idx").gallery.field("pooled")
     changed = [i for i in range(6) if not torch.allclose(before[i], after[i])]
     assert changed == [2]
 
@@ -231,3 +231,27 @@ def test_undecodable_video_is_recorded_and_skipped(world, tmp_path):
     searcher = Searcher.open(tmp_path / "idx")
     assert [i.name for i in searcher.items.all()] == [f"v{i:02d}.mp4" for i in range(6)]
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["n_failed"] == 1
+
+
+def test_the_searcher_reads_the_stored_gallery_lazily_and_exactly(world):
+    from tvr.index.gallery import load_gallery
+
+    root, _, _, _ = world
+    s = Searcher.open(root / "idx")
+    try:
+        assert s.gallery._full is None and not s.gallery._fields  # nothing per video read at open
+        full, vectors = load_gallery(s.info.path_of(root / "idx", layout.GALLERY), s.info.emb_class, s.info.n_items)
+        rows = [4, 0, 4, 2]
+        part = s.gallery.select(rows)
+        for name in ("pooled", "frames", "frame_mask", "timestamps"):
+            torch.testing.assert_close(getattr(part, name), getattr(full.select(rows), name), rtol=0, atol=0)
+        torch.testing.assert_close(s.gallery.field("vectors"), vectors, rtol=0, atol=0)
+        from tvr.models.encode import encode_texts
+
+        hits = s.search(["red circle"], k=3, postproc="csls")[0]  # scores every row: from the vectors alone
+        assert s.gallery._full is None  # an inner-product model never needs the whole stored gallery
+        q = s.model.query_vectors(encode_texts(s.model, ["red circle"], "cpu")).double().numpy()
+        want = s.bank.normalize("csls", q @ vectors.double().numpy().T)[0]
+        assert [h.row for h in hits] == list(np.argsort(-want, kind="stable")[:3])
+    finally:
+        s.close()

@@ -35,11 +35,33 @@ def test_save_load_roundtrip_and_checksum(tmp_path):
         VectorIndex.load(tmp_path / "v.faiss", IndexSpec())
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
-def test_approximate_indexes_have_high_recall(kind):
+@pytest.mark.parametrize("kind,least", [("hnsw", 0.9), ("ivf", 0.9), ("ivf-fp16", 0.9), ("ivf-sq8", 0.9), ("ivf-pq", 0.5)])
+def test_approximate_indexes_have_high_recall(kind, least, tmp_path):
     g, q = _data(n=2000, d=16, q=50)
     idx = VectorIndex.build(g, IndexSpec(kind=kind, ivf_probe=32))
-    assert recall_vs_exact(idx, q, g, k=10) >= 0.9
+    recall = recall_vs_exact(idx, q, g, k=10)
+    assert recall >= least
+    sha = idx.save(tmp_path / "v.faiss")  # search parameters travel in the file: the same answers after loading
+    again = VectorIndex.load(tmp_path / "v.faiss", IndexSpec(kind=kind), sha)
+    np.testing.assert_array_equal(again.search(q, 10)[1], idx.search(q, 10)[1])
+    if kind != "hnsw":
+        assert idx.nbytes() < VectorIndex.build(g).nbytes() * {"ivf": 1.2, "ivf-fp16": 0.7}.get(kind, 0.6)
+
+
+def test_auto_is_exact_up_to_its_threshold_and_compressed_above():
+    from tvr.index.vector_index import AUTO_EXACT_UP_TO
+
+    assert IndexSpec(kind="auto").resolved(1000).kind == "flat"
+    assert IndexSpec(kind="auto").resolved(AUTO_EXACT_UP_TO).kind == "flat"
+    assert IndexSpec(kind="auto").resolved(AUTO_EXACT_UP_TO + 1).kind == "ivf-fp16"
+    g, _ = _data(n=300, d=16, q=1)
+    assert VectorIndex.build(g, IndexSpec(kind="auto")).spec.kind == "flat"
+
+
+def test_pq_code_size_divides_the_dimension():
+    from tvr.index.vector_index import pq_subquantizers
+
+    assert pq_subquantizers(128) == 32 and pq_subquantizers(129) == 43 and pq_subquantizers(16, 8) == 8
 
 
 def test_sharded_search_equals_single_index():

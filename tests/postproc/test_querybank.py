@@ -105,6 +105,14 @@ def test_folded_is_vectors_rank_exactly_like_is(scale: float) -> None:
     # and IS really reorders compared with the raw ranking, so the equality is not vacuous
     assert not np.array_equal(np.argsort(-folded, axis=1), np.argsort(-(queries @ gallery.T), axis=1))
 
+    # the conditioned folding (for approximate indexes): the same ranking, IS recovered exactly, g's scale kept
+    q_c, g_c, factor, offset = qb.conditioned_is_vectors(queries, gallery, scale=scale)
+    conditioned = q_c @ g_c.T
+    np.testing.assert_allclose(factor * conditioned - offset, is_scores, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(np.argsort(-conditioned, axis=1), np.argsort(-is_scores, axis=1))
+    np.testing.assert_allclose(np.linalg.norm(g_c[:, :-1], axis=1), 1.0, rtol=1e-12)
+    assert np.abs(g_c[:, -1]).max() < 1.0 < np.abs(g_vec[:, -1]).max()
+
 
 def test_bank_without_gc_statistics(tmp_path) -> None:
     b = bank_scores()

@@ -39,7 +39,7 @@ DEFAULT_STORE = "frames"  # inside the checkpoint's run directory (zero-shot: th
 class BuildOptions:
     """How to build; `store=None` reuses the checkpoint's own frame store (RUN_DIR/frames)."""
 
-    kind: str = "flat"
+    kind: str = "auto"
     store: Path | None = None
     querybank: Path | None = None
     workers: int = 2
@@ -47,6 +47,8 @@ class BuildOptions:
     force: bool = False
     progress: bool = True
     batch_size: int = 32
+    backend: str = "faiss"  # or "milvus": the vectors in Milvus collections at `uri`
+    uri: str | None = None  # Milvus: a milvus-lite file path, or http://HOST:19530
     beta: float = 20.0  # QB-Norm defaults on cosine scores
     dis_k: int = 1
     csls_k: int = 10
@@ -129,6 +131,14 @@ def build_index(
     spec = IndexSpec(kind=options.kind)  # bad kind: fail before any work
     if options.workers < 1:
         raise TvrError(f"--workers must be at least 1, got {options.workers}")
+    if options.backend not in layout.BACKENDS:
+        raise TvrError(f"--backend must be one of {', '.join(layout.BACKENDS)}, got {options.backend!r}")
+    if (options.backend == "milvus") != bool(options.uri):
+        raise TvrError("--backend milvus needs --uri (a milvus-lite file or http://HOST:19530); --uri goes with it only")
+    if options.backend == "milvus":
+        from tvr.index.milvus_index import client_for
+
+        client_for(options.uri)  # an unreachable server or a missing pymilvus: fail before any work
     device = resolve_device(options.device)
     out = Path(out)
     if isinstance(checkpoint, ZeroShotSpec):
@@ -210,6 +220,7 @@ def _build_locked(
         )
         layout.commit(out, info)
     except BaseException:
+        layout.drop_collections(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
         raise
     return info, counts
@@ -231,7 +242,6 @@ def _build_generation(
     from tvr.features.store import FeatureStore
     from tvr.index.gallery import emb_class_name, save_gallery
     from tvr.index.items import write_items
-    from tvr.index.vector_index import VectorIndex
     from tvr.models.encode import encode_clips, encode_texts, score_matrix
     from tvr.models.registry import load_model
     from tvr.postproc.querybank import QueryBank
@@ -287,9 +297,12 @@ def _build_generation(
     emb = emb.to("cpu")
     vectors_np = vectors.cpu().numpy().astype(np.float32)
 
+    spec = spec.resolved(len(vectors_np))  # `auto`: the kind for this gallery size, recorded as such
     files = layout.FILE_NAMES
     roles = [layout.MODEL_CONFIG, layout.MODEL_WEIGHTS, layout.VECTORS, layout.GALLERY, layout.ITEMS, layout.FINGERPRINTS]
-    VectorIndex.build(vectors_np, spec).save(data_dir / files[layout.VECTORS])
+    names = layout.MILVUS_FILE_NAMES if options.backend == "milvus" else {}
+    save_vectors = _vector_saver(out, data_dir, spec, options, names)
+    save_vectors(vectors_np, layout.VECTORS)
     save_gallery(data_dir / files[layout.GALLERY], emb, torch.from_numpy(vectors_np))
     write_items(data_dir / files[layout.ITEMS], [
         Item(j.key, gallery.names[j.key], str(j.path), j.start_s, j.end_s, rows[j.key].duration_s, _identity(j.path))
@@ -303,15 +316,16 @@ def _build_generation(
         roles += [layout.QUERYBANK, layout.QUERYBANK_TEXTS]
         bank_doc = {"n_bank": bank.n_bank, "beta": bank.beta, "dis_k": bank.dis_k, "csls_k": bank.csls_k,
                     "source": bank_source}
-        if model.inner_product:  # DESIGN §4: IS folded exactly into one more dimension
-            _, folded = bank.folded_is_vectors(np.zeros((1, vectors_np.shape[1])), vectors_np)
-            VectorIndex.build(folded.astype(np.float32), spec).save(data_dir / files[layout.VECTORS_IS])
+        if model.inner_product:  # DESIGN §4: IS folded exactly into one more dimension (conditioned for ANN)
+            _, folded, factor, offset = bank.conditioned_is_vectors(np.zeros((1, vectors_np.shape[1])), vectors_np)
+            save_vectors(folded.astype(np.float32), layout.VECTORS_IS)
             roles.append(layout.VECTORS_IS)
+            bank_doc["is_folding"] = {"factor": factor, "offset": offset}  # IS = factor · score − offset
     info = layout.IndexInfo(
         method=model.method, model_sha256=model_sha, inner_product=bool(model.inner_product), kind=spec.kind,
         n_items=len(ok), dim=int(vectors_np.shape[1]), emb_class=emb_class_name(emb), data_dir=data_dir.name,
-        files=layout.describe_files(out, data_dir, roles), querybank=bank_doc, failed=failed, source=source,
-        created_s=time.time(),
+        files=layout.describe_files(out, data_dir, roles, names), querybank=bank_doc, failed=failed, source=source,
+        created_s=time.time(), backend=options.backend,
     )
     dropped = 0 if previous is None else sum(1 for key in previous.rows if key not in ok_keys)
     return info, {"extract": extract.to_json(), "n_encoded": len(fresh), "n_reused": len(reused), "n_dropped": dropped}
@@ -404,3 +418,20 @@ def _identity(path: Path) -> tuple[int, int, int, int] | None:
         return file_identity(path)
     except OSError:  # gone since it was decoded: the server then only serves a regular file at this exact path
         return None
+
+
+def _vector_saver(out: Path, data_dir: Path, spec: Any, options: BuildOptions, names: dict[str, str]):
+    """A function (vectors, role) that builds the role's index in the chosen backend and writes its file."""
+    from tvr.index.vector_index import VectorIndex
+
+    def save(vectors: np.ndarray, role: str) -> None:
+        path = data_dir / {**layout.FILE_NAMES, **names}[role]
+        if options.backend == "milvus":
+            from tvr.index.milvus_index import MilvusIndex, collection_name
+
+            collection = collection_name(out, data_dir.name, role)
+            MilvusIndex.build(vectors, spec, uri=str(options.uri), collection=collection).save(path)
+        else:
+            VectorIndex.build(vectors, spec).save(path)
+
+    return save

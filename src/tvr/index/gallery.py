@@ -104,3 +104,90 @@ def resolve_emb_class(name: str, where: Path) -> type[VideoEmb]:
     if not (isinstance(obj, type) and issubclass(obj, VideoEmb)):
         raise TvrError(f"{where}: {name!r} is not a video embedding class")
     return obj
+
+
+class LazyGallery:
+    """The stored gallery read on demand, so opening an index costs nothing per video.
+
+    `select(rows)` reads only those rows from the memory-mapped file (the hits of a query, their
+    per-frame vectors for the best moment); `full()` reads everything once, for the searches that
+    need every row (non-inner-product re-scoring of the whole gallery); `field(name)` one field.
+    """
+
+    def __init__(self, path: Path, emb_class: str, n_items: int, device: torch.device | str = "cpu") -> None:
+        from safetensors import safe_open
+
+        self.path, self.n_items, self.device = Path(path), int(n_items), device
+        self.cls = resolve_emb_class(emb_class, self.path)
+        try:
+            self._fh = safe_open(str(self.path), framework="pt")
+            self._layout = json.loads((self._fh.metadata() or {}).get("layout", "null"))
+            names = set(self._fh.keys())
+        except Exception as exc:  # safetensors raises its own types for a corrupt header
+            raise TvrError(f"{self.path}: unreadable gallery file ({exc})") from None
+        if not isinstance(self._layout, dict) or "vectors" not in names:
+            raise TvrError(f"{self.path}: not a tvr gallery file (no layout or vectors)")
+        fields = {f.name for f in dataclasses.fields(self.cls)}
+        for name, how in self._layout.items():
+            if name not in fields:
+                raise TvrError(f"{self.path}: field {name!r} is not a field of {self.cls.__name__}")
+            if not (how == "tensor" or isinstance(how, dict) and ("dict" in how or "value" in how)):
+                raise TvrError(f"{self.path}: bad layout entry for field {name!r}")
+        for name in self._tensor_names():
+            if name not in names:
+                raise TvrError(f"{self.path}: tensor {name!r} is missing")
+            rows = self._fh.get_slice(name).get_shape()[0]
+            if rows != self.n_items:
+                raise TvrError(f"{self.path}: holds {rows} rows of {name!r}, index.json says {self.n_items}")
+        self._full: VideoEmb | None = None
+        self._fields: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    def _tensor_names(self) -> list[str]:
+        names = ["vectors"]
+        for name, how in self._layout.items():
+            if how == "tensor":
+                names.append(_PREFIX + name)
+            elif "dict" in how:
+                names += [f"{_PREFIX}{name}/{k}" for k in how["dict"]]
+        return names
+
+    def _build(self, read) -> VideoEmb:  # noqa: ANN001 - read(tensor name) -> Tensor
+        kwargs: dict[str, object] = {}
+        for name, how in self._layout.items():
+            if how == "tensor":
+                kwargs[name] = read(_PREFIX + name)
+            elif "dict" in how:
+                kwargs[name] = {k: read(f"{_PREFIX}{name}/{k}") for k in how["dict"]}
+            else:
+                kwargs[name] = how["value"]
+        return self.cls(**kwargs).to(self.device)
+
+    def select(self, rows) -> VideoEmb:  # noqa: ANN001 - a sequence of gallery rows
+        rows = [int(r) for r in rows]
+        if self._full is not None:
+            return self._full.select(rows)
+        if any(not 0 <= r < self.n_items for r in rows):
+            raise TvrError(f"{self.path}: a gallery row out of range 0..{self.n_items - 1}")
+
+        def read(name: str) -> torch.Tensor:
+            part = self._fh.get_slice(name)
+            if not rows:
+                return part[0:0]
+            return torch.cat([part[r : r + 1] for r in rows])
+
+        return self._build(read)
+
+    def field(self, name: str) -> torch.Tensor:
+        """One stored tensor, whole ("vectors", or an embedding field such as "pooled"), kept once read."""
+        key = name if name == "vectors" else _PREFIX + name
+        if key not in self._fields:
+            self._fields[key] = self._fh.get_tensor(key).to(self.device)
+        return self._fields[key]
+
+    def full(self) -> VideoEmb:
+        if self._full is None:
+            self._full = self._build(self._fh.get_tensor)
+        return self._full

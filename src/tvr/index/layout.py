@@ -63,6 +63,8 @@ FILE_NAMES = {
     FINGERPRINTS: "fingerprints.json",
     QUERYBANK_TEXTS: "querybank_captions.json",
 }
+MILVUS_FILE_NAMES = {VECTORS: "vectors.milvus.json", VECTORS_IS: "vectors_is.milvus.json"}  # descriptors
+BACKENDS = ("faiss", "milvus")
 REQUIRED_ROLES = (MODEL_CONFIG, MODEL_WEIGHTS, VECTORS, GALLERY, ITEMS)
 
 
@@ -83,6 +85,7 @@ class IndexInfo:
     failed: list[dict[str, str]] = field(default_factory=list)  # videos skipped: {"path", "key", "error"}
     source: str = ""
     created_s: float = 0.0
+    backend: str = "faiss"  # where the vectors live: FAISS files, or Milvus collections named by descriptors
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,7 +93,7 @@ class IndexInfo:
             "model_sha256": self.model_sha256, "inner_product": self.inner_product, "kind": self.kind,
             "n_items": self.n_items, "n_failed": len(self.failed), "dim": self.dim, "emb_class": self.emb_class,
             "data_dir": self.data_dir, "files": self.files, "querybank": self.querybank, "failed": self.failed,
-            "source": self.source, "created_s": self.created_s,
+            "source": self.source, "created_s": self.created_s, "backend": self.backend,
         }
 
     def path_of(self, root: Path, role: str) -> Path:
@@ -123,11 +126,11 @@ def new_data_dir(root: Path) -> Path:
     return path
 
 
-def describe_files(root: Path, data_dir: Path, roles: list[str]) -> dict[str, dict[str, str]]:
-    """role → {"path", "sha256"} for the finished files of one generation."""
+def describe_files(root: Path, data_dir: Path, roles: list[str], names: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """role → {"path", "sha256"} for the finished files of one generation (`names`: file names other than FILE_NAMES')."""
     out = {}
     for role in roles:
-        p = data_dir / FILE_NAMES[role]
+        p = data_dir / {**FILE_NAMES, **(names or {})}[role]
         out[role] = {"path": p.relative_to(root).as_posix(), "sha256": sha256_file(p)}
     return out
 
@@ -147,6 +150,7 @@ def clean(root: Path, keep: str | None) -> list[str]:
         stale_gen = p.is_dir() and p.name.startswith(DATA_PREFIX) and p.name != keep
         stray_tmp = p.is_file() and p.name.startswith(f".{INDEX_FILE}.") and p.name.endswith(".tmp")
         if stale_gen:
+            drop_collections(p)
             shutil.rmtree(p, ignore_errors=True)
         elif stray_tmp:
             with contextlib.suppress(FileNotFoundError):
@@ -192,7 +196,10 @@ def read_info(root: Path) -> IndexInfo:
             emb_class=_typed(doc, "emb_class", str, path), data_dir=_typed(doc, "data_dir", str, path),
             files=files, querybank=doc.get("querybank"), failed=list(doc.get("failed") or []),
             source=str(doc.get("source", "")), created_s=float(doc.get("created_s", 0.0)),
+            backend=str(doc.get("backend", "faiss")),
         )
+        if info.backend not in BACKENDS:
+            raise TvrError(f"{path}: field 'backend' must be one of {', '.join(BACKENDS)}, got {info.backend!r}")
     except KeyError as exc:
         raise TvrError(f"{path}: field {exc.args[0]!r} is missing") from None
     for role, entry in info.files.items():
@@ -217,3 +224,11 @@ def _typed(doc: dict[str, Any], key: str, tp: type, path: Path) -> Any:
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         raise TvrError(f"{path}: field {key!r} must be a {tp.__name__}, got {value!r}")
     return value
+
+
+def drop_collections(data_dir: Path) -> None:
+    """Drop the Milvus collections a generation names (it is being deleted); nothing for FAISS files."""
+    if any(Path(data_dir).glob("*.milvus.json")):
+        from tvr.index.milvus_index import drop_described
+
+        drop_described(data_dir)

@@ -2,7 +2,8 @@
 ("more like this" video), or describe a video with the captions of a caption bank (video→text).
 
 `Searcher.open(index_dir)` verifies every file against index.json and loads the model copy, the
-FAISS index(es), the stored VideoEmb, the item table and the querybank once; `search` can then be
+FAISS index(es), the item table and the querybank once (the stored VideoEmb is memory-mapped and
+read per hit: opening costs nothing per video); `search` can then be
 called many times (the HTTP server holds one Searcher).
 
 Scores: "none" ranks by the model's cosine-scale similarity. Inner-product models are searched in
@@ -62,7 +63,7 @@ class Searcher:
     """An opened index; see the module docstring."""
 
     def __init__(
-        self, root: Path, info: layout.IndexInfo, model: RetrievalModel, gallery: VideoEmb, vectors: Any,
+        self, root: Path, info: layout.IndexInfo, model: RetrievalModel, gallery: Any, vectors: Any,
         items: ItemTable, bank: Any, folded: Any, device: torch.device,
     ) -> None:
         self.root = root
@@ -78,7 +79,7 @@ class Searcher:
     @classmethod
     def open(cls, index_dir: str | Path, device: str = "cpu") -> Searcher:
         from tvr.devices import resolve_device
-        from tvr.index.gallery import load_gallery
+        from tvr.index.gallery import LazyGallery
         from tvr.index.vector_index import IndexSpec, VectorIndex
         from tvr.models.registry import load_model
         from tvr.postproc.querybank import QueryBank
@@ -93,8 +94,10 @@ class Searcher:
         model = load_model(info.path_of(root, layout.MODEL_WEIGHTS).parent, method=info.method, device=dev)
         if bool(model.inner_product) != info.inner_product:
             raise TvrError(f"{root}: index built for inner_product={info.inner_product}, model {info.method!r} says otherwise")
-        gallery, _ = load_gallery(info.path_of(root, layout.GALLERY), info.emb_class, info.n_items)
+        gallery = LazyGallery(info.path_of(root, layout.GALLERY), info.emb_class, info.n_items, dev)  # rows read on demand
         spec = IndexSpec(kind=info.kind)
+        if info.backend == "milvus":
+            from tvr.index.milvus_index import MilvusIndex as VectorIndex  # noqa: N814 - the same interface
         vectors = VectorIndex.load(info.path_of(root, layout.VECTORS), spec, info.files[layout.VECTORS]["sha256"])
         if len(vectors) != info.n_items or vectors.dim != info.dim:
             raise TvrError(f"{info.path_of(root, layout.VECTORS)}: holds {len(vectors)}×{vectors.dim} vectors, "
@@ -107,7 +110,7 @@ class Searcher:
             bank = QueryBank.load(info.path_of(root, layout.QUERYBANK), n_gallery=info.n_items)
         if info.has(layout.VECTORS_IS):
             folded = VectorIndex.load(info.path_of(root, layout.VECTORS_IS), spec, info.files[layout.VECTORS_IS]["sha256"])
-        return cls(root, info, model, gallery.to(dev), vectors, items, bank, folded, dev)
+        return cls(root, info, model, gallery, vectors, items, bank, folded, dev)
 
     def __len__(self) -> int:
         return self.info.n_items
@@ -150,7 +153,7 @@ class Searcher:
             scores, rows = self.vectors.search(q, k)
             scores, rows = scores[0].astype(np.float64), rows[0]
         else:
-            sims = (_unit(self.gallery.pooled) @ _unit(query.pooled).t())[:, 0].double().cpu().numpy()
+            sims = (_unit(self.gallery.field("pooled")) @ _unit(query.pooled).t())[:, 0].double().cpu().numpy()
             rows = np.argsort(-sims, kind="stable")[:k]
             scores = sims[rows]
         keep = rows >= 0
@@ -286,6 +289,9 @@ class Searcher:
         q = self._query_vectors(text_emb)
         folded_q = np.concatenate([q, np.ones((len(q), 1), dtype=np.float32)], axis=1)
         is_scores, is_rows = self.folded.search(folded_q, k)
+        folding = (self.info.querybank or {}).get("is_folding")
+        if folding:  # conditioned folding (indexes since it exists): back to IS's own scale
+            is_scores = float(folding["factor"]) * is_scores.astype(np.float64) - float(folding["offset"])
         if postproc == "is":
             return is_scores.astype(np.float64), is_rows
         raw_scores, raw_rows = self.vectors.search(q, k)
@@ -297,7 +303,10 @@ class Searcher:
     def _all_scores(self, text_emb: TextEmb) -> np.ndarray:
         from tvr.models.encode import score_matrix
 
-        return score_matrix(self.model, text_emb, self.gallery).astype(np.float64)
+        if self.model.inner_product:  # by contract the same scores, from the index vectors alone
+            q = self.model.query_vectors(text_emb).float()
+            return (q @ self.gallery.field("vectors").float().t()).double().cpu().numpy()
+        return score_matrix(self.model, text_emb, self.gallery.full()).astype(np.float64)
 
     def _hits(self, query: TextEmb, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
         keep = rows >= 0

@@ -1,9 +1,13 @@
 """FAISS inner-product index over gallery vectors, saved with a format version and a checksum.
 
-Exact search (`flat`) is the default: galleries up to ~10^6 vectors of a few hundred dimensions
-are searched exactly in milliseconds per query. `hnsw` and `ivf` trade recall for speed; judge
-them with `recall_vs_exact` on *text* queries (the modality gap makes gallery-to-gallery recall
-misleading, DESIGN §7).
+Kinds: `flat` (exact), `hnsw` (graph over full vectors), `ivf` (inverted lists over full vectors),
+`ivf-fp16` (inverted lists over half-precision vectors: half the memory),
+`ivf-sq8` (inverted lists over 8-bit scalar-quantised vectors: a quarter of the memory),
+`ivf-pq` (inverted lists over product-quantised codes: a few dozen bytes per vector), and `auto`,
+which picks by gallery size from the measurements of `bench/index_scale.py` (`AUTO_EXACT_UP_TO`):
+exact up to 10^5 vectors, `ivf-fp16` above.
+Judge the approximate ones with `recall_vs_exact` on *text* queries (the modality gap makes
+gallery-to-gallery recall misleading, DESIGN §7).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import numpy as np
 from tvr.atomic import atomic_write_bytes
 from tvr.errors import TvrError
 
-INDEX_KINDS = ("flat", "hnsw", "ivf")
+INDEX_KINDS = ("flat", "hnsw", "ivf", "ivf-fp16", "ivf-sq8", "ivf-pq", "auto")
+# `auto`: exact search up to this many vectors (~7 ms a query at 10^5 here), ivf-fp16 with 32 probes
+# above (at 10^6: recall@10 0.999, 0.2 ms a query, 266 bytes a video; bench/results/index_scale.json)
+AUTO_EXACT_UP_TO = 100_000
 
 
 @dataclass(frozen=True)
@@ -29,10 +36,21 @@ class IndexSpec:
     hnsw_ef_search: int = 128
     ivf_lists: int = 0  # 0: about 4·sqrt(N)
     ivf_probe: int = 16
+    pq_bytes: int = 0  # ivf-pq: bytes per code (0: about dim / 4, a divisor of dim)
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
             raise TvrError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {self.kind!r}")
+
+    def resolved(self, n: int) -> IndexSpec:
+        """This spec with `auto` replaced by the kind it picks for `n` vectors."""
+        if self.kind != "auto":
+            return self
+        from dataclasses import replace
+
+        if n <= AUTO_EXACT_UP_TO:
+            return replace(self, kind="flat")
+        return replace(self, kind="ivf-fp16", ivf_probe=max(self.ivf_probe, 32))
 
 
 class VectorIndex:
@@ -55,16 +73,24 @@ class VectorIndex:
 
         x = _as_matrix(vectors, "gallery vectors")
         n, d = x.shape
+        spec = spec.resolved(n)
+        ip = faiss.METRIC_INNER_PRODUCT
         if spec.kind == "flat" or n < 64:
             index = faiss.IndexFlatIP(d)
         elif spec.kind == "hnsw":
-            index = faiss.IndexHNSWFlat(d, spec.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index = faiss.IndexHNSWFlat(d, spec.hnsw_m, ip)
             index.hnsw.efSearch = spec.hnsw_ef_search
         else:
             lists = spec.ivf_lists or max(1, min(n // 39, int(4 * np.sqrt(n))))
             quantizer = faiss.IndexFlatIP(d)
-            index = faiss.IndexIVFFlat(quantizer, d, lists, faiss.METRIC_INNER_PRODUCT)
-            index.train(x)
+            if spec.kind == "ivf":
+                index = faiss.IndexIVFFlat(quantizer, d, lists, ip)
+            elif spec.kind in ("ivf-fp16", "ivf-sq8"):
+                bits = faiss.ScalarQuantizer.QT_fp16 if spec.kind == "ivf-fp16" else faiss.ScalarQuantizer.QT_8bit
+                index = faiss.IndexIVFScalarQuantizer(quantizer, d, lists, bits, ip)
+            else:
+                index = faiss.IndexIVFPQ(quantizer, d, lists, pq_subquantizers(d, spec.pq_bytes), 8, ip)
+            index.train(_training_sample(x, lists))
             index.nprobe = min(spec.ivf_probe, lists)
         index.add(x)
         return cls(index, spec)
@@ -101,11 +127,28 @@ class VectorIndex:
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:
             raise TvrError(f"{path}: not a readable FAISS index ({str(exc).splitlines()[0]})") from None
-        if spec.kind == "hnsw":
-            index.hnsw.efSearch = spec.hnsw_ef_search
-        elif spec.kind == "ivf" and hasattr(index, "nprobe"):
-            index.nprobe = spec.ivf_probe
-        return cls(index, spec)
+        return cls(index, spec)  # search parameters (nprobe, efSearch) are the build's, saved in the file
+
+    def nbytes(self) -> int:
+        """Size of the serialised index (what it holds in memory, near enough)."""
+        import faiss
+
+        return int(faiss.serialize_index(self._index).nbytes)
+
+
+def pq_subquantizers(d: int, pq_bytes: int = 0) -> int:
+    """Sub-quantizers of an ivf-pq code (one byte each): a divisor of `d`, near `pq_bytes` (default d / 4)."""
+    want = pq_bytes or max(1, d // 4)
+    return min((m for m in range(1, d + 1) if d % m == 0), key=lambda m: (abs(m - want), m))
+
+
+def _training_sample(x: np.ndarray, lists: int) -> np.ndarray:
+    """At most 64 points per list for k-means (FAISS's own advice), drawn with a fixed seed."""
+    limit = 64 * lists
+    if len(x) <= limit:
+        return x
+    rows = np.random.default_rng(0).choice(len(x), size=limit, replace=False)
+    return x[np.sort(rows)]
 
 
 def _as_matrix(x: np.ndarray, what: str) -> np.ndarray:

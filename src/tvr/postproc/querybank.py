@@ -158,6 +158,23 @@ class QueryBank:
             np.concatenate([self.beta * scale * g, -self.log_z[:, None]], axis=1),
         )
 
+    def conditioned_is_vectors(
+        self, query_vecs: np.ndarray, gallery_vecs: np.ndarray, scale: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """IS folded for an approximate index: (query [q, 1], gallery [g, −(log Z_g − m) / (β·scale)], factor, m).
+
+        m is the mean of log Z over the gallery. Each query's ranking is IS's exactly, and
+        IS = factor·⟨query', gallery'⟩ − m with factor = β·scale. Unlike `folded_is_vectors`, the gallery
+        vectors keep g's scale and gain one small coordinate, so an IVF's clustering and an 8-bit or
+        product quantiser treat them as they treat g (the plain folding's −log Z coordinate, tens of
+        units against g's unit norm, dominates both).
+        """
+        q, g = self.folded_is_vectors(query_vecs, gallery_vecs, scale)
+        factor = self.beta * scale
+        m = float(self.log_z.mean())
+        g = np.concatenate([g[:, :-1] / factor, (g[:, -1:] + m) / factor], axis=1)
+        return q, g, factor, m
+
     def save(self, path: str | Path) -> None:
         """safetensors with a JSON header (format name, version, β, k); written atomically."""
         from safetensors.numpy import save_file
