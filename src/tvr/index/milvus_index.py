@@ -138,12 +138,9 @@ class MilvusIndex:
 
 
 def read_descriptor(path: Path, sha256: str | None = None) -> dict[str, Any]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise TvrError(f"{path}: index file missing") from None
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        raise TvrError(f"{path}: checksum mismatch (the index file is corrupt or was replaced)")
+    from tvr.index.vector_index import read_index_file
+
+    data = read_index_file(Path(path), sha256)
     try:
         doc = json.loads(data)
         assert doc["backend"] == "milvus" and isinstance(doc["collection"], str) and isinstance(doc["uri"], str)

@@ -117,12 +117,7 @@ class VectorIndex:
         import faiss
 
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise TvrError(f"{path}: index file missing") from None
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise TvrError(f"{path}: checksum mismatch (the index file is corrupt or was replaced)")
+        data = read_index_file(path, sha256)
         try:
             index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as exc:
@@ -134,6 +129,17 @@ class VectorIndex:
         import faiss
 
         return int(faiss.serialize_index(self._index).nbytes)
+
+
+def read_index_file(path: Path, sha256: str | None) -> bytes:
+    """The bytes of one of an index's vector files, checked against the sha256 index.json records."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TvrError(f"{path}: index file missing") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise TvrError(f"{path}: checksum mismatch (the index file is corrupt or was replaced)")
+    return data
 
 
 def pq_subquantizers(d: int, pq_bytes: int = 0) -> int:
