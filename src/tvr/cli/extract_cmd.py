@@ -32,6 +32,7 @@ def extract(
     option: Annotated[list[str] | None, typer.Option("--option", help="Encoder option key=value (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    ray: Annotated[str | None, typer.Option("--ray", help="Decode on Ray: 'local', 'auto' (the cluster 'ray start' runs) or an address (ray://HOST:10001).")] = None,
 ) -> None:
     """Extract features of every video in SOURCE into the store OUT (resumable; re-running skips done videos).
 
@@ -54,7 +55,7 @@ def extract(
     enc = create_video_encoder(encoder, **options)
     report = extract_features(
         jobs, enc, out, workers=workers, batch_videos=batch_videos, timeout_s=timeout,
-        progress=not quiet, retry_failed=retry_failed,
+        progress=not quiet, retry_failed=retry_failed, ray=ray,
     )
     nothing = nothing_extracted(jobs, report)
     if as_json:

@@ -9,7 +9,6 @@ from typing import Any
 from typer.core import TyperCommand, TyperGroup
 
 
-
 def print_json(doc: Any) -> None:
     """One JSON document on stdout (machine-readable output of `--json`)."""
     sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")

@@ -75,7 +75,7 @@ def stream_store_dir(store_dir: Path, stream: str) -> Path:
 
 
 def extract_streams(source: Manifest | Sequence, spec: VideoInputSpec, store_dir: Path, *,
-                    workers: int = 2, progress: bool = True) -> None:
+                    workers: int = 2, progress: bool = True, ray: str | None = None) -> None:
     """Extract every stream of `spec` for `source` (a manifest or extraction jobs), resumably."""
     from tvr.encoders.registry import create_video_encoder
     from tvr.features.extract import extract_features
@@ -83,7 +83,7 @@ def extract_streams(source: Manifest | Sequence, spec: VideoInputSpec, store_dir
     for stream in spec.streams:
         name, options = parse_stream(stream)
         encoder = create_video_encoder(name, **options)
-        extract_features(source, encoder, stream_store_dir(store_dir, stream), workers=workers, progress=progress)
+        extract_features(source, encoder, stream_store_dir(store_dir, stream), workers=workers, progress=progress, ray=ray)
 
 
 def stream_arrays(stream: str, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -31,7 +31,10 @@ def frames_to_unit(frames: np.ndarray, size: int | None = None) -> torch.Tensor:
     """uint8 [T,H,W,3] → float32 [T,3,S,S] in [0, 1] (resized/cropped when `size` is given)."""
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be [T, H, W, 3], got shape {frames.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    arr = np.ascontiguousarray(frames)
+    if not arr.flags.writeable:  # e.g. frames read zero-copy from Ray's object store
+        arr = arr.copy()
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
     if size is not None and len(x):
         x = resize_crop(x, size).clamp_(0.0, 1.0)
     return x

@@ -106,10 +106,12 @@ def extract_features(
     progress: bool = True,
     retry_failed: bool = False,
     decode_fn: DecodeFn | None = None,
+    ray: str | None = None,
 ) -> ExtractReport:
     """Extract every clip of `source` that the store lacks, or holds from a changed file or an older
     encoder version; failed clips are retried only with `retry_failed` or when their file changed.
-    `decode_fn` (a module-level function) replaces `tvr.io.video.decode`, e.g. in tests."""
+    `decode_fn` (a module-level function) replaces `tvr.io.video.decode`, e.g. in tests. `ray`: decode on
+    a Ray cluster ("local", "auto" or an address; `tvr.features.ray_pool`) instead of local processes."""
     if workers < 1:
         raise TvrError(f"--workers must be at least 1, got {workers}")
     if batch_videos < 1:
@@ -130,8 +132,13 @@ def extract_features(
         with store.writing(info):
             run = _Run(store, encoder, info, batch_videos)
             todo = run.plan(jobs, retry_failed)
-            pool = DecodePool(decode_fn, encoder.decode_spec(),
-                              PoolConfig(workers=workers, timeout_s=timeout_s, max_buffered=2 * batch_videos))
+            config = PoolConfig(workers=workers, timeout_s=timeout_s, max_buffered=2 * batch_videos)
+            if ray is not None:
+                from tvr.features.ray_pool import RayDecodePool
+
+                pool = RayDecodePool(decode_fn, encoder.decode_spec(), config, ray)
+            else:
+                pool = DecodePool(decode_fn, encoder.decode_spec(), config)
             tasks = (run.task(i, j) for i, j in enumerate(todo))
             with _Progress(len(todo), progress, skipped=run.skipped) as run.bar:
                 for result in pool.imap(tasks) if todo else ():

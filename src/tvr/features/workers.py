@@ -69,6 +69,15 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
+def decode_one(decode_fn: DecodeFn, spec: DecodeSpec, task: DecodeTask) -> DecodeResult:
+    """The per-video function every pool runs (local worker processes, Ray tasks): the decoded video,
+    or this video's failure as one line."""
+    try:
+        return DecodeResult(task.task_id, decode_fn(Path(task.path), spec, task.start_s, task.end_s), None)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is this video's failure
+        return DecodeResult(task.task_id, None, describe_error(exc))
+
+
 def _worker_main(conn: Connection, decode_fn: DecodeFn, spec: DecodeSpec, parent_pid: int) -> None:
     _die_with_parent()
     if os.getppid() != parent_pid:  # parent died before prctl took effect
@@ -82,11 +91,7 @@ def _worker_main(conn: Connection, decode_fn: DecodeFn, spec: DecodeSpec, parent
             return
         if task is None:
             return
-        try:
-            video = decode_fn(Path(task.path), spec, task.start_s, task.end_s)
-            result = DecodeResult(task.task_id, video, None)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is this video's failure
-            result = DecodeResult(task.task_id, None, describe_error(exc))
+        result = decode_one(decode_fn, spec, task)
         try:
             conn.send(result)
         except (BrokenPipeError, OSError):

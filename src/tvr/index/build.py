@@ -47,6 +47,7 @@ class BuildOptions:
     force: bool = False
     progress: bool = True
     batch_size: int = 32
+    ray: str | None = None  # decode on Ray ("local", "auto" or an address) instead of local processes
     backend: str = "faiss"  # or "milvus": the vectors in Milvus collections at `uri`
     uri: str | None = None  # Milvus: a milvus-lite file path, or http://HOST:19530
     beta: float = 20.0  # QB-Norm defaults on cosine scores
@@ -251,8 +252,9 @@ def _build_generation(
     assert options.store is not None  # resolved by build_index
     store_dir = options.store
     pixels = pixels_encoder(input_spec)
-    extract = extract_features(gallery.jobs, pixels, store_dir, workers=options.workers, progress=options.progress)
-    extract_streams(gallery.jobs, input_spec, store_dir, workers=options.workers, progress=options.progress)
+    extract = extract_features(gallery.jobs, pixels, store_dir, workers=options.workers, progress=options.progress,
+                               ray=options.ray)
+    extract_streams(gallery.jobs, input_spec, store_dir, workers=options.workers, progress=options.progress, ray=options.ray)
     with FeatureStore(store_dir) as store:
         rows = {j.key: store.entry(j.key) for j in gallery.jobs}
     ok = [j for j in gallery.jobs if rows[j.key] is not None and rows[j.key].status == "ok"]
