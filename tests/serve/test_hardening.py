@@ -124,22 +124,18 @@ TRAVERSAL = [
 ]
 
 
+@pytest.fixture(scope="module")
+def traversal_client(built, tmp_path_factory):
+    return _client(built, tmp_path_factory.mktemp("traversal"))
+
+
 @pytest.mark.parametrize("form", TRAVERSAL)
-def test_traversal_forms_are_refused_on_every_endpoint_taking_an_id(built, tmp_path_factory, form):
-    client = _shared_client(built, tmp_path_factory)
+def test_traversal_forms_are_refused_on_every_endpoint_taking_an_id(traversal_client, form):
+    client = traversal_client
     for url in (f"/api/video/{form}", f"/api/thumbnail/{form}", f"/api/like?row={form}", f"/api/describe?row={form}"):
         r = client.get(url)
         assert r.status_code in (400, 404, 405, 422), (url, r.status_code)
         assert b"root:" not in r.content and b"[fonts]" not in r.content
-
-
-_SHARED: dict[str, object] = {}
-
-
-def _shared_client(built, tmp_path_factory):
-    if "client" not in _SHARED:
-        _SHARED["client"] = _client(built, tmp_path_factory.mktemp("traversal"))
-    return _SHARED["client"]
 
 
 def test_head_and_ranges_on_videos(built, tmp_path):

@@ -14,6 +14,31 @@ from tvr.data.streams import StreamRows
 PRELOAD_LIMIT_BYTES = 2 << 30  # clips smaller than this in total are held in memory
 
 
+def padded_frames(arrays: Sequence[dict[str, np.ndarray]], spec: VideoInputSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored "frames"/"timestamps" of clips padded to T: (frames [N, T, S, S, 3] uint8, mask [N, T], times [N, T])."""
+    t, s = spec.num_frames, spec.image_size
+    frames = np.zeros((len(arrays), t, s, s, 3), dtype=np.uint8)
+    mask = np.zeros((len(arrays), t), dtype=bool)
+    times = np.zeros((len(arrays), t), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        f = a["frames"][:t]
+        n = f.shape[0]
+        frames[i, :n], mask[i, :n], times[i, :n] = f, True, a["timestamps"][:n]
+    return frames, mask, times
+
+
+def video_batch(frames: np.ndarray, mask: np.ndarray, times: np.ndarray, spec: VideoInputSpec, keys: list[str],
+                features: dict[str, torch.Tensor] | None = None) -> VideoBatch:
+    """A `VideoBatch` of padded frames (channels first, as models take them; none when the model reads only streams)."""
+    return VideoBatch(
+        frames=torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 1, 4, 2, 3) if spec.pixels else None,
+        frame_mask=torch.from_numpy(mask),
+        timestamps=torch.from_numpy(times),
+        features=features or {},
+        keys=keys,
+    )
+
+
 class Clips:
     """Sampled frames (and expert streams) of a set of clips, padded to T frames, served as `VideoBatch`es."""
 
@@ -26,45 +51,23 @@ class Clips:
         self._index = {k: i for i, k in enumerate(self.keys)}
         self._streams = [StreamRows(s, store_dir, self.keys) for s in spec.streams]
         t, s = spec.num_frames, spec.image_size
-        self._frames: np.ndarray | None = None
+        self._preloaded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if len(self.keys) * t * s * s * 3 <= PRELOAD_LIMIT_BYTES:
-            self._frames = np.zeros((len(self.keys), t, s, s, 3), dtype=np.uint8)
-            self._mask = np.zeros((len(self.keys), t), dtype=bool)
-            self._times = np.zeros((len(self.keys), t), dtype=np.float32)
-            for i, arrays in enumerate(self._store.get_many(self.keys)):
-                self._fill(i, arrays, self._frames, self._mask, self._times)
+            self._preloaded = padded_frames(self._store.get_many(self.keys), spec)
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def _fill(self, i: int, arrays: dict[str, np.ndarray], frames: np.ndarray, mask: np.ndarray, times: np.ndarray) -> None:
-        f = arrays["frames"][: self.spec.num_frames]
-        n = f.shape[0]
-        frames[i, :n] = f
-        mask[i, :n] = True
-        times[i, :n] = arrays["timestamps"][:n]
-
     def batch(self, rows: Sequence[int]) -> VideoBatch:
         rows = list(rows)
-        if self._frames is not None:
-            frames, mask, times = self._frames[rows], self._mask[rows], self._times[rows]
+        if self._preloaded is not None:
+            frames, mask, times = (a[rows] for a in self._preloaded)
         else:
-            t, s = self.spec.num_frames, self.spec.image_size
-            frames = np.zeros((len(rows), t, s, s, 3), dtype=np.uint8)
-            mask = np.zeros((len(rows), t), dtype=bool)
-            times = np.zeros((len(rows), t), dtype=np.float32)
-            for j, arrays in enumerate(self._store.get_many([self.keys[r] for r in rows])):
-                self._fill(j, arrays, frames, mask, times)
+            frames, mask, times = padded_frames(self._store.get_many([self.keys[r] for r in rows]), self.spec)
         features: dict[str, torch.Tensor] = {}
         for stream in self._streams:
             features.update(stream.batch(rows))
-        return VideoBatch(
-            frames=torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 1, 4, 2, 3) if self.spec.pixels else None,
-            frame_mask=torch.from_numpy(mask),
-            timestamps=torch.from_numpy(times),
-            features=features,
-            keys=[self.keys[r] for r in rows],
-        )
+        return video_batch(frames, mask, times, self.spec, [self.keys[r] for r in rows], features)
 
     def close(self) -> None:
         self._store.close()

@@ -176,6 +176,16 @@ def configs_from_hf(config: Any, source: str) -> tuple[VisionConfig, TextConfig]
 
 
 # open_clip name ↔ Hugging Face name, shared by both directions of the conversion
+_SINGLES = (  # (open_clip, Hugging Face, stored transposed): tensors outside the residual stacks
+    ("visual.conv1.weight", "vision_model.embeddings.patch_embedding.weight", False),
+    ("visual.class_embedding", "vision_model.embeddings.class_embedding", False),
+    ("visual.positional_embedding", "vision_model.embeddings.position_embedding.weight", False),
+    ("visual.proj", "visual_projection.weight", True),
+    ("token_embedding.weight", "text_model.embeddings.token_embedding.weight", False),
+    ("positional_embedding", "text_model.embeddings.position_embedding.weight", False),
+    ("text_projection", "text_projection.weight", True),
+    ("logit_scale", "logit_scale", False),
+)
 _NORMS = (
     ("visual.ln_pre", "vision_model.pre_layrnorm"),
     ("visual.ln_post", "vision_model.post_layernorm"),
@@ -193,16 +203,8 @@ _BLOCK_LINEARS = (  # per residual block, (weight, bias) pairs under these names
 
 def hf_to_open_clip(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Hugging Face CLIPModel weights → open_clip names (q/k/v concatenated, projections transposed)."""
-    out: dict[str, torch.Tensor] = {
-        "visual.conv1.weight": sd["vision_model.embeddings.patch_embedding.weight"],
-        "visual.class_embedding": sd["vision_model.embeddings.class_embedding"],
-        "visual.positional_embedding": sd["vision_model.embeddings.position_embedding.weight"],
-        "visual.proj": sd["visual_projection.weight"].t(),
-        "token_embedding.weight": sd["text_model.embeddings.token_embedding.weight"],
-        "positional_embedding": sd["text_model.embeddings.position_embedding.weight"],
-        "text_projection": sd["text_projection.weight"].t(),
-        "logit_scale": sd["logit_scale"].reshape(()),
-    }
+    out = {ours: sd[theirs].t() if transposed else sd[theirs] for ours, theirs, transposed in _SINGLES}
+    out["logit_scale"] = out["logit_scale"].reshape(())
     for ours, theirs in _NORMS:
         out[f"{ours}.weight"], out[f"{ours}.bias"] = sd[f"{theirs}.weight"], sd[f"{theirs}.bias"]
     for ours, theirs in _STACKS:
@@ -220,16 +222,8 @@ def hf_to_open_clip(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def open_clip_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """open_clip names → Hugging Face CLIPModel weights; the exact inverse of `hf_to_open_clip`."""
-    out: dict[str, torch.Tensor] = {
-        "vision_model.embeddings.patch_embedding.weight": sd["visual.conv1.weight"],
-        "vision_model.embeddings.class_embedding": sd["visual.class_embedding"],
-        "vision_model.embeddings.position_embedding.weight": sd["visual.positional_embedding"],
-        "visual_projection.weight": sd["visual.proj"].t(),
-        "text_model.embeddings.token_embedding.weight": sd["token_embedding.weight"],
-        "text_model.embeddings.position_embedding.weight": sd["positional_embedding"],
-        "text_projection.weight": sd["text_projection"].t(),
-        "logit_scale": sd["logit_scale"].reshape(()),
-    }
+    out = {theirs: sd[ours].t() if transposed else sd[ours] for ours, theirs, transposed in _SINGLES}
+    out["logit_scale"] = out["logit_scale"].reshape(())
     for ours, theirs in _NORMS:
         out[f"{theirs}.weight"], out[f"{theirs}.bias"] = sd[f"{ours}.weight"], sd[f"{ours}.bias"]
     for ours, theirs in _STACKS:

@@ -133,9 +133,6 @@ class MilvusIndex:
             raise TvrError(f"{path}: collection {doc['collection']!r} holds {count} vectors, the index {doc['n']}")
         return cls(doc["uri"], doc["collection"], int(doc["n"]), int(doc["dim"]), spec)
 
-    def nbytes(self) -> int:
-        return 4 * self.n * self.dim
-
 
 def read_descriptor(path: Path, sha256: str | None = None) -> dict[str, Any]:
     from tvr.index.vector_index import read_index_file

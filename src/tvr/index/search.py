@@ -75,6 +75,7 @@ class Searcher:
         self.bank = bank  # QueryBank or None
         self.folded = folded  # VectorIndex of IS-folded vectors, or None
         self.device = device
+        self._bank_captions: list[str] | None = None  # read on first use
 
     @classmethod
     def open(cls, index_dir: str | Path, device: str = "cpu") -> Searcher:
@@ -144,8 +145,7 @@ class Searcher:
     @torch.no_grad()
     def like(self, video: str | Path, k: int = 10) -> list[Hit]:
         """The top-k gallery items most similar to `video`: an indexed item (see `find_item`) or a file."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise TvrError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         k = min(int(k), len(self))
         query = self.video_embedding(video)
         if self.model.inner_product:
@@ -168,8 +168,7 @@ class Searcher:
         (1-based rank, caption, cosine-scale similarity)."""
         from tvr.models.encode import encode_texts
 
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise TvrError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         captions = [c for c in captions if isinstance(c, str) and c.strip()]
         if not captions:
             raise TvrError("describe needs at least one caption")
@@ -186,7 +185,7 @@ class Searcher:
 
         if not self.info.has(layout.QUERYBANK_TEXTS):
             return []
-        if not hasattr(self, "_bank_captions"):
+        if self._bank_captions is None:
             self._bank_captions = json.loads(self.info.path_of(self.root, layout.QUERYBANK_TEXTS).read_text(encoding="utf-8"))
         return list(self._bank_captions)
 
@@ -211,7 +210,7 @@ class Searcher:
 
     # ---------------------------------------------------------------------------------- internals
     def _encode_file(self, path: Path) -> VideoEmb:
-        from tvr.data.batch import VideoBatch
+        from tvr.data.clips import padded_frames, video_batch
         from tvr.data.streams import pixels_encoder
         from tvr.io.video import DecodeError, decode
 
@@ -224,16 +223,10 @@ class Searcher:
             (arrays,) = encoder.encode([decode(path, encoder.decode_spec())])
         except DecodeError as exc:
             raise TvrError(f"{path}: cannot decode ({exc})") from None
-        frames = arrays["frames"][: spec.num_frames]
-        t, s = spec.num_frames, spec.image_size
-        padded = np.zeros((1, t, s, s, 3), dtype=np.uint8)
-        mask = np.zeros((1, t), dtype=bool)
-        times = np.zeros((1, t), dtype=np.float32)
-        padded[0, : len(frames)], mask[0, : len(frames)], times[0, : len(frames)] = frames, True, arrays["timestamps"][: len(frames)]
+        frames, mask, times = padded_frames([arrays], spec)
         if not mask.any():
             raise TvrError(f"{path}: no frame could be decoded")
-        batch = VideoBatch(torch.from_numpy(padded).permute(0, 1, 4, 2, 3), torch.from_numpy(mask), torch.from_numpy(times),
-                           keys=[str(path)])
+        batch = video_batch(frames, mask, times, spec, [str(path)])
         self.model.eval()
         return self.model.encode_video(batch.to(self.device)).detach()
 
@@ -245,8 +238,7 @@ class Searcher:
                 raise TvrError("a search query must be a non-empty text")
             if len(t) > MAX_QUERY_CHARS:
                 raise TvrError(f"a search query is limited to {MAX_QUERY_CHARS} characters, got {len(t)}")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise TvrError(f"k must be a positive integer, got {k!r}")
+        _check_k(k)
         if postproc not in SEARCH_POSTPROCS:
             from tvr.postproc import get_postproc
 
@@ -325,3 +317,8 @@ class Searcher:
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(x.float(), dim=-1)
+
+
+def _check_k(k: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise TvrError(f"k must be a positive integer, got {k!r}")

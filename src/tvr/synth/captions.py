@@ -176,6 +176,9 @@ def _together(scene: Scene, w: _Words) -> str:
     return w.pick(templates)()
 
 
+BESIDE_FORMS = ("{small} beside {large}", "{small} next to {large}", "{large} with {small} beside it")
+
+
 def _beside(scene: Scene, w: _Words) -> str:
     large, small = scene.objects
     small_np = w.noun(small, size=True)
@@ -183,13 +186,7 @@ def _beside(scene: Scene, w: _Words) -> str:
     motion = ""
     if w.chance(0.5):
         motion = f", {w.pick(('both', 'the two', 'together they'))} {w.pick(PLURAL_MOTION[large.motion])}"
-    templates = (
-        lambda: f"{small_np} beside {large_np}{motion}",
-        lambda: f"{small_np} next to {large_np}{motion}",
-        lambda: f"{large_np} with {small_np} beside it{motion}",
-        lambda: f"{small_np} sits beside {large_np}{motion}",
-    )
-    return w.pick(templates)()
+    return w.pick(BESIDE_FORMS + ("{small} sits beside {large}",)).format(small=small_np, large=large_np) + motion
 
 
 def _sequence_beside(scene: Scene, w: _Words) -> str:
@@ -197,11 +194,7 @@ def _sequence_beside(scene: Scene, w: _Words) -> str:
     large, small, other = scene.objects
     small_np = w.noun(small, size=True)
     large_np = _large_description(large, w)
-    pair = w.pick((
-        lambda: f"{small_np} beside {large_np}",
-        lambda: f"{small_np} next to {large_np}",
-        lambda: f"{large_np} with {small_np} beside it",
-    ))()
+    pair = w.pick(BESIDE_FORMS).format(small=small_np, large=large_np)
     alone = w.clause(other)
     a, b = (pair, alone) if large.t_start < other.t_start else (alone, pair)
     templates = (
