@@ -148,17 +148,13 @@ def _single(scene: Scene, w: _Words) -> str:
     return w.pick(templates)()
 
 
+THEN_FORMS = ("{a}, then {b}", "first {a}, then {b}", "{a}, and after that {b}", "{a}; afterwards {b}")  # a before b
+
+
 def _sequence(scene: Scene, w: _Words) -> str:
     first, second = sorted(scene.objects, key=lambda o: o.t_start)
     a, b = w.clause(first), w.clause(second)
-    templates = (
-        lambda: f"{a}, then {b}",
-        lambda: f"first {a}, then {b}",
-        lambda: f"{a}, and after that {b}",
-        lambda: f"{a}; afterwards {b}",
-        lambda: f"{b} after {a}",
-    )
-    return w.pick(templates)()
+    return w.pick(THEN_FORMS + ("{b} after {a}",)).format(a=a, b=b)
 
 
 def _together(scene: Scene, w: _Words) -> str:
@@ -197,13 +193,7 @@ def _sequence_beside(scene: Scene, w: _Words) -> str:
     pair = w.pick(BESIDE_FORMS).format(small=small_np, large=large_np)
     alone = w.clause(other)
     a, b = (pair, alone) if large.t_start < other.t_start else (alone, pair)
-    templates = (
-        lambda: f"{a}, then {b}",
-        lambda: f"first {a}, then {b}",
-        lambda: f"{a}, and after that {b}",
-        lambda: f"{a}; afterwards {b}",
-    )
-    return w.pick(templates)()
+    return w.pick(THEN_FORMS).format(a=a, b=b)
 
 
 def _large_description(large: ObjectSpec, w: _Words) -> str:
