@@ -78,3 +78,27 @@ def make_checkpoint(run_dir: Path, method: str = "clip4clip-meanp", *, seed: int
     extra = {"training": {"preset": "test", "train": {}, "manifest": str(manifest)}} if manifest else {}
     save_training_checkpoint(run_dir, model, opt, {"epoch": 1, "step": 0, "method": method}, extra)
     return run_dir
+
+
+def register_maxframe() -> None:
+    """Register "test-maxframe": a model that is NOT an inner product (the best frame's cosine scores
+    the video), so search takes its re-scoring paths."""
+    from dataclasses import dataclass
+
+    from tvr.models.clip4clip import Clip4ClipConfig, Clip4ClipMeanP
+    from tvr.models.registry import names, register
+
+    if "test-maxframe" in names():
+        return
+
+    @dataclass(frozen=True)
+    class MaxFrameConfig(Clip4ClipConfig):
+        pass
+
+    class MaxFrame(Clip4ClipMeanP):
+        inner_product = False
+
+        def similarity(self, text_emb, video_emb):
+            return self.frame_similarity(text_emb, video_emb).amax(-1)
+
+    register("test-maxframe", MaxFrameConfig)(MaxFrame)

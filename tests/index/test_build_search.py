@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from index_helpers import caption, make_checkpoint, make_collection, make_video
+from index_helpers import caption, make_checkpoint, make_collection, make_video, register_maxframe
 
 from tvr.data.batch import TextBatch
 from tvr.data.clips import Clips
@@ -20,30 +19,12 @@ from tvr.index import layout
 from tvr.index.build import BuildOptions, build_index
 from tvr.index.search import Searcher
 from tvr.io.manifest import read_manifest
-from tvr.models.clip4clip import Clip4ClipConfig, Clip4ClipMeanP
-from tvr.models.registry import load_model, names, register
+from tvr.models.registry import load_model
 from tvr.postproc import apply_postproc
 
 QUERIES = ["red square moving left", "a blue circle", "small green then large", "right"]
 MANY_QUERIES = QUERIES + [caption(np.random.default_rng(s)) for s in range(24)]
-
-
-@dataclass(frozen=True)
-class MaxFrameConfig(Clip4ClipConfig):
-    pass
-
-
-class MaxFrame(Clip4ClipMeanP):
-    """A test model that is NOT an inner product: the best frame's cosine scores the video."""
-
-    inner_product = False
-
-    def similarity(self, text_emb, video_emb):
-        return self.frame_similarity(text_emb, video_emb).amax(-1)
-
-
-if "test-maxframe" not in names():
-    register("test-maxframe", MaxFrameConfig)(MaxFrame)
+register_maxframe()  # "test-maxframe": a model that is not an inner product
 
 
 @pytest.fixture(scope="module")

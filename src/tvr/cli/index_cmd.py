@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
         store: Annotated[Path | None, typer.Option("--store", help="Frame store to reuse/extend (default: RUN_DIR/frames; zero-shot: OUT/frames).")] = None,
         querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest, or text file of one caption a line, whose captions form the querybank (default: the checkpoint's training captions; zero-shot: none).")] = None,
         kind: Annotated[str, typer.Option("--kind", help="FAISS index: auto (by gallery size), flat (exact), hnsw, ivf, ivf-sq8 or ivf-pq.")] = "auto",
+        shards: Annotated[int, typer.Option("--shards", help="Split the index into this many shards by key hash (FAISS); search and serve merge them exactly.")] = 1,
         ray: Annotated[str | None, typer.Option("--ray", help="Decode on Ray: 'local', 'auto' or a cluster address.")] = None,
         backend: Annotated[str, typer.Option("--backend", help="Where the vectors live: faiss (files in the index) or milvus (collections at --uri).")] = "faiss",
         uri: Annotated[str | None, typer.Option("--uri", help="Milvus: a milvus-lite file (./idx/milvus.db) or http://HOST:19530.")] = None,
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
             tokenizer=None if tokenizer is None else str(tokenizer), num_frames=frames, fps=fps,
         )
         options = BuildOptions(kind=kind, store=store, querybank=querybank, workers=workers, device=device,
-                               force=force, progress=not (quiet or json_out), backend=backend, uri=uri, ray=ray)
+                               force=force, progress=not (quiet or json_out), backend=backend, uri=uri, ray=ray, shards=shards)
         report = build_index(source, source_model, out, options)
         if json_out:
             print_json(report.to_json())

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
         """Ranked videos for a text query, each with its score and best-matching moment (seconds)."""
         from tvr.cli.output import print_json
         from tvr.errors import TvrError
-        from tvr.index.search import SEARCH_POSTPROCS, Searcher
+        from tvr.index.search import SEARCH_POSTPROCS
+        from tvr.index.sharded import open_index
         from tvr.progress import stderr_console
 
         if k < 1:
@@ -50,7 +51,7 @@ def register(app: typer.Typer) -> None:
             raise TvrError(f"--postproc {postproc} is not available in search; use one of {', '.join(SEARCH_POSTPROCS)}")
         if rerank is not None and rerank_k < 1:
             raise TvrError(f"--rerank-k must be at least 1, got {rerank_k}")
-        searcher = Searcher.open(index_dir, device=device)
+        searcher = open_index(index_dir, device=device)
         try:
             if rerank is None:
                 (hits,) = searcher.search([text], k=k, postproc=postproc)
@@ -86,11 +87,11 @@ def by_example(index_dir: Path, like: str | None, describe: str | None, captions
 
     from tvr.cli.output import print_json
     from tvr.index.querybank_texts import querybank_captions
-    from tvr.index.search import Searcher
+    from tvr.index.sharded import open_index
     from tvr.progress import stderr_console
 
     bank = querybank_captions(captions, None, {})[0] if captions is not None else []  # bad file: before loading the model
-    searcher = Searcher.open(index_dir, device=device)
+    searcher = open_index(index_dir, device=device)
     try:
         if like is not None:
             hits = searcher.like(like, k=k)

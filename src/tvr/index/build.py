@@ -17,6 +17,7 @@ VideoEmb, item metadata, querybank statistics) goes into a fresh `data-<id>` fol
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,7 @@ class BuildOptions:
     ray: str | None = None  # decode on Ray ("local", "auto" or an address) instead of local processes
     backend: str = "faiss"  # or "milvus": the vectors in Milvus collections at `uri`
     uri: str | None = None  # Milvus: a milvus-lite file path, or http://HOST:19530
+    shards: int = 1  # > 1: that many indexes over disjoint items (by key hash), searched together
     beta: float = 20.0  # QB-Norm defaults on cosine scores
     dis_k: int = 1
     csls_k: int = 10
@@ -136,6 +138,10 @@ def build_index(
         raise TvrError(f"--backend must be one of {', '.join(layout.BACKENDS)}, got {options.backend!r}")
     if (options.backend == "milvus") != bool(options.uri):
         raise TvrError("--backend milvus needs --uri (a milvus-lite file or http://HOST:19530); --uri goes with it only")
+    if options.shards < 1:
+        raise TvrError(f"--shards must be at least 1, got {options.shards}")
+    if options.shards > 1 and options.backend != "faiss":
+        raise TvrError("--shards splits a FAISS index; a Milvus collection is sharded by Milvus itself")
     if options.backend == "milvus":
         from tvr.index.milvus_index import client_for
 
@@ -154,8 +160,9 @@ def build_index(
     bank_texts, bank_source = model_source.querybank(options.querybank)
     with layout.writer_lock(out):
         info, counts = _build_locked(model_source, out, gallery, bank_texts, bank_source, spec, device, options, source)
+    kind = f"{info.kind}, {options.shards} shards" if options.shards > 1 else info.kind
     return BuildReport(
-        index_dir=out, method=info.method, kind=info.kind, n_items=info.n_items, failed=info.failed,
+        index_dir=out, method=info.method, kind=kind, n_items=info.n_items, failed=info.failed,
         querybank_size=len(bank_texts), querybank_source=bank_source, extract=counts.pop("extract"),
         elapsed_s=time.monotonic() - t0, zero_shot=model_source.identity, **counts,
     )
@@ -204,7 +211,7 @@ class _ZeroShotSource:
 def _build_locked(
     model_source: _RunSource | _ZeroShotSource, out: Path, gallery: GallerySource, bank_texts: list[str],
     bank_source: str | None, spec: Any, device: Any, options: BuildOptions, source: Path,
-) -> tuple[layout.IndexInfo, dict[str, Any]]:
+) -> tuple[layout.IndexInfo | layout.ShardSetInfo, dict[str, Any]]:
     """Write a new generation and commit it; the caller holds the index's writer lock."""
     from tvr.models.registry import WEIGHTS_FILE
 
@@ -219,7 +226,10 @@ def _build_locked(
             out, data_dir, gallery, bank_texts, bank_source, spec, device, options, model_sha, str(source),
             getattr(model_source, "model", None),
         )
-        layout.commit(out, info)
+        if isinstance(info, layout.ShardSetInfo):
+            layout.commit_shard_set(out, info)
+        else:
+            layout.commit(out, info)
     except BaseException:
         layout.drop_collections(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -230,7 +240,7 @@ def _build_locked(
 def _build_generation(
     out: Path, data_dir: Path, gallery: GallerySource, bank_texts: list[str], bank_source: str | None,
     spec: Any, device: Any, options: BuildOptions, model_sha: str, source: str, model: Any = None,
-) -> tuple[layout.IndexInfo, dict[str, Any]]:
+) -> tuple[layout.IndexInfo | layout.ShardSetInfo, dict[str, Any]]:
     """Encode what changed, reuse the rest, write every file of the generation in `data_dir`.
 
     `model`: the model whose weights `data_dir/model` holds, already in memory (zero-shot); None:
@@ -241,8 +251,6 @@ def _build_generation(
     from tvr.data.streams import extract_streams, pixels_encoder
     from tvr.features.extract import extract_features
     from tvr.features.store import FeatureStore
-    from tvr.index.gallery import emb_class_name, save_gallery
-    from tvr.index.items import write_items
     from tvr.models.encode import encode_clips, encode_texts, score_matrix
     from tvr.models.registry import load_model
     from tvr.postproc.querybank import QueryBank
@@ -298,39 +306,128 @@ def _build_generation(
             bank = QueryBank.from_scores(bank_bg, beta=options.beta, dis_k=options.dis_k, csls_k=options.csls_k)
     emb = emb.to("cpu")
     vectors_np = vectors.cpu().numpy().astype(np.float32)
+    items = [
+        Item(j.key, gallery.names[j.key], str(j.path), j.start_s, j.end_s, rows[j.key].duration_s, _identity(j.path))
+        for j in ok
+    ]
+    whole = _GenerationData(
+        method=model.method, inner_product=bool(model.inner_product), emb=emb, vectors=vectors_np, items=items,
+        fingerprints=fingerprints, bank=bank, bank_texts=list(bank_texts), bank_source=bank_source,
+    )
+    counts = {"n_encoded": len(fresh), "n_reused": len(reused),
+              "n_dropped": 0 if previous is None else sum(1 for key in previous.rows if key not in ok_keys)}
+    common = {"model_sha": model_sha, "failed": failed, "source": source}
+    if options.shards > 1:
+        info = _write_shards(out, data_dir, whole, spec, options, **common)
+    else:
+        info = _write_generation(out, data_dir, whole, spec, options, **common)
+    return info, {"extract": extract.to_json(), **counts}
 
-    spec = spec.resolved(len(vectors_np))  # `auto`: the kind for this gallery size, recorded as such
+
+@dataclass
+class _GenerationData:
+    """Everything one generation (or one shard of it) stores, row = gallery item."""
+
+    method: str
+    inner_product: bool
+    emb: Any  # VideoEmb
+    vectors: np.ndarray  # [N, D] float32 index vectors
+    items: list[Item]
+    fingerprints: dict[str, Any]  # {"sampling", "items": key → [size, content hash]}
+    bank: Any  # QueryBank over these items, or None
+    bank_texts: list[str]
+    bank_source: str | None
+
+    def select(self, rows: list[int]) -> _GenerationData:
+        keys = [self.items[r].key for r in rows]
+        return replace(
+            self, emb=self.emb.select(rows), vectors=self.vectors[rows], items=[self.items[r] for r in rows],
+            fingerprints={**self.fingerprints, "items": {k: self.fingerprints["items"][k] for k in keys}},
+            bank=None if self.bank is None else self.bank.select(rows),
+        )
+
+
+def _write_generation(
+    out: Path, data_dir: Path, data: _GenerationData, spec: Any, options: BuildOptions, *, model_sha: str,
+    failed: list[dict[str, str]], source: str,
+) -> layout.IndexInfo:
+    """Write the files of one index generation (its model/ is already in `data_dir`); the IndexInfo naming them."""
+    import torch
+
+    from tvr.index.gallery import emb_class_name, save_gallery
+    from tvr.index.items import write_items
+
+    spec = spec.resolved(len(data.vectors))  # `auto`: the kind for this gallery size, recorded as such
     files = layout.FILE_NAMES
     roles = [layout.MODEL_CONFIG, layout.MODEL_WEIGHTS, layout.VECTORS, layout.GALLERY, layout.ITEMS, layout.FINGERPRINTS]
     names = layout.MILVUS_FILE_NAMES if options.backend == "milvus" else {}
     save_vectors = _vector_saver(out, data_dir, spec, options, names)
-    save_vectors(vectors_np, layout.VECTORS)
-    save_gallery(data_dir / files[layout.GALLERY], emb, torch.from_numpy(vectors_np))
-    write_items(data_dir / files[layout.ITEMS], [
-        Item(j.key, gallery.names[j.key], str(j.path), j.start_s, j.end_s, rows[j.key].duration_s, _identity(j.path))
-        for j in ok
-    ])
-    atomic_write_json(data_dir / files[layout.FINGERPRINTS], fingerprints)
-    bank_doc = None
+    save_vectors(data.vectors, layout.VECTORS)
+    save_gallery(data_dir / files[layout.GALLERY], data.emb, torch.from_numpy(data.vectors))
+    write_items(data_dir / files[layout.ITEMS], data.items)
+    atomic_write_json(data_dir / files[layout.FINGERPRINTS], data.fingerprints)
+    bank, bank_doc = data.bank, None
     if bank is not None:
         bank.save(data_dir / files[layout.QUERYBANK])
-        atomic_write_json(data_dir / files[layout.QUERYBANK_TEXTS], list(bank_texts))
+        atomic_write_json(data_dir / files[layout.QUERYBANK_TEXTS], data.bank_texts)
         roles += [layout.QUERYBANK, layout.QUERYBANK_TEXTS]
         bank_doc = {"n_bank": bank.n_bank, "beta": bank.beta, "dis_k": bank.dis_k, "csls_k": bank.csls_k,
-                    "source": bank_source}
-        if model.inner_product:  # DESIGN §4: IS folded exactly into one more dimension (conditioned for ANN)
-            _, folded, factor, offset = bank.conditioned_is_vectors(np.zeros((1, vectors_np.shape[1])), vectors_np)
+                    "source": data.bank_source}
+        if data.inner_product:  # DESIGN §4: IS folded exactly into one more dimension (conditioned for ANN)
+            _, folded, factor, offset = bank.conditioned_is_vectors(np.zeros((1, data.vectors.shape[1])), data.vectors)
             save_vectors(folded.astype(np.float32), layout.VECTORS_IS)
             roles.append(layout.VECTORS_IS)
             bank_doc["is_folding"] = {"factor": factor, "offset": offset}  # IS = factor · score − offset
-    info = layout.IndexInfo(
-        method=model.method, model_sha256=model_sha, inner_product=bool(model.inner_product), kind=spec.kind,
-        n_items=len(ok), dim=int(vectors_np.shape[1]), emb_class=emb_class_name(emb), data_dir=data_dir.name,
-        files=layout.describe_files(out, data_dir, roles, names), querybank=bank_doc, failed=failed, source=source,
-        created_s=time.time(), backend=options.backend,
+    return layout.IndexInfo(
+        method=data.method, model_sha256=model_sha, inner_product=data.inner_product, kind=spec.kind,
+        n_items=len(data.items), dim=int(data.vectors.shape[1]), emb_class=emb_class_name(data.emb),
+        data_dir=data_dir.name, files=layout.describe_files(out, data_dir, roles, names), querybank=bank_doc,
+        failed=failed, source=source, created_s=time.time(), backend=options.backend,
     )
-    dropped = 0 if previous is None else sum(1 for key in previous.rows if key not in ok_keys)
-    return info, {"extract": extract.to_json(), "n_encoded": len(fresh), "n_reused": len(reused), "n_dropped": dropped}
+
+
+def _write_shards(
+    out: Path, data_dir: Path, whole: _GenerationData, spec: Any, options: BuildOptions, *, model_sha: str,
+    failed: list[dict[str, str]], source: str,
+) -> layout.ShardSetInfo:
+    """Split the generation into `options.shards` complete indexes inside `data_dir`, by the hash of
+    each item's name (its path inside the source folder, or its manifest key: the same split wherever
+    the collection is mounted).
+
+    Statistics that involve the whole gallery (the querybank's DIS activation) were computed before
+    the split, so each shard holds its items' part of the whole gallery's statistics."""
+    n = options.shards
+    members: list[list[int]] = [[] for _ in range(n)]
+    for row, item in enumerate(whole.items):
+        members[layout.shard_of(item.name, n)].append(row)
+    empty = [i for i, m in enumerate(members) if not m]
+    if empty:
+        raise TvrError(f"--shards {n} leaves shard {empty[0]} empty with {len(whole.items)} videos; use fewer shards")
+    shards = []
+    for number, rows in enumerate(members):
+        shard_root = data_dir / f"{layout.SHARD_PREFIX}{number:03d}"
+        shard_data = layout.new_data_dir(shard_root)
+        _link_model(data_dir / "model", shard_data / "model")
+        info = _write_generation(shard_root, shard_data, whole.select(rows), spec, options, model_sha=model_sha,
+                                 failed=[], source=source)
+        layout.commit(shard_root, info)
+        shards.append({"path": shard_root.relative_to(out).as_posix(), "n_items": info.n_items,
+                       "index_sha256": layout.sha256_file(shard_root / layout.INDEX_FILE), "kind": info.kind})
+    kinds = sorted({s["kind"] for s in shards})
+    return layout.ShardSetInfo(
+        method=whole.method, model_sha256=model_sha, kind="+".join(kinds), data_dir=data_dir.name, shards=shards,
+        n_items=len(whole.items), failed=failed, source=source, created_s=time.time(),
+    )
+
+
+def _link_model(src: Path, dst: Path) -> None:
+    """The checkpoint's files in a shard: hard links to the generation's copy (a copy across devices)."""
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        try:
+            os.link(f, dst / f.name)
+        except OSError:
+            _copy_atomic(f, dst / f.name)
 
 
 @dataclass
@@ -343,16 +440,37 @@ class PreviousGeneration:
 
 
 def previous_generation(out: Path, model_sha: str, config_sha: str, sampling: dict[str, Any]) -> PreviousGeneration | None:
-    """The committed generation of `out`, when its embeddings can be reused: the same model weights and
-    config, the same frame sampling, and intact files. Anything else (none, another model, an index
-    from before fingerprints were stored, a damaged file): None, and every clip is encoded again."""
+    """The committed generation of `out` (plain or sharded), when its embeddings can be reused: the same
+    model weights and config, the same frame sampling, and intact files. Anything else (none, another
+    model, an index from before fingerprints were stored, a damaged file): None, and every clip is
+    encoded again."""
+    if not (out / layout.INDEX_FILE).is_file():
+        return None
+    if not layout.is_sharded(out):
+        return _previous_plain(out, model_sha, config_sha, sampling)
+    try:
+        roots = layout.read_shard_set(out).shard_roots(out)
+    except TvrError:
+        return None
+    parts = [_previous_plain(root, model_sha, config_sha, sampling) for root in roots]
+    if any(p is None for p in parts):
+        return None
+    rows: dict[str, int] = {}
+    fingerprints: dict[str, list[Any]] = {}
+    for part in parts:
+        offset = len(rows)
+        rows.update({key: offset + row for key, row in part.rows.items()})
+        fingerprints.update(part.fingerprints)
+    gallery = type(parts[0].gallery).cat([p.gallery for p in parts])
+    return PreviousGeneration(gallery, rows, fingerprints)
+
+
+def _previous_plain(out: Path, model_sha: str, config_sha: str, sampling: dict[str, Any]) -> PreviousGeneration | None:
     import json
 
     from tvr.index.gallery import load_gallery
     from tvr.index.items import ItemTable
 
-    if not (out / layout.INDEX_FILE).is_file():
-        return None
     try:
         info = layout.read_info(out)
         if info.model_sha256 != model_sha or not info.has(layout.FINGERPRINTS):
@@ -396,7 +514,7 @@ def _check_same_model(out: Path, model_sha: str, force: bool) -> None:
     if force or not (out / layout.INDEX_FILE).is_file():
         return
     try:
-        old = layout.read_info(out)
+        old = layout.read_shard_set(out) if layout.is_sharded(out) else layout.read_info(out)
     except TvrError as exc:
         raise TvrError(f"{out}: holds an unreadable index ({exc}); pass --force to replace it") from None
     if old.model_sha256 != model_sha:

@@ -12,6 +12,13 @@ Layout::
     INDEX/data-<id>/querybank_captions.json  the querybank's captions (video→text in the web page)
     INDEX/data-<id>/fingerprints.json  frame sampling + each item's file identity (lets an update reuse rows)
 
+A sharded index (`tvr index --shards N`) has the same commit point, in another format
+(`tvr-sharded-index`): its generation folder holds N complete indexes, one per shard, each holding
+the items whose name hashes to it (`shard_of`)::
+
+    INDEX/index.json                 format tvr-sharded-index: the shards, their sizes and index.json sha256s
+    INDEX/data-<id>/shard-000/       a tvr index of its own (index.json + data-<id2>/ as above)
+
 A build writes a fresh `data-<id>` folder, then replaces `index.json` atomically; only then are
 older generations deleted. A kill at any moment leaves either the old or the new index readable,
 and a re-run cleans up what the killed one left behind. One process writes an index at a time: it
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -37,6 +45,8 @@ from tvr.errors import TvrError
 
 FORMAT_NAME = "tvr-index"
 FORMAT_VERSION = 1
+SHARDED_FORMAT = "tvr-sharded-index"
+SHARD_PREFIX = "shard-"
 INDEX_FILE = "index.json"
 DATA_PREFIX = "data-"
 LOCK_FILE = ".lock"
@@ -175,6 +185,9 @@ def read_info(root: Path) -> IndexInfo:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TvrError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(doc, dict) and doc.get("format") == SHARDED_FORMAT:
+        raise TvrError(f"{path}: a sharded index ({len(doc.get('shards') or [])} shards); open it with "
+                       "tvr.index.search.open_index, or name one of its shard folders")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise TvrError(f"{path}: not a tvr index (field 'format' is not {FORMAT_NAME!r})")
     if doc.get("version") != FORMAT_VERSION:
@@ -207,6 +220,93 @@ def read_info(root: Path) -> IndexInfo:
         if rel.is_absolute() or ".." in rel.parts:
             raise TvrError(f"{path}: file of {role!r} must be a relative path inside the index, got {entry['path']!r}")
     return info
+
+
+@dataclass(frozen=True)
+class ShardSetInfo:
+    """The content of a sharded index's index.json: N indexes over disjoint items, one model."""
+
+    method: str
+    model_sha256: str
+    kind: str  # the shards' vector index kind ("flat", …; "flat+hnsw" when sizes made them differ)
+    data_dir: str  # "data-<id>": the generation holding every shard
+    shards: list[dict[str, Any]]  # {"path": relative folder, "index_sha256": of its index.json, "n_items"}
+    n_items: int
+    failed: list[dict[str, str]] = field(default_factory=list)
+    source: str = ""
+    created_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": SHARDED_FORMAT, "version": FORMAT_VERSION, "method": self.method,
+            "model_sha256": self.model_sha256, "kind": self.kind, "data_dir": self.data_dir, "shard_hash": "sha256(item name) mod n_shards",
+            "shards": self.shards, "n_items": self.n_items, "n_failed": len(self.failed), "failed": self.failed,
+            "source": self.source, "created_s": self.created_s,
+        }
+
+    def shard_roots(self, root: Path) -> list[Path]:
+        return [root / s["path"] for s in self.shards]
+
+
+def shard_of(name: str, n_shards: int) -> int:
+    """The shard that holds the item named `name`: the first 8 bytes of sha256(name), modulo the shard count."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") % n_shards
+
+
+def is_sharded(root: Path) -> bool:
+    """Whether `root/index.json` is a sharded index's (False for a plain index or none at all)."""
+    try:
+        doc = json.loads((Path(root) / INDEX_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == SHARDED_FORMAT
+
+
+def read_shard_set(root: Path) -> ShardSetInfo:
+    """Parse a sharded index's index.json and check each shard's index.json against its recorded sha256."""
+    root = Path(root)
+    path = root / INDEX_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TvrError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != SHARDED_FORMAT:
+        raise TvrError(f"{path}: not a sharded tvr index (field 'format' is not {SHARDED_FORMAT!r})")
+    if doc.get("version") != FORMAT_VERSION:
+        raise TvrError(f"{path}: index format version {doc.get('version')!r}, this tvr reads version {FORMAT_VERSION}")
+    try:
+        shards = doc["shards"]
+        if not isinstance(shards, list) or not shards or any(
+            not isinstance(s, dict) or not isinstance(s.get("path"), str) or not isinstance(s.get("index_sha256"), str)
+            or not isinstance(s.get("n_items"), int) for s in shards
+        ):
+            raise TvrError(f"{path}: field 'shards' must be a non-empty list of {{'path', 'index_sha256', 'n_items'}}")
+        info = ShardSetInfo(
+            method=_typed(doc, "method", str, path), model_sha256=_typed(doc, "model_sha256", str, path),
+            kind=_typed(doc, "kind", str, path), data_dir=_typed(doc, "data_dir", str, path), shards=shards, n_items=_typed(doc, "n_items", int, path),
+            failed=list(doc.get("failed") or []), source=str(doc.get("source", "")),
+            created_s=float(doc.get("created_s", 0.0)),
+        )
+    except KeyError as exc:
+        raise TvrError(f"{path}: field {exc.args[0]!r} is missing") from None
+    for entry in shards:
+        rel = Path(entry["path"])
+        if rel.is_absolute() or ".." in rel.parts:
+            raise TvrError(f"{path}: shard folder must be a relative path inside the index, got {entry['path']!r}")
+        shard_file = root / rel / INDEX_FILE
+        if not shard_file.is_file():
+            raise TvrError(f"{shard_file}: missing (the sharded index is incomplete; rebuild it with 'tvr index')")
+        if sha256_file(shard_file) != entry["index_sha256"]:
+            raise TvrError(f"{shard_file}: checksum mismatch (the shard was replaced or is corrupt; rebuild the index)")
+    if sum(s["n_items"] for s in shards) != info.n_items:
+        raise TvrError(f"{path}: the shards' n_items do not add up to field 'n_items' ({info.n_items})")
+    return info
+
+
+def commit_shard_set(root: Path, info: ShardSetInfo) -> None:
+    """Make the shard set `info` the index (atomic replace of index.json), then delete every other generation."""
+    atomic_write_json(root / INDEX_FILE, info.to_json())
+    clean(root, keep=info.data_dir)
 
 
 def verify_files(root: Path, info: IndexInfo) -> None:

@@ -78,7 +78,9 @@ class Searcher:
         self._bank_captions: list[str] | None = None  # read on first use
 
     @classmethod
-    def open(cls, index_dir: str | Path, device: str = "cpu") -> Searcher:
+    def open(cls, index_dir: str | Path, device: str = "cpu", model: RetrievalModel | None = None) -> Searcher:
+        """Open a (plain) index. `model`: its model, already loaded (the shards of one sharded index
+        share one), instead of loading the index's copy; its weights must be the ones index.json names."""
         from tvr.devices import resolve_device
         from tvr.index.gallery import LazyGallery
         from tvr.index.vector_index import IndexSpec, VectorIndex
@@ -92,7 +94,8 @@ class Searcher:
             raise TvrError(f"{root / layout.INDEX_FILE}: the stored model is not the one the index was built with "
                            f"(weights sha256 differs from 'model_sha256'); rebuild the index")
         dev = resolve_device(device)
-        model = load_model(info.path_of(root, layout.MODEL_WEIGHTS).parent, method=info.method, device=dev)
+        if model is None:
+            model = load_model(info.path_of(root, layout.MODEL_WEIGHTS).parent, method=info.method, device=dev)
         if bool(model.inner_product) != info.inner_product:
             raise TvrError(f"{root}: index built for inner_product={info.inner_product}, model {info.method!r} says otherwise")
         gallery = LazyGallery(info.path_of(root, layout.GALLERY), info.emb_class, info.n_items, dev)  # rows read on demand
@@ -117,6 +120,10 @@ class Searcher:
         return self.info.n_items
 
     @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
     def postprocs(self) -> list[str]:
         """Post-processors this index supports."""
         return list(SEARCH_POSTPROCS) if self.bank is not None else ["none"]
@@ -127,35 +134,64 @@ class Searcher:
     @torch.no_grad()
     def search(self, texts: Sequence[str], k: int = 10, postproc: str = "none") -> list[list[Hit]]:
         """The top-k hits of every text, best first."""
-        self._check(texts, k, postproc)
+        self.check_query(texts, k, postproc)
+        k = min(int(k), len(self))
+        text_emb = self.encode_queries(texts)
+        scores, rows = self.rank(text_emb, k, postproc)
+        return [self._hits(text_emb.select([q]), scores[q], rows[q]) for q in range(len(texts))]
+
+    def encode_queries(self, texts: Sequence[str]) -> TextEmb:
         from tvr.models.encode import encode_texts
 
-        k = min(int(k), len(self))
-        text_emb = encode_texts(self.model, list(texts), self.device)
+        return encode_texts(self.model, list(texts), self.device)
+
+    def rank(
+        self, text_emb: TextEmb, k: int, postproc: str, terms: dict[str, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [Q, k], gallery rows [Q, k]) of the queries' top-k under `postproc` (rows −1 past the end).
+
+        `terms`: the per-query terms of a larger gallery this index is a shard of (merged from every
+        shard's `row_terms`); None: computed from this gallery.
+        """
         if postproc == "none":
-            scores, rows = self._raw_top_k(text_emb, k)
-        elif postproc in ("is", "dis") and self.folded is not None:
-            scores, rows = self._folded_top_k(text_emb, k, postproc)
-        else:
-            final = self.bank.normalize(postproc, self._all_scores(text_emb))
-            rows = np.argsort(-final, axis=1, kind="stable")[:, :k]
-            scores = np.take_along_axis(final, rows, 1)
-        return [self._hits(text_emb.select([q]), scores[q], rows[q]) for q in range(len(texts))]
+            return self._raw_top_k(text_emb, k)
+        if postproc in ("is", "dis") and self.folded is not None:
+            return self._folded_top_k(text_emb, k, postproc, terms)
+        final = self.bank.normalize(postproc, self._all_scores(text_emb), terms)
+        rows = np.argsort(-final, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(final, rows, 1), rows
+
+    def row_terms(self, text_emb: TextEmb, postproc: str) -> dict[str, np.ndarray]:
+        """This gallery's part of the per-query terms of `postproc` that depend on the whole row
+        (`tvr.postproc.qbnorm.row_terms`); DIS's top-1 comes from the vector index, as `rank` finds it."""
+        from tvr.postproc.qbnorm import row_terms
+
+        if postproc not in ("csls", "dis", "gc"):
+            return {}
+        if postproc == "dis" and self.folded is not None:
+            scores, rows = self.vectors.search(self._query_vectors(text_emb), 1)
+            return {"best": scores[:, 0].astype(np.float64), "best_active": self.bank.active[rows[:, 0]]}
+        return row_terms(postproc, self.bank, self._all_scores(text_emb))
 
     @torch.no_grad()
     def like(self, video: str | Path, k: int = 10) -> list[Hit]:
         """The top-k gallery items most similar to `video`: an indexed item (see `find_item`) or a file."""
         _check_k(k)
         k = min(int(k), len(self))
-        query = self.video_embedding(video)
+        scores, rows = self.like_top_k(self.video_embedding(video), k)
+        return self.like_hits(scores, rows)
+
+    def like_top_k(self, query: VideoEmb, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [k], rows [k]) of the gallery items nearest to one video embedding (rows −1 past the end)."""
         if self.model.inner_product:
             q = self.model.gallery_vectors(query).float().cpu().numpy()
             scores, rows = self.vectors.search(q, k)
-            scores, rows = scores[0].astype(np.float64), rows[0]
-        else:
-            sims = (_unit(self.gallery.field("pooled")) @ _unit(query.pooled).t())[:, 0].double().cpu().numpy()
-            rows = np.argsort(-sims, kind="stable")[:k]
-            scores = sims[rows]
+            return scores[0].astype(np.float64), rows[0]
+        sims = (_unit(self.gallery.field("pooled")) @ _unit(query.pooled).t())[:, 0].double().cpu().numpy()
+        rows = np.argsort(-sims, kind="stable")[:k]
+        return sims[rows], rows
+
+    def like_hits(self, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
         keep = rows >= 0
         rows, scores = rows[keep].astype(np.int64), scores[keep]
         items = self.items.get(rows.tolist())
@@ -166,8 +202,6 @@ class Searcher:
     def describe(self, video: str | Path, captions: Sequence[str], k: int = 10) -> list[tuple[int, str, float]]:
         """Video→text: the k captions of `captions` that the model scores highest for `video`, as
         (1-based rank, caption, cosine-scale similarity)."""
-        from tvr.models.encode import encode_texts
-
         _check_k(k)
         captions = [c for c in captions if isinstance(c, str) and c.strip()]
         if not captions:
@@ -175,9 +209,18 @@ class Searcher:
         if len(captions) > MAX_CAPTIONS:
             raise TvrError(f"describe takes at most {MAX_CAPTIONS} captions, got {len(captions)}")
         query = self.video_embedding(video)
-        sims = self.model.similarity(encode_texts(self.model, captions, self.device), query)[:, 0].double().cpu().numpy()
+        sims = self.model.similarity(self.encode_queries(captions), query)[:, 0].double().cpu().numpy()
         order = np.argsort(-sims, kind="stable")[: int(k)]
         return [(r + 1, captions[i], float(sims[i])) for r, i in enumerate(order)]
+
+    def file_paths(self) -> list[Path]:
+        """Every file index.json names (the server watches them for replacement)."""
+        return [self.info.path_of(self.root, role) for role in self.info.files]
+
+    def verify(self) -> None:
+        """Re-check every file's sha256 and the item table's integrity (TvrError on the first problem)."""
+        layout.verify_files(self.root, self.info)
+        self.items.check()
 
     def bank_captions(self) -> list[str]:
         """The querybank's captions stored with the index ([] for an index without them)."""
@@ -230,7 +273,8 @@ class Searcher:
         self.model.eval()
         return self.model.encode_video(batch.to(self.device)).detach()
 
-    def _check(self, texts: Sequence[str], k: int, postproc: str) -> None:
+    def check_query(self, texts: Sequence[str], k: int, postproc: str) -> None:
+        """A TvrError for queries, k or a post-processor this index cannot answer."""
         if isinstance(texts, str) or not texts:
             raise TvrError("search needs a non-empty list of query texts")
         for t in texts:
@@ -276,7 +320,9 @@ class Searcher:
             out_r[i, : len(order)] = cand[order]
         return out_s, out_r
 
-    def _folded_top_k(self, text_emb: TextEmb, k: int, postproc: str) -> tuple[np.ndarray, np.ndarray]:
+    def _folded_top_k(
+        self, text_emb: TextEmb, k: int, postproc: str, terms: dict[str, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """IS from the folded index; DIS: folded rows where the raw top-1 is active, β·raw elsewhere."""
         q = self._query_vectors(text_emb)
         folded_q = np.concatenate([q, np.ones((len(q), 1), dtype=np.float32)], axis=1)
@@ -287,7 +333,7 @@ class Searcher:
         if postproc == "is":
             return is_scores.astype(np.float64), is_rows
         raw_scores, raw_rows = self.vectors.search(q, k)
-        use_is = self.bank.active[raw_rows[:, 0]]
+        use_is = np.asarray(terms["use_is"] if terms else self.bank.active[raw_rows[:, 0]], dtype=bool)
         scores = np.where(use_is[:, None], is_scores, self.bank.beta * raw_scores.astype(np.float64))
         rows = np.where(use_is[:, None], is_rows, raw_rows)
         return scores.astype(np.float64), rows

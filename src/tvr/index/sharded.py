@@ -1,15 +1,38 @@
-"""Search over several index shards (one per machine or process) with an exact top-k merge.
+"""Search over an index split into shards, with an exact top-k merge and exact querybank statistics.
 
-A gallery too large for one process is split into shards with disjoint row ranges; each shard
-answers its local top-k and the merge keeps the global top-k. Because every shard returns its own
-exact top-k, the merged result equals searching the whole gallery at once (for exact shards).
+`tvr index --shards N` writes N complete indexes over disjoint items (an item goes to the shard its
+key hashes to, `layout.shard_of`). Each shard returns its own top-k and `merge_top_k` keeps the
+global top-k, so for exact shards the result equals searching one index over every item.
+
+The querybank statistics are built once over the whole gallery and each shard stores its items'
+part of them: IS, GC and CENT are per item, so a shard scores its items exactly on its own. Two
+terms depend on the whole gallery and are computed here, across the shards, before ranking:
+
+- CSLS's r_G(q): the mean of the query's csls_k highest scores over all items (each shard gives its
+  own csls_k highest; the overall ones are among them);
+- DIS's choice of IS or β·s per query: whether the query's overall top-1 is in the activation set
+  (the activation flags themselves come from the whole gallery, stored per shard).
+
+Global rows number the items shard after shard: shard i's local row r is row offset_i + r.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+
+from tvr.errors import TvrError
+from tvr.index import layout
+from tvr.index.items import Item
+from tvr.index.search import Hit, Searcher, _check_k
+from tvr.models.base import TextEmb, VideoEmb
 
 ShardSearch = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
@@ -40,3 +63,190 @@ class ShardedSearch:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         results = [shard(queries, k) for shard in self._shards]
         return merge_top_k(results, self._offsets, k)
+
+
+class ShardedItems:
+    """The item tables of every shard behind global rows (the interface of `ItemTable` search uses)."""
+
+    def __init__(self, shards: Sequence[Searcher], offsets: Sequence[int]) -> None:
+        self._shards, self._offsets = list(shards), list(offsets)
+
+    def __len__(self) -> int:
+        return self._offsets[-1] + len(self._shards[-1])
+
+    def locate(self, row: int) -> tuple[int, int]:
+        """(shard number, local row) of a global row."""
+        if not 0 <= row < len(self):
+            raise TvrError(f"no gallery row {row}; the index holds {len(self)} videos")
+        shard = bisect.bisect_right(self._offsets, row) - 1
+        return shard, row - self._offsets[shard]
+
+    def get(self, rows: Sequence[int]) -> list[Item]:
+        out: list[Item | None] = [None] * len(rows)
+        by_shard: dict[int, list[tuple[int, int]]] = {}
+        for n, row in enumerate(rows):
+            shard, local = self.locate(int(row))
+            by_shard.setdefault(shard, []).append((n, local))
+        for shard, pairs in by_shard.items():
+            for (n, _), item in zip(pairs, self._shards[shard].items.get([local for _, local in pairs]), strict=True):
+                out[n] = item
+        return out  # type: ignore[return-value] - every slot was filled
+
+    def find(self, ref: str) -> int | None:
+        for shard, offset in zip(self._shards, self._offsets, strict=True):
+            row = shard.items.find(ref)
+            if row is not None:
+                return offset + row
+        return None
+
+    def check(self) -> None:
+        for shard in self._shards:
+            shard.items.check()
+
+    def close(self) -> None:
+        for shard in self._shards:
+            shard.items.close()
+
+
+class ShardedSearcher:
+    """An opened sharded index, with `Searcher`'s interface over global rows; see the module docstring.
+
+    The shards share one model (each shard's copy is checked to hold the same weights), and are
+    searched in parallel threads (FAISS and torch release the GIL).
+    """
+
+    def __init__(self, root: Path, info: layout.ShardSetInfo, shards: Sequence[Searcher]) -> None:
+        self.root = root
+        self.info = info
+        self.shards = list(shards)
+        self.offsets = np.cumsum([0, *[len(s) for s in self.shards[:-1]]]).tolist()
+        self.items = ShardedItems(self.shards, self.offsets)
+        first = self.shards[0]
+        self.model, self.device, self.bank = first.model, first.device, first.bank
+        self._pool = ThreadPoolExecutor(max_workers=min(len(self.shards), 8), thread_name_prefix="tvr-shard")
+
+    @classmethod
+    def open(cls, index_dir: str | Path, device: str = "cpu") -> ShardedSearcher:
+        root = Path(index_dir)
+        info = layout.read_shard_set(root)
+        shards: list[Searcher] = []
+        for shard_root in info.shard_roots(root):
+            shard_info = layout.read_info(shard_root)
+            if shard_info.model_sha256 != info.model_sha256:
+                raise TvrError(f"{shard_root}: built with other weights than the sharded index names; rebuild the index")
+            shards.append(Searcher.open(shard_root, device=device, model=shards[0].model if shards else None))
+        if len({s.bank is None for s in shards}) != 1:
+            raise TvrError(f"{root}: some shards have a querybank and others not; rebuild the index")
+        return cls(root, info, shards)
+
+    # ------------------------------------------------------------------ the interface of Searcher
+    def __len__(self) -> int:
+        return self.info.n_items
+
+    @property
+    def kind(self) -> str:
+        return self.info.kind
+
+    @property
+    def postprocs(self) -> list[str]:
+        return self.shards[0].postprocs
+
+    def close(self) -> None:
+        self.items.close()
+        self._pool.shutdown(wait=False)
+
+    @torch.no_grad()
+    def search(self, texts: Sequence[str], k: int = 10, postproc: str = "none") -> list[list[Hit]]:
+        """The top-k hits of every text over all shards, best first (the unsharded index's ranking)."""
+        self.shards[0].check_query(texts, k, postproc)
+        k = min(int(k), len(self))
+        text_emb = self.shards[0].encode_queries(texts)
+        scores, rows = self.rank(text_emb, k, postproc)
+        return [self._hits(text_emb.select([q]), scores[q], rows[q]) for q in range(len(texts))]
+
+    def rank(self, text_emb: TextEmb, k: int, postproc: str) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [Q, k], global rows [Q, k]); the whole-row terms of CSLS, DIS and GC are merged first."""
+        from tvr.postproc.qbnorm import merge_row_terms
+
+        terms = None
+        if postproc != "none":
+            parts = self._each(lambda s: s.row_terms(text_emb, postproc))
+            terms = merge_row_terms(postproc, self.bank, parts) or None
+        results = self._each(lambda s: s.rank(text_emb, min(k, len(s)), postproc, terms))
+        return merge_top_k(results, self.offsets, k)
+
+    @torch.no_grad()
+    def like(self, video: str | Path, k: int = 10) -> list[Hit]:
+        _check_k(k)
+        k = min(int(k), len(self))
+        query = self.video_embedding(video)
+        results = self._each(lambda s: tuple(a[None] for a in s.like_top_k(query, min(k, len(s)))))
+        scores, rows = merge_top_k(results, self.offsets, k)
+        return self._regroup(scores[0], rows[0], lambda shard, sc, local: shard.like_hits(sc, local))
+
+    @torch.no_grad()
+    def describe(self, video: str | Path, captions: Sequence[str], k: int = 10) -> list[tuple[int, str, float]]:
+        shard, local = self._owner(video)
+        if shard is None:  # a file, encoded by any shard's (the one) model
+            return self.shards[0].describe(video, captions, k)
+        return shard.describe(f"#{local}", captions, k)
+
+    def bank_captions(self) -> list[str]:
+        return self.shards[0].bank_captions()
+
+    def find_item(self, ref: str) -> int | None:
+        ref = str(ref)
+        if ref.startswith("#") and ref[1:].isdigit():
+            row = int(ref[1:])
+            return row if 0 <= row < len(self) else None
+        return self.items.find(ref)
+
+    def video_embedding(self, video: str | Path) -> VideoEmb:
+        shard, local = self._owner(video)
+        return shard.gallery.select([local]) if shard is not None else self.shards[0].video_embedding(video)
+
+    def file_paths(self) -> list[Path]:
+        return [self.root / layout.INDEX_FILE] + [p for s in self.shards for p in s.file_paths()]
+
+    def verify(self) -> None:
+        layout.read_shard_set(self.root)  # each shard's index.json against its recorded sha256
+        for shard in self.shards:
+            shard.verify()
+
+    # ------------------------------------------------------------------------------- internals
+    def _each(self, fn: Callable[[Searcher], Any]) -> list[Any]:
+        return list(self._pool.map(fn, self.shards))
+
+    def _owner(self, video: str | Path) -> tuple[Searcher | None, int]:
+        row = self.find_item(str(video))
+        if row is None:
+            return None, -1
+        shard, local = self.items.locate(row)
+        return self.shards[shard], local
+
+    def _hits(self, query: TextEmb, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
+        return self._regroup(scores, rows, lambda shard, sc, local: shard._hits(query, sc, local))
+
+    def _regroup(
+        self, scores: np.ndarray, rows: np.ndarray, make: Callable[[Searcher, np.ndarray, np.ndarray], list[Hit]]
+    ) -> list[Hit]:
+        """Hits of global `rows` built by their shards (`make` on local rows), back in rank order."""
+        keep = rows >= 0
+        scores, rows = scores[keep], rows[keep].astype(np.int64)
+        where = [self.items.locate(int(r)) for r in rows]
+        hits: list[Hit | None] = [None] * len(rows)
+        for n_shard, shard in enumerate(self.shards):
+            mine = [n for n, (s, _) in enumerate(where) if s == n_shard]
+            if not mine:
+                continue
+            local = np.array([where[n][1] for n in mine], dtype=np.int64)
+            for n, hit in zip(mine, make(shard, scores[mine], local), strict=True):
+                hits[n] = dataclasses.replace(hit, rank=n + 1, row=int(rows[n]))
+        return hits  # type: ignore[return-value] - every slot was filled
+
+
+def open_index(index_dir: str | Path, device: str = "cpu") -> Searcher | ShardedSearcher:
+    """Open a plain or a sharded index; both answer search, like and describe the same way."""
+    if layout.is_sharded(Path(index_dir)):
+        return ShardedSearcher.open(index_dir, device=device)
+    return Searcher.open(index_dir, device=device)

@@ -120,8 +120,26 @@ class QueryBank:
             sorted_bank=np.concatenate(parts["sorted_bank"], axis=0),
         )
 
-    def normalize(self, name: str, scores_qg: np.ndarray) -> np.ndarray:
-        """Scores of one query [G] or many [Q, G] re-scored by querybank method `name` (O(G) per query)."""
+    def select(self, rows: np.ndarray | list[int]) -> QueryBank:
+        """The statistics of gallery items `rows`, in that order.
+
+        A shard's part of a bank built over the whole gallery: every statistic is per item, and the
+        DIS activation flags stay those of the whole gallery (a top-1 over all items, not the shard's).
+        """
+        idx = np.asarray(rows, dtype=np.int64)
+        return QueryBank(
+            beta=self.beta, dis_k=self.dis_k, csls_k=self.csls_k, n_bank=self.n_bank, log_z=self.log_z[idx],
+            active=self.active[idx], r_bank=self.r_bank[idx], bank_mean=self.bank_mean[idx],
+            sorted_bank=self.sorted_bank[idx],
+        )
+
+    def normalize(self, name: str, scores_qg: np.ndarray, terms: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Scores of one query [G] or many [Q, G] re-scored by querybank method `name` (O(G) per query).
+
+        `terms`: when the scores are one shard's part of a larger gallery, the per-query terms of the
+        whole row (`tvr.postproc.qbnorm.merge_row_terms` over every part's `row_terms`); None: from
+        these scores.
+        """
         from tvr.postproc.qbnorm import NORMALIZERS
 
         try:
@@ -135,7 +153,7 @@ class QueryBank:
             raise TvrError(
                 f"scores of shape {scores.shape} do not match a querybank over {self.n_gallery} gallery items"
             )
-        out = fn(self, np.atleast_2d(scores).astype(np.float64))
+        out = fn(self, np.atleast_2d(scores).astype(np.float64), **(terms or {}))
         return out[0] if scores.ndim == 1 else out
 
     def folded_is_vectors(

@@ -72,18 +72,18 @@ def create_app(
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     from tvr.index.items import ItemStorageError
-    from tvr.index.search import Searcher
+    from tvr.index.sharded import open_index
     from tvr.io.thumbs import thumbnail_jpeg
     from tvr.io.video import DecodeError
     from tvr.serve.files import NotServable, open_indexed
     from tvr.serve.metrics import Metrics
 
     root = Path(index_dir)
-    searcher = Searcher.open(root, device=device)
+    searcher = open_index(root, device=device)
     lock = threading.Lock()  # one model + one SQLite handle: searches run one at a time
     snapshot = _file_snapshot(searcher)
     thumbs = _LruBytes(limits.thumbnail_cache)
-    metrics = Metrics(n_videos=len(searcher), method=searcher.info.method, kind=searcher.info.kind)
+    metrics = Metrics(n_videos=len(searcher), method=searcher.info.method, kind=searcher.kind)
     app = FastAPI(title="tvr", summary="Text-video retrieval over one index")
     app.state.searcher = searcher
     if allowed_hosts:
@@ -142,12 +142,9 @@ def create_app(
         """The index files are still the ones opened (sizes, mtimes; with deep=1 also sha256 and SQLite's check)."""
         problem = _changed_since(snapshot)
         if problem is None and deep:
-            from tvr.index import layout
-
             try:
-                layout.verify_files(searcher.root, searcher.info)
                 with lock:
-                    searcher.items.check()
+                    searcher.verify()
             except TvrError as exc:
                 problem = str(exc)
         if problem is not None:
@@ -274,8 +271,7 @@ class _LruBytes:
 def _file_snapshot(searcher: Any) -> dict[Path, tuple[int, int]]:
     """(size, mtime ns) of every index file as opened."""
     out = {}
-    for role in searcher.info.files:
-        path = searcher.info.path_of(searcher.root, role)
+    for path in searcher.file_paths():
         st = os.stat(path)
         out[path] = (st.st_size, st.st_mtime_ns)
     return out
