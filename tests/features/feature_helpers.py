@@ -75,6 +75,14 @@ def hang_or_decode(path: Path, spec: DecodeSpec, start_s: float | None, end_s: f
     return simple_decode(path, spec, start_s, end_s)
 
 
+def slow_decode(path: Path, spec: DecodeSpec, start_s: float | None, end_s: float | None) -> DecodedVideo:
+    """`tvr.io.video.decode` after half a second: a run slow enough to be killed part-way."""
+    from tvr.io.video import decode
+
+    time.sleep(0.5)
+    return decode(path, spec, start_s, end_s)
+
+
 def crash_or_decode(path: Path, spec: DecodeSpec, start_s: float | None, end_s: float | None) -> DecodedVideo:
     """Dies by SIGSEGV on files named *crash*, as a crashing native decoder would."""
     if "crash" in path.name:
