@@ -45,17 +45,15 @@ def register(app: typer.Typer) -> None:
         resume = resume or resume_previous
         if resume and config is not None:
             raise TvrError("--resume continues with the run's saved config; drop --config")
-        distributed = ddp > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1
         if ddp < 1:
             raise TvrError(f"--ddp must be at least 1, got {ddp}")
-        if distributed and is_reranker:
-            raise TvrError("re-ranker training runs in one process; drop --ddp")
         if ddp > 1:
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 raise TvrError("--ddp starts torchrun itself; under torchrun, drop it")
             if not manifest.is_file():
                 raise TvrError(f"{manifest}: manifest not found")
             args = [str(manifest), "--method", method, "--out", str(out), "--device", device]
+            args += ["--first-stage", str(first_stage)] if first_stage is not None else []
             args += ["--epochs", str(epochs)] if epochs is not None else []
             args += ["--config", str(config)] if config is not None else []
             args += ["--seed", str(seed)] if seed is not None else []

@@ -79,6 +79,16 @@ class Dist:
                 dist.all_reduce(p.grad)
                 p.grad.div_(self.world)
 
+    def average(self, value: Tensor) -> Tensor:
+        """The mean of `value` over the ranks (for reporting a rank's local loss as the global one)."""
+        if not self.enabled:
+            return value
+        import torch.distributed as dist
+
+        out = value.detach().clone()
+        dist.all_reduce(out)
+        return out / self.world
+
     def barrier(self) -> None:
         if self.enabled:
             import torch.distributed as dist

@@ -108,7 +108,7 @@ def run_epochs(loop: EpochLoop, start_epoch: int, step: int, history: list[dict[
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 step += 1
-                losses.append(float(loss.detach()))
+                losses.append(float(loop.dist.average(loss.detach())))  # a rank's part → the batch's
                 bar.advance(losses[-1], cfg.lr * factor)
             record: dict[str, Any] = {
                 "epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),

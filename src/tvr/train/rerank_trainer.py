@@ -6,10 +6,17 @@ first stage's own softmax over the batch, positives and identical captions exclu
 cross-entropy on the 3B match logits. The first stage never trains: its tokens and embeddings are
 computed once before the first epoch. Checkpointing, schedule, seeds, progress and `--resume` are
 the trainer's; the run's config.json records the first stage and the sha256 of its weights.
+
+Under torchrun (`tvr train --ddp N`) every rank draws the same global batch and the same hard
+negatives (a function of the step), and scores its share of the 3B pairs: the positives and both
+negatives of its slice of the batch, encoding only the captions and videos those pairs use. Each
+rank's BCE is the mean over as many pairs as every other rank's, so the averaged gradients are those
+of one process on the global batch.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,6 +36,7 @@ from tvr.train.checkpoint import (
     has_checkpoint,
     read_trainer_state,
 )
+from tvr.train.distributed import Dist, init_from_env, shutdown
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume
 from tvr.train.presets import TrainConfig, override, resolve
 from tvr.train.trainer import FRAMES_DIR, TrainResult, param_groups, resolve_device, split_for_training
@@ -155,23 +163,26 @@ def sample_hard_negatives(
 
 def batch_loss(
     reranker: Any, frozen: FrozenPairs, caps: list[int], rows: list[int], first: RetrievalModel, rng: np.random.Generator,
-    device: torch.device,
+    device: torch.device, dist: Dist = Dist(),
 ) -> torch.Tensor:
+    """BCE over the batch's positives and hard negatives; with several processes, over this rank's share."""
     from tvr.models.crosstvr import text_emb_from_tokens, video_emb_from_tokens
 
     caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
     with torch.no_grad():
         logits = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)) * first.scale().cpu()
     captions = [frozen.pairs.entries[c].caption for c in caps]
-    neg_t, neg_v = sample_hard_negatives(logits, captions, rng)
-    b = len(caps)
-    ar = np.arange(b)
-    text_idx = torch.as_tensor(np.concatenate([ar, neg_t, ar]))  # positions within the batch
-    video_idx = torch.as_tensor(np.concatenate([ar, ar, neg_v]))
-    labels = torch.cat([torch.ones(b), torch.zeros(2 * b)]).to(device)
-    t = text_emb_from_tokens(reranker, frozen.text_tokens[caps_t].to(device), frozen.text_mask[caps_t].to(device))
-    v = video_emb_from_tokens(reranker, frozen.frame_tokens[rows_t].to(device), frozen.frame_mask[rows_t].to(device))
-    scores = reranker.score_pairs(t.select(text_idx), v.select(video_idx))
+    neg_t, neg_v = sample_hard_negatives(logits, captions, rng)  # the whole batch's, the same on every rank
+    mine = np.array(dist.local_slice(list(range(len(caps)))), dtype=np.int64)
+    text_idx = np.concatenate([mine, neg_t[mine], mine])  # positions within the batch
+    video_idx = np.concatenate([mine, mine, neg_v[mine]])
+    labels = torch.cat([torch.ones(len(mine)), torch.zeros(2 * len(mine))]).to(device)
+    texts, text_pos = np.unique(text_idx, return_inverse=True)  # encode each caption and video once
+    videos, video_pos = np.unique(video_idx, return_inverse=True)
+    t_rows, v_rows = caps_t[torch.as_tensor(texts)], rows_t[torch.as_tensor(videos)]
+    t = text_emb_from_tokens(reranker, frozen.text_tokens[t_rows].to(device), frozen.text_mask[t_rows].to(device))
+    v = video_emb_from_tokens(reranker, frozen.frame_tokens[v_rows].to(device), frozen.frame_mask[v_rows].to(device))
+    scores = reranker.score_pairs(t.select(torch.as_tensor(text_pos)), v.select(torch.as_tensor(video_pos)))
     return F.binary_cross_entropy_with_logits(scores, labels)
 
 
@@ -209,11 +220,30 @@ def train_rerank(
     progress: bool = True,
     val_k: int = 15,
 ) -> TrainResult:
-    """Train re-ranker `method` on a frozen first stage (`first_stage` run dir) into `run_dir`."""
+    """Train re-ranker `method` on a frozen first stage (`first_stage` run dir) into `run_dir`.
+
+    Under torchrun (WORLD_SIZE > 1) every process scores its share of each global batch (module
+    docstring); rank 0 writes the run."""
+    dev = resolve_device(device)
+    dist = init_from_env(dev)
+    if dist.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        return _train_rerank(manifest_path, method, run_dir, first_stage=first_stage, config_file=config_file, epochs=epochs,
+                             dev=dev, resume=resume, resume_previous=resume_previous, seed=seed,
+                             progress=progress and dist.is_main, val_k=val_k, dist=dist)
+    finally:
+        shutdown(dist)
+
+
+def _train_rerank(
+    manifest_path: Path, method: str, run_dir: Path, *, first_stage: Path | None, config_file: Path | None,
+    epochs: int | None, dev: torch.device, resume: bool, resume_previous: bool, seed: int | None, progress: bool,
+    val_k: int, dist: Dist,
+) -> TrainResult:
     from tvr.models.registry import read_checkpoint_config
 
     t0 = time.monotonic()
-    dev = resolve_device(device)
     cls, _ = lookup(method)
     if not getattr(cls, "reranker", False):
         raise TvrError(f"method {method!r} is not a re-ranker; --first-stage is only for re-ranking methods")
@@ -258,12 +288,17 @@ def train_rerank(
     train_m, val_m = split_for_training(manifest, train_cfg)
     store = first_stage / FRAMES_DIR  # the first stage's frame cache, shared (decoded once)
     both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
-    load_pairs(both, spec, store, workers=train_cfg.workers, progress=progress)
     cache = first_stage / FROZEN_CACHE_DIR
-    train_frozen = cached_freeze(first, load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False), dev, cache, sha)
-    val_frozen = None
-    if val_m:
-        val_frozen = cached_freeze(first, load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False), dev, cache, sha)
+    for turn in range(dist.world):  # rank 0 decodes and freezes (cached); the others then find both done
+        if turn == dist.rank:
+            load_pairs(both, spec, store, workers=train_cfg.workers, progress=progress)
+            train_frozen = cached_freeze(first, load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False),
+                                         dev, cache, sha)
+            val_frozen = None
+            if val_m:
+                val_frozen = cached_freeze(first, load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False),
+                                           dev, cache, sha)
+        dist.barrier()
     width = int(train_frozen.frame_tokens.shape[-1])
     if int(train_frozen.text_tokens.shape[-1]) != width:
         raise TvrError(f"{first_stage}: text tokens ({train_frozen.text_tokens.shape[-1]}) and frame tokens ({width}) differ in width")
@@ -283,13 +318,13 @@ def train_rerank(
 
     def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
         rng = np.random.default_rng([train_cfg.seed, epoch, b])  # negatives: a function of the step
-        return batch_loss(model, train_frozen, *batch, first, rng, dev)
+        return batch_loss(model, train_frozen, *batch, first, rng, dev, dist)
 
     loop = EpochLoop(
         run_dir, model, optimizer, train_cfg,
         batches=lambda epoch: epoch_batches(train_frozen.pairs, train_cfg.batch_size, train_cfg.seed, epoch), loss=loss,
         validate=(lambda: validate_two_stage(first, model, val_frozen, dev, val_k)) if val_frozen is not None else None,
-        state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress,
+        state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress, dist=dist,
     )
     start_epoch, step, history = start_or_resume(loop, state)
     history = run_epochs(loop, start_epoch, step, history)
