@@ -14,12 +14,13 @@ import torch
 from safetensors.torch import load_file
 from train_testlib import copy_frames, subprocess_env, tiny_run, tiny_world
 
-CONFIG = {"preset": "tiny", "train": {"batch_size": 4, "workers": 1, "hard_negatives": 0.0, "val_fraction": 0.0}}
+CONFIG = {"preset": "tiny", "train": {"batch_size": 4, "workers": 1, "hard_negatives": 0.0, "val_fraction": 0.0,
+                                     "order_negatives": 1.0}}  # its loss too is split across ranks exactly
 
 
 def _train(world: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tvr", "train", str(world / "w" / "train.jsonl"), "--method", "clip4clip-seqtransf",
+        [sys.executable, "-m", "tvr", "train", str(world / "w" / "train_then.jsonl"), "--method", "clip4clip-seqtransf",
          "--config", str(world / "ddp.json"), "--epochs", "1", "--out", str(out), "--quiet", *extra],
         capture_output=True, text=True, timeout=600, env=subprocess_env(),
     )
@@ -29,6 +30,10 @@ def _train(world: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
 def world(tmp_path_factory) -> Path:
     world = tiny_world(tmp_path_factory)
     (world / "ddp.json").write_text(json.dumps(CONFIG))
+    lines = [json.loads(x) for x in (world / "w" / "train.jsonl").read_text().splitlines()]
+    for x in lines:  # every caption states an order: the order-negative loss runs on every row
+        x["caption"] += ", then it stops"
+    (world / "w" / "train_then.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return world
 
 

@@ -141,6 +141,7 @@ class RetrievalModel(nn.Module, abc.ABC):
 
     method: ClassVar[str] = ""  # set by the registry
     inner_product: ClassVar[bool] = False  # True: similarity == query_vectors @ gallery_vectors.T
+    sees_frame_order: ClassVar[bool] = True  # False: reordering a clip's frames never changes its scores
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

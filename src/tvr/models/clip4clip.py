@@ -40,6 +40,7 @@ class Clip4ClipMeanP(RetrievalModel):
     """Parameter-free temporal pooling: the mean of normalised frame embeddings."""
 
     inner_product = True
+    sees_frame_order = False  # a mean is the same in any order
 
     def __init__(self, config: Clip4ClipConfig) -> None:
         super().__init__(config)
@@ -74,6 +75,8 @@ class Clip4ClipMeanP(RetrievalModel):
 @register("clip4clip-seqtransf", SeqTransfConfig)
 class Clip4ClipSeqTransf(Clip4ClipMeanP):
     """meanP after a temporal transformer over the frame sequence (with a residual around it)."""
+
+    sees_frame_order = True
 
     def __init__(self, config: SeqTransfConfig) -> None:
         super().__init__(config)

@@ -32,6 +32,7 @@ class TrainConfig:
     workers: int = 2  # decode processes
     hard_negatives: float = 0.0  # share of each batch made of groups of near-neighbour captions (train/negatives.py)
     negative_group: int = 4  # clips per neighbour group
+    order_negatives: float = 0.0  # weight of the order-negative loss (train/order_negatives.py); 0 = off
 
     def __post_init__(self) -> None:
         for name, (low, high, low_open) in TRAIN_RANGES.items():
@@ -57,6 +58,7 @@ TRAIN_RANGES: dict[str, tuple[float, float | None, bool]] = {
     "workers": (1, 256, False),
     "hard_negatives": (0, 1, False),
     "negative_group": (2, None, False),
+    "order_negatives": (0, None, False),
 }
 
 

@@ -34,6 +34,7 @@ from tvr.models.registry import (
     make_config,
     read_checkpoint_config,
 )
+from tvr.train import order_negatives
 from tvr.train.checkpoint import has_checkpoint, read_trainer_state
 from tvr.train.distributed import Dist, init_from_env, shutdown
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, steps_per_epoch
@@ -211,11 +212,23 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
     if pretrain_record is not None:
         extra["training"]["pretrain"] = pretrain_record
 
+    use_order = train_cfg.order_negatives > 0 and order_negatives.applies_to(model)
+
     def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
         caps, rows = dist.local_slice(batch[0]), dist.local_slice(batch[1])  # all of it in one process
         text = model.encode_text(text_batch(train_pairs, caps).to(dev))
         video = model.encode_video(train_pairs.clips.batch(rows).to(dev))
-        return model.loss(dist.gather(text), dist.gather(video))  # InfoNCE over the global batch
+        total = model.loss(dist.gather(text), dist.gather(video))  # InfoNCE over the global batch
+        if use_order:
+            ordered = [i for i, c in enumerate(caps) if order_negatives.states_order(train_pairs.entries[c].caption)]
+            n_global = sum(order_negatives.states_order(train_pairs.entries[c].caption) for c in batch[0])
+            if ordered:  # ranks' gradients are averaged: each contributes world × its share of the global sum
+                pick = torch.as_tensor(ordered, device=dev)
+                own = train_pairs.clips.batch([rows[i] for i in ordered])
+                swapped = model.encode_video(order_negatives.half_swapped(own).to(dev))
+                total = total + train_cfg.order_negatives * dist.world * order_negatives.order_loss(
+                    model, text.select(pick), video.select(pick), swapped, n_global)
+        return total
 
     loop = EpochLoop(
         run_dir, model, optimizer, train_cfg, batches=lambda epoch: batches_for_epoch(train_pairs, train_cfg, epoch),
