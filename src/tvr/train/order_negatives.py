@@ -8,6 +8,7 @@ of events reversed while each half plays forwards) is a negative for that captio
 (`order_loss`) is the two-way softmax between the pair and its swapped clip, on the model's logit
 scale, averaged over the batch's order captions and added to the contrastive loss with a weight
 (`train.order_negatives`). It needs nothing but captions and frames, so it works on any dataset.
+The re-ranker trainer uses the same swapped clips as extra negative pairs of its matching loss.
 
 Models whose similarity cannot see frame order (meanP's mean pooling: a swapped clip scores exactly
 as the clip) get no gradient from it and skip it (`RetrievalModel.sees_frame_order`); so do models
@@ -44,17 +45,28 @@ def applies_to(model: RetrievalModel) -> bool:
     return bool(getattr(model, "sees_frame_order", True)) and not model.input_spec().streams
 
 
+def swap_index(frame_mask: Tensor) -> Tensor:
+    """[B, T] frame indices that play each clip's second half of real frames first (padding stays)."""
+    index = torch.arange(frame_mask.shape[1], device=frame_mask.device).repeat(frame_mask.shape[0], 1)
+    for i in range(frame_mask.shape[0]):
+        real = torch.nonzero(frame_mask[i]).flatten()  # real frames, in time order
+        half = len(real) // 2
+        if half:
+            index[i, real] = torch.cat([real[half:], real[:half]])
+    return index
+
+
+def swap_frames(values: Tensor, frame_mask: Tensor) -> Tensor:
+    """`values` [B, T, ...] (frames, or per-frame tokens) in the half-swapped order of `swap_index`."""
+    index = swap_index(frame_mask).view(*frame_mask.shape, *([1] * (values.dim() - 2))).expand_as(values)
+    return torch.gather(values, 1, index)
+
+
 def half_swapped(batch: VideoBatch) -> VideoBatch:
     """Every clip with its second half of real frames played first (timestamps and masks unchanged)."""
     if batch.frames is None:
         raise ValueError("half_swapped needs frames")
-    frames = batch.frames.clone()
-    for i, n in enumerate(batch.frame_mask.sum(1).tolist()):
-        real = torch.nonzero(batch.frame_mask[i]).flatten()  # real frames, in time order
-        half = int(n) // 2
-        if half:
-            frames[i, real] = batch.frames[i, torch.cat([real[half:], real[:half]])]
-    return dataclasses.replace(batch, frames=frames, features=dict(batch.features))
+    return dataclasses.replace(batch, frames=swap_frames(batch.frames, batch.frame_mask), features=dict(batch.features))
 
 
 def order_loss(model: RetrievalModel, text: TextEmb, video: VideoEmb, swapped: VideoEmb, denominator: int) -> Tensor:

@@ -10,8 +10,9 @@ the trainer's; the run's config.json records the first stage and the sha256 of i
 Under torchrun (`tvr train --ddp N`) every rank draws the same global batch and the same hard
 negatives (a function of the step), and scores its share of the 3B pairs: the positives and both
 negatives of its slice of the batch, encoding only the captions and videos those pairs use. Each
-rank's BCE is the mean over as many pairs as every other rank's, so the averaged gradients are those
-of one process on the global batch.
+rank divides its BCE sum by the global batch's pair count, so the averaged gradients are those of
+one process on the global batch. With `train.order_negatives`, each caption that states a time order
+is also paired with its own clip, halves swapped (`tvr.train.order_negatives`), as a negative.
 """
 
 from __future__ import annotations
@@ -163,10 +164,15 @@ def sample_hard_negatives(
 
 def batch_loss(
     reranker: Any, frozen: FrozenPairs, caps: list[int], rows: list[int], first: RetrievalModel, rng: np.random.Generator,
-    device: torch.device, dist: Dist = Dist(),
+    device: torch.device, dist: Dist = Dist(), order_weight: float = 0.0,
 ) -> torch.Tensor:
-    """BCE over the batch's positives and hard negatives; with several processes, over this rank's share."""
+    """BCE over the batch's positives and hard negatives (and, with `order_weight`, each order
+    caption against its own clip with the halves swapped); with several processes, this rank's share.
+
+    The sum over the pairs is divided by the global batch's pair count, times the number of ranks
+    (their gradients are averaged), so the ranks together compute one process's mean."""
     from tvr.models.crosstvr import text_emb_from_tokens, video_emb_from_tokens
+    from tvr.train.order_negatives import states_order, swap_frames
 
     caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
     with torch.no_grad():
@@ -177,13 +183,27 @@ def batch_loss(
     text_idx = np.concatenate([mine, neg_t[mine], mine])  # positions within the batch
     video_idx = np.concatenate([mine, mine, neg_v[mine]])
     labels = torch.cat([torch.ones(len(mine)), torch.zeros(2 * len(mine))]).to(device)
+    weights = torch.ones(3 * len(mine), device=device)
+    n_pairs = 3 * len(caps)
     texts, text_pos = np.unique(text_idx, return_inverse=True)  # encode each caption and video once
     videos, video_pos = np.unique(video_idx, return_inverse=True)
     t_rows, v_rows = caps_t[torch.as_tensor(texts)], rows_t[torch.as_tensor(videos)]
     t = text_emb_from_tokens(reranker, frozen.text_tokens[t_rows].to(device), frozen.text_mask[t_rows].to(device))
     v = video_emb_from_tokens(reranker, frozen.frame_tokens[v_rows].to(device), frozen.frame_mask[v_rows].to(device))
     scores = reranker.score_pairs(t.select(torch.as_tensor(text_pos)), v.select(torch.as_tensor(video_pos)))
-    return F.binary_cross_entropy_with_logits(scores, labels)
+    if order_weight > 0:
+        ordered = np.array([i for i in mine if states_order(captions[i])], dtype=np.int64)
+        n_pairs += sum(states_order(c) for c in captions)
+        if len(ordered):
+            own = rows_t[torch.as_tensor(ordered)]
+            mask = frozen.frame_mask[own]
+            swapped = video_emb_from_tokens(reranker, swap_frames(frozen.frame_tokens[own], mask).to(device), mask.to(device))
+            at = torch.as_tensor(np.searchsorted(texts, ordered))  # their rows among the encoded captions
+            scores = torch.cat([scores, reranker.score_pairs(t.select(at), swapped)])
+            labels = torch.cat([labels, torch.zeros(len(ordered), device=device)])
+            weights = torch.cat([weights, torch.full((len(ordered),), float(order_weight), device=device)])
+    bce = F.binary_cross_entropy_with_logits(scores, labels, weight=weights, reduction="sum")
+    return bce * dist.world / n_pairs
 
 
 @torch.no_grad()
@@ -318,7 +338,7 @@ def _train_rerank(
 
     def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
         rng = np.random.default_rng([train_cfg.seed, epoch, b])  # negatives: a function of the step
-        return batch_loss(model, train_frozen, *batch, first, rng, dev, dist)
+        return batch_loss(model, train_frozen, *batch, first, rng, dev, dist, train_cfg.order_negatives)
 
     loop = EpochLoop(
         run_dir, model, optimizer, train_cfg,
