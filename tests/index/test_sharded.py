@@ -9,7 +9,7 @@ import pytest
 from index_helpers import caption, make_checkpoint, make_collection, make_video, register_maxframe
 
 from tvr.errors import TvrError
-from tvr.index import layout
+from tvr.index import layout, search
 from tvr.index.build import BuildOptions, build_index
 from tvr.index.search import SEARCH_POSTPROCS, Searcher
 from tvr.index.sharded import ShardedSearcher, open_index
@@ -71,9 +71,20 @@ def test_whole_gallery_terms_matter(pair):
         exact = sharded.rank(text_emb, 10, postproc)[0]
         alone = np.concatenate([s.rank(text_emb, len(s), postproc)[0] for s in sharded.shards], axis=1)
         assert not np.allclose(np.sort(alone, axis=1)[:, ::-1][:, :10], exact)
-    # DIS: the activation flags come from the whole gallery; a shard's own bank would flag other items
-    active = np.concatenate([s.bank.active for s in sharded.shards])
-    assert active.sum() == plain.bank.active.sum()
+
+
+def test_candidates_are_the_whole_gallerys(pair, monkeypatch):
+    """A model that is not an inner product re-scores the gallery's candidate top-n; with fewer
+    candidates than videos, the sharded index picks the same n as one index would (not n per shard)."""
+    plain, sharded, _, _ = pair
+    if plain.model.inner_product:
+        pytest.skip("inner-product models rank by their vectors alone")
+    monkeypatch.setattr(search, "MIN_CANDIDATES", 1)
+    monkeypatch.setattr(search, "CANDIDATES_PER_HIT", 2)
+    assert search.candidate_count(N_VIDEOS, 1) == 2  # k=1: 2 of the 12 are re-scored
+    for w, g in zip(plain.search(QUERIES, k=1), sharded.search(QUERIES, k=1), strict=True):
+        assert _keys_scores(g)[0] == _keys_scores(w)[0]
+        np.testing.assert_allclose(_keys_scores(g)[1], _keys_scores(w)[1], rtol=1e-6, atol=1e-6)
 
 
 def test_layout(pair):
@@ -130,6 +141,21 @@ def test_update_reuses_rows_and_equals_a_rebuild(tmp_path):
         updated.close()
         fresh.close()
     assert len(list(tmp_path.joinpath("idx").glob("data-*"))) == 1  # the old generation is gone
+
+
+def test_updates_keep_or_change_the_split(tmp_path):
+    """A re-run keeps the index's shards unless --shards says otherwise; plain ↔ sharded reuses every row."""
+    manifest = make_collection(tmp_path, n_videos=N_VIDEOS, seed=3)
+    run = make_checkpoint(tmp_path / "run", manifest=manifest)
+    idx = tmp_path / "idx"
+    assert _build(manifest, run, idx).n_encoded == N_VIDEOS
+    to_sharded = _build(manifest, run, idx, shards=N_SHARDS)
+    assert (to_sharded.n_reused, to_sharded.n_encoded) == (N_VIDEOS, 0) and layout.is_sharded(idx)
+    again = _build(manifest, run, idx)  # no --shards: stays sharded
+    assert again.n_reused == N_VIDEOS and len(layout.read_shard_set(idx).shards) == N_SHARDS
+    to_plain = _build(manifest, run, idx, shards=1)
+    assert to_plain.n_reused == N_VIDEOS and not layout.is_sharded(idx)
+    assert len(list(idx.glob("data-*"))) == 1 and isinstance(open_index(idx), Searcher)
 
 
 def test_bad_shard_counts(tmp_path):

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         store: Annotated[Path | None, typer.Option("--store", help="Frame store to reuse/extend (default: RUN_DIR/frames; zero-shot: OUT/frames).")] = None,
         querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest, or text file of one caption a line, whose captions form the querybank (default: the checkpoint's training captions; zero-shot: none).")] = None,
         kind: Annotated[str, typer.Option("--kind", help="FAISS index: auto (by gallery size), flat (exact), hnsw, ivf, ivf-sq8 or ivf-pq.")] = "auto",
-        shards: Annotated[int, typer.Option("--shards", help="Split the index into this many shards by key hash (FAISS); search and serve merge them exactly.")] = 1,
+        shards: Annotated[int | None, typer.Option("--shards", help="Split the index into this many shards by the hash of each video's name (FAISS); search and serve merge them exactly. Default: as OUT is (1 for a new index).")] = None,
         ray: Annotated[str | None, typer.Option("--ray", help="Decode on Ray: 'local', 'auto' or a cluster address.")] = None,
         backend: Annotated[str, typer.Option("--backend", help="Where the vectors live: faiss (files in the index) or milvus (collections at --uri).")] = "faiss",
         uri: Annotated[str | None, typer.Option("--uri", help="Milvus: a milvus-lite file (./idx/milvus.db) or http://HOST:19530.")] = None,

@@ -59,3 +59,14 @@ class VideoBatch:
             {k: v.to(device) for k, v in self.features.items()},
             self.keys,
         )
+
+    def select(self, rows: list[int]) -> VideoBatch:
+        """The videos at `rows`, in that order."""
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        return VideoBatch(
+            None if self.frames is None else self.frames[idx],
+            self.frame_mask[idx],
+            self.timestamps[idx],
+            {k: v[idx] for k, v in self.features.items()},
+            None if self.keys is None else [self.keys[r] for r in rows],
+        )

@@ -51,7 +51,7 @@ class BuildOptions:
     ray: str | None = None  # decode on Ray ("local", "auto" or an address) instead of local processes
     backend: str = "faiss"  # or "milvus": the vectors in Milvus collections at `uri`
     uri: str | None = None  # Milvus: a milvus-lite file path, or http://HOST:19530
-    shards: int = 1  # > 1: that many indexes over disjoint items (by key hash), searched together
+    shards: int | None = None  # > 1: that many indexes over disjoint items (by name hash); None: as OUT is (1 if new)
     beta: float = 20.0  # QB-Norm defaults on cosine scores
     dis_k: int = 1
     csls_k: int = 10
@@ -138,6 +138,8 @@ def build_index(
         raise TvrError(f"--backend must be one of {', '.join(layout.BACKENDS)}, got {options.backend!r}")
     if (options.backend == "milvus") != bool(options.uri):
         raise TvrError("--backend milvus needs --uri (a milvus-lite file or http://HOST:19530); --uri goes with it only")
+    if options.shards is None:  # an update keeps the index's split
+        options = replace(options, shards=existing_shards(Path(out)))
     if options.shards < 1:
         raise TvrError(f"--shards must be at least 1, got {options.shards}")
     if options.shards > 1 and options.backend != "faiss":
@@ -492,6 +494,16 @@ def _previous_plain(out: Path, model_sha: str, config_sha: str, sampling: dict[s
     except (TvrError, OSError, ValueError):
         return None
     return PreviousGeneration(gallery, {k: r for r, k in enumerate(keys)}, dict(doc.get("items") or {}))
+
+
+def existing_shards(out: Path) -> int:
+    """The shard count of the index at `out` (1 for a plain index, no index, or an unreadable one)."""
+    if not layout.is_sharded(out):
+        return 1
+    try:
+        return len(layout.read_shard_set(out).shards)
+    except TvrError:
+        return 1
 
 
 def _check_target(out: Path, options: BuildOptions) -> None:

@@ -187,7 +187,7 @@ def read_info(root: Path) -> IndexInfo:
         raise TvrError(f"{path}: not valid JSON ({exc})") from None
     if isinstance(doc, dict) and doc.get("format") == SHARDED_FORMAT:
         raise TvrError(f"{path}: a sharded index ({len(doc.get('shards') or [])} shards); open it with "
-                       "tvr.index.search.open_index, or name one of its shard folders")
+                       "tvr.index.sharded.open_index, or name one of its shard folders")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise TvrError(f"{path}: not a tvr index (field 'format' is not {FORMAT_NAME!r})")
     if doc.get("version") != FORMAT_VERSION:
@@ -278,14 +278,18 @@ def read_shard_set(root: Path) -> ShardSetInfo:
         shards = doc["shards"]
         if not isinstance(shards, list) or not shards or any(
             not isinstance(s, dict) or not isinstance(s.get("path"), str) or not isinstance(s.get("index_sha256"), str)
-            or not isinstance(s.get("n_items"), int) for s in shards
+            or isinstance(s.get("n_items"), bool) or not isinstance(s.get("n_items"), int) for s in shards
         ):
             raise TvrError(f"{path}: field 'shards' must be a non-empty list of {{'path', 'index_sha256', 'n_items'}}")
+        failed = doc.get("failed") or []
+        created = doc.get("created_s", 0.0)
+        if not isinstance(failed, list) or isinstance(created, bool) or not isinstance(created, (int, float)):
+            raise TvrError(f"{path}: field 'failed' must be a list and 'created_s' a number")
         info = ShardSetInfo(
             method=_typed(doc, "method", str, path), model_sha256=_typed(doc, "model_sha256", str, path),
-            kind=_typed(doc, "kind", str, path), data_dir=_typed(doc, "data_dir", str, path), shards=shards, n_items=_typed(doc, "n_items", int, path),
-            failed=list(doc.get("failed") or []), source=str(doc.get("source", "")),
-            created_s=float(doc.get("created_s", 0.0)),
+            kind=_typed(doc, "kind", str, path), data_dir=_typed(doc, "data_dir", str, path), shards=shards,
+            n_items=_typed(doc, "n_items", int, path), failed=list(failed), source=str(doc.get("source", "")),
+            created_s=float(created),
         )
     except KeyError as exc:
         raise TvrError(f"{path}: field {exc.args[0]!r} is missing") from None

@@ -36,6 +36,7 @@ from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 SEARCH_POSTPROCS = ("none", "is", "dis", "csls", "gc", "cent")
 MAX_CAPTIONS = 100_000  # a caption bank for `describe` is encoded whole
 MIN_CANDIDATES = 100  # non-inner-product models: FAISS candidates re-scored per query (at least)
+CANDIDATES_PER_HIT = 10  # … and this many per hit asked for
 MAX_QUERY_CHARS = 1000
 
 
@@ -237,8 +238,7 @@ class Searcher:
         store key, or its file's path; None when nothing indexed matches."""
         ref = str(ref)
         if ref.startswith("#") and ref[1:].isdigit():
-            row = int(ref[1:])
-            return row if 0 <= row < len(self) else None
+            return row_ref(ref, len(self))
         return self.items.find(ref)
 
     def video_embedding(self, video: str | Path) -> VideoEmb:
@@ -304,21 +304,24 @@ class Searcher:
         return q.float().cpu().numpy()
 
     def _raw_top_k(self, text_emb: TextEmb, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = self._query_vectors(text_emb)
         if self.model.inner_product:
-            scores, rows = self.vectors.search(q, k)
+            scores, rows = self.vectors.search(self._query_vectors(text_emb), k)
             return scores.astype(np.float64), rows
-        n_cand = min(len(self), max(MIN_CANDIDATES, 10 * k))
-        _, cands = self.vectors.search(q, n_cand)
-        out_s = np.full((len(q), k), -np.inf)
-        out_r = np.full((len(q), k), -1, dtype=np.int64)  # an ANN may return fewer than k candidates
-        for i in range(len(q)):
-            cand = cands[i][cands[i] >= 0]
-            s = self.model.similarity(text_emb.select([i]), self.gallery.select(cand.tolist()))[0].double().cpu().numpy()
-            order = np.argsort(-s, kind="stable")[:k]
-            out_s[i, : len(order)] = s[order]
-            out_r[i, : len(order)] = cand[order]
-        return out_s, out_r
+        _, cands = self.candidates(text_emb, candidate_count(len(self), k))
+        return top_rescored([self.rescore(text_emb, i, cands[i]) for i in range(len(cands))], cands, k)
+
+    def candidates(self, text_emb: TextEmb, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate scores, rows) [Q, n] of a model that is not an inner product: its candidate
+        vectors' top-n, which `rescore` then scores with the model itself (rows −1 past the end)."""
+        return self.vectors.search(self._query_vectors(text_emb), n)
+
+    def rescore(self, text_emb: TextEmb, query: int, rows: np.ndarray) -> np.ndarray:
+        """The model's similarity of query `query` to gallery `rows` (−inf where a row is −1)."""
+        out = np.full(len(rows), -np.inf)
+        ok = rows >= 0
+        if ok.any():
+            out[ok] = self.model.similarity(text_emb.select([query]), self.gallery.select(rows[ok].tolist()))[0].double().cpu().numpy()
+        return out
 
     def _folded_top_k(
         self, text_emb: TextEmb, k: int, postproc: str, terms: dict[str, np.ndarray] | None = None
@@ -359,6 +362,32 @@ class Searcher:
             Hit(rank=r + 1, row=int(rows[r]), item=items[r], score=float(scores[r]), similarity=sims[r], moment=moments[r])
             for r in range(len(rows))
         ]
+
+
+def candidate_count(n_gallery: int, k: int) -> int:
+    """How many candidates a model that is not an inner product re-scores for a top-k."""
+    return min(n_gallery, max(MIN_CANDIDATES, CANDIDATES_PER_HIT * k))
+
+
+def top_rescored(scores: list[np.ndarray], rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores [Q, k], rows [Q, k]): each query's k best re-scored candidates (−inf / −1 past the end)."""
+    out_s = np.full((len(rows), k), -np.inf)
+    out_r = np.full((len(rows), k), -1, dtype=np.int64)  # an ANN may return fewer than k candidates
+    for i, (s, r) in enumerate(zip(scores, rows, strict=True)):
+        keep = r >= 0
+        s, r = s[keep], r[keep]
+        order = np.argsort(-s, kind="stable")[:k]
+        out_s[i, : len(order)] = s[order]
+        out_r[i, : len(order)] = r[order]
+    return out_s, out_r
+
+
+def row_ref(ref: str, n_items: int) -> int | None:
+    """The row that "#ROW" names (None: not that form, or out of range)."""
+    if ref.startswith("#") and ref[1:].isdigit():
+        row = int(ref[1:])
+        return row if 0 <= row < n_items else None
+    return None
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,21 @@ key hashes to, `layout.shard_of`). Each shard returns its own top-k and `merge_t
 global top-k, so for exact shards the result equals searching one index over every item.
 
 The querybank statistics are built once over the whole gallery and each shard stores its items'
-part of them: IS, GC and CENT are per item, so a shard scores its items exactly on its own. Two
-terms depend on the whole gallery and are computed here, across the shards, before ranking:
+part of them: IS, CENT and GC's bank ranks are per item, so a shard scores its items exactly on its
+own. Three terms depend on a query's whole row and are merged across the shards before ranking
+(`tvr.postproc.qbnorm.row_terms` / `merge_row_terms`):
 
 - CSLS's r_G(q): the mean of the query's csls_k highest scores over all items (each shard gives its
   own csls_k highest; the overall ones are among them);
 - DIS's choice of IS or β·s per query: whether the query's overall top-1 is in the activation set
-  (the activation flags themselves come from the whole gallery, stored per shard).
+  (the activation flags themselves come from the whole gallery, stored per shard);
+- the range of the query's scores, which scales GC's tie-break.
+
+A model that is not an inner product re-scores the whole gallery's candidate top-n, merged from the
+shards' candidate vectors, as one index would. Equal to the unsharded index up to float rounding
+(a shard's matrix product can round differently, ~1e-7) and the order of exact ties: equal scores
+are ordered by shard, not by the source's order (two byte-identical videos can swap places, and
+DIS can then consult the other twin's activation flag).
 
 Global rows number the items shard after shard: shard i's local row r is row offset_i + r.
 """
@@ -31,10 +39,8 @@ import torch
 from tvr.errors import TvrError
 from tvr.index import layout
 from tvr.index.items import Item
-from tvr.index.search import Hit, Searcher, _check_k
+from tvr.index.search import Hit, Searcher, _check_k, candidate_count, row_ref, top_rescored
 from tvr.models.base import TextEmb, VideoEmb
-
-ShardSearch = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 def merge_top_k(
@@ -49,20 +55,6 @@ def merge_top_k(
     k = min(k, scores.shape[1])
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
-
-
-class ShardedSearch:
-    """Fans a query batch out to shard searchers (local indexes, or remote calls) and merges."""
-
-    def __init__(self, shards: Sequence[ShardSearch], sizes: Sequence[int]) -> None:
-        if len(shards) != len(sizes) or not shards:
-            raise ValueError("need one size per shard and at least one shard")
-        self._shards = list(shards)
-        self._offsets = np.cumsum([0, *sizes[:-1]]).tolist()
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        results = [shard(queries, k) for shard in self._shards]
-        return merge_top_k(results, self._offsets, k)
 
 
 class ShardedItems:
@@ -130,13 +122,18 @@ class ShardedSearcher:
         root = Path(index_dir)
         info = layout.read_shard_set(root)
         shards: list[Searcher] = []
-        for shard_root in info.shard_roots(root):
-            shard_info = layout.read_info(shard_root)
-            if shard_info.model_sha256 != info.model_sha256:
-                raise TvrError(f"{shard_root}: built with other weights than the sharded index names; rebuild the index")
-            shards.append(Searcher.open(shard_root, device=device, model=shards[0].model if shards else None))
-        if len({s.bank is None for s in shards}) != 1:
-            raise TvrError(f"{root}: some shards have a querybank and others not; rebuild the index")
+        try:
+            for shard_root in info.shard_roots(root):
+                shard_info = layout.read_info(shard_root)
+                if shard_info.model_sha256 != info.model_sha256:
+                    raise TvrError(f"{shard_root}: built with other weights than the sharded index names; rebuild the index")
+                shards.append(Searcher.open(shard_root, device=device, model=shards[0].model if shards else None))
+            if len({s.bank is None for s in shards}) != 1:
+                raise TvrError(f"{root}: some shards have a querybank and others not; rebuild the index")
+        except BaseException:
+            for shard in shards:
+                shard.close()
+            raise
         return cls(root, info, shards)
 
     # ------------------------------------------------------------------ the interface of Searcher
@@ -168,6 +165,8 @@ class ShardedSearcher:
         """(scores [Q, k], global rows [Q, k]); the whole-row terms of CSLS, DIS and GC are merged first."""
         from tvr.postproc.qbnorm import merge_row_terms
 
+        if postproc == "none" and not self.model.inner_product:
+            return self._rescored_top_k(text_emb, k)
         terms = None
         if postproc != "none":
             parts = self._each(lambda s: s.row_terms(text_emb, postproc))
@@ -197,8 +196,7 @@ class ShardedSearcher:
     def find_item(self, ref: str) -> int | None:
         ref = str(ref)
         if ref.startswith("#") and ref[1:].isdigit():
-            row = int(ref[1:])
-            return row if 0 <= row < len(self) else None
+            return row_ref(ref, len(self))
         return self.items.find(ref)
 
     def video_embedding(self, video: str | Path) -> VideoEmb:
@@ -215,7 +213,28 @@ class ShardedSearcher:
 
     # ------------------------------------------------------------------------------- internals
     def _each(self, fn: Callable[[Searcher], Any]) -> list[Any]:
-        return list(self._pool.map(fn, self.shards))
+        """`fn` of every shard, in shard order, run in the pool's threads (without autograd: grad mode is per thread)."""
+        def call(shard: Searcher) -> Any:
+            with torch.no_grad():
+                return fn(shard)
+
+        return list(self._pool.map(call, self.shards))
+
+    def _rescored_top_k(self, text_emb: TextEmb, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """A model that is not an inner product: the whole gallery's candidate top-n (merged from the
+        shards' candidate vectors, as one index would pick them), re-scored by the shards that hold them."""
+        n = candidate_count(len(self), k)
+        _, cands = merge_top_k(self._each(lambda s: s.candidates(text_emb, min(n, len(s)))), self.offsets, n)
+        scores = []
+        for i, rows in enumerate(cands):
+            where = [self.items.locate(int(r)) if r >= 0 else (-1, -1) for r in rows]
+            out = np.full(len(rows), -np.inf)
+            for n_shard, shard in enumerate(self.shards):
+                mine = [j for j, (s, _) in enumerate(where) if s == n_shard]
+                if mine:
+                    out[mine] = shard.rescore(text_emb, i, np.array([where[j][1] for j in mine], dtype=np.int64))
+            scores.append(out)
+        return top_rescored(scores, cands, k)
 
     def _owner(self, video: str | Path) -> tuple[Searcher | None, int]:
         row = self.find_item(str(video))

@@ -114,6 +114,11 @@ class CrossTvrReranker(RetrievalModel):
     inner_product = False
     reranker: ClassVar[bool] = True  # trained by tvr.train.rerank_trainer on top of a first-stage run
 
+    @property
+    def sees_frame_order(self) -> bool:  # type: ignore[override]
+        """The spatial module alone pools per-frame outputs with a mean: the order of frames is lost."""
+        return self.config.modules != "spatial"
+
     def __init__(self, config: CrossTvrConfig) -> None:
         super().__init__(config)
         d = config.width

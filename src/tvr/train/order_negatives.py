@@ -13,13 +13,16 @@ The re-ranker trainer uses the same swapped clips as extra negative pairs of its
 Models whose similarity cannot see frame order (meanP's mean pooling: a swapped clip scores exactly
 as the clip) get no gradient from it and skip it (`RetrievalModel.sees_frame_order`); so do models
 that read feature streams beside the frames (MMT's experts: a swap of the frames alone would leave
-motion and sound in the old order).
+motion and sound in the old order). A clip of fewer than two real frames is its own swap: in the
+two-way softmax it adds log 2 and no gradient; the re-ranker, whose negatives are pairs of their
+own, leaves such clips out.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -38,6 +41,12 @@ ORDER_WORDS = re.compile(
 def states_order(caption: str) -> bool:
     """Whether `caption` names a time order between things (English connectives)."""
     return ORDER_WORDS.search(caption) is not None
+
+
+def order_rows(captions: Sequence[str], real_frames: Sequence[int] | None = None) -> list[int]:
+    """Positions of the captions that state an order (and, given each clip's number of real frames,
+    whose clip has at least two to swap: a shorter clip's swap is the clip itself)."""
+    return [i for i, c in enumerate(captions) if states_order(c) and (real_frames is None or real_frames[i] >= 2)]
 
 
 def applies_to(model: RetrievalModel) -> bool:

@@ -172,7 +172,7 @@ def batch_loss(
     The sum over the pairs is divided by the global batch's pair count, times the number of ranks
     (their gradients are averaged), so the ranks together compute one process's mean."""
     from tvr.models.crosstvr import text_emb_from_tokens, video_emb_from_tokens
-    from tvr.train.order_negatives import states_order, swap_frames
+    from tvr.train.order_negatives import order_rows, swap_frames
 
     caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
     with torch.no_grad():
@@ -192,8 +192,10 @@ def batch_loss(
     v = video_emb_from_tokens(reranker, frozen.frame_tokens[v_rows].to(device), frozen.frame_mask[v_rows].to(device))
     scores = reranker.score_pairs(t.select(torch.as_tensor(text_pos)), v.select(torch.as_tensor(video_pos)))
     if order_weight > 0:
-        ordered = np.array([i for i in mine if states_order(captions[i])], dtype=np.int64)
-        n_pairs += sum(states_order(c) for c in captions)
+        frames = frozen.frame_mask[rows_t].sum(1).tolist()
+        every = order_rows(captions, frames)  # the global batch's: the pair count every rank divides by
+        n_pairs += len(every)
+        ordered = np.array(sorted(set(every) & set(mine.tolist())), dtype=np.int64)
         if len(ordered):
             own = rows_t[torch.as_tensor(ordered)]
             mask = frozen.frame_mask[own]
@@ -336,9 +338,11 @@ def _train_rerank(
         "training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(manifest_path)},
     }
 
+    order_weight = train_cfg.order_negatives if model.sees_frame_order else 0.0
+
     def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
         rng = np.random.default_rng([train_cfg.seed, epoch, b])  # negatives: a function of the step
-        return batch_loss(model, train_frozen, *batch, first, rng, dev, dist, train_cfg.order_negatives)
+        return batch_loss(model, train_frozen, *batch, first, rng, dev, dist, order_weight)
 
     loop = EpochLoop(
         run_dir, model, optimizer, train_cfg,

@@ -217,15 +217,15 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
     def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
         caps, rows = dist.local_slice(batch[0]), dist.local_slice(batch[1])  # all of it in one process
         text = model.encode_text(text_batch(train_pairs, caps).to(dev))
-        video = model.encode_video(train_pairs.clips.batch(rows).to(dev))
+        clips = train_pairs.clips.batch(rows)
+        video = model.encode_video(clips.to(dev))
         total = model.loss(dist.gather(text), dist.gather(video))  # InfoNCE over the global batch
         if use_order:
-            ordered = [i for i, c in enumerate(caps) if order_negatives.states_order(train_pairs.entries[c].caption)]
-            n_global = sum(order_negatives.states_order(train_pairs.entries[c].caption) for c in batch[0])
+            ordered = order_negatives.order_rows([train_pairs.entries[c].caption for c in caps])
+            n_global = len(order_negatives.order_rows([train_pairs.entries[c].caption for c in batch[0]]))
             if ordered:  # ranks' gradients are averaged: each contributes world × its share of the global sum
                 pick = torch.as_tensor(ordered, device=dev)
-                own = train_pairs.clips.batch([rows[i] for i in ordered])
-                swapped = model.encode_video(order_negatives.half_swapped(own).to(dev))
+                swapped = model.encode_video(order_negatives.half_swapped(clips.select(ordered)).to(dev))
                 total = total + train_cfg.order_negatives * dist.world * order_negatives.order_loss(
                     model, text.select(pick), video.select(pick), swapped, n_global)
         return total
