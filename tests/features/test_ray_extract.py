@@ -39,12 +39,17 @@ def _digest(store_dir: Path) -> dict[str, object]:
     return out
 
 
-def test_ray_store_equals_the_local_pools_bit_for_bit(local_ray, tmp_path):
+def _videos_and_local_store(tmp_path: Path, n: int):
+    """(folder of `n` videos and one broken file, the report of extracting it with local processes into tmp_path/local)."""
     videos = tmp_path / "videos"
-    for i in range(7):
+    for i in range(n):
         make_video(videos / f"v{i}.mp4", seed=i)
     (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 50)
-    local = extract_features(videos, "pixels", tmp_path / "local", workers=2, progress=False)
+    return videos, extract_features(videos, "pixels", tmp_path / "local", workers=2, progress=False)
+
+
+def test_ray_store_equals_the_local_pools_bit_for_bit(local_ray, tmp_path):
+    videos, local = _videos_and_local_store(tmp_path, 7)
     remote = extract_features(videos, "pixels", tmp_path / "ray", workers=2, progress=False, ray="local")
     assert (remote.ok, len(remote.failed), remote.extracted) == (local.ok, len(local.failed), local.extracted) == (7, 1, 7)
     assert _digest(tmp_path / "ray") == _digest(tmp_path / "local")
@@ -118,11 +123,7 @@ def test_a_killed_ray_driver_resumes_to_the_same_store(local_ray, tmp_path):
     import sys
     import time
 
-    videos = tmp_path / "videos"
-    for i in range(10):
-        make_video(videos / f"v{i}.mp4", seed=i)
-    (videos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 50)
-    local = extract_features(videos, "pixels", tmp_path / "local", workers=2, progress=False)
+    videos, local = _videos_and_local_store(tmp_path, 10)
     store = tmp_path / "ray"
     script = DRIVER.format(helpers=str(Path(__file__).parent), videos=str(videos), store=str(store))
     driver = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,

@@ -188,10 +188,7 @@ def read_info(root: Path) -> IndexInfo:
     if isinstance(doc, dict) and doc.get("format") == SHARDED_FORMAT:
         raise TvrError(f"{path}: a sharded index ({len(doc.get('shards') or [])} shards); open it with "
                        "tvr.index.sharded.open_index, or name one of its shard folders")
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
-        raise TvrError(f"{path}: not a tvr index (field 'format' is not {FORMAT_NAME!r})")
-    if doc.get("version") != FORMAT_VERSION:
-        raise TvrError(f"{path}: index format version {doc.get('version')!r}, this tvr reads version {FORMAT_VERSION}")
+    _check_header(doc, path, FORMAT_NAME, "a tvr index")
     try:
         files = doc["files"]
         if not isinstance(files, dict) or any(
@@ -216,9 +213,7 @@ def read_info(root: Path) -> IndexInfo:
     except KeyError as exc:
         raise TvrError(f"{path}: field {exc.args[0]!r} is missing") from None
     for role, entry in info.files.items():
-        rel = Path(entry["path"])
-        if rel.is_absolute() or ".." in rel.parts:
-            raise TvrError(f"{path}: file of {role!r} must be a relative path inside the index, got {entry['path']!r}")
+        _inside(path, entry["path"], f"file of {role!r}")
     return info
 
 
@@ -270,10 +265,7 @@ def read_shard_set(root: Path) -> ShardSetInfo:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise TvrError(f"{path}: cannot read ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != SHARDED_FORMAT:
-        raise TvrError(f"{path}: not a sharded tvr index (field 'format' is not {SHARDED_FORMAT!r})")
-    if doc.get("version") != FORMAT_VERSION:
-        raise TvrError(f"{path}: index format version {doc.get('version')!r}, this tvr reads version {FORMAT_VERSION}")
+    _check_header(doc, path, SHARDED_FORMAT, "a sharded tvr index")
     try:
         shards = doc["shards"]
         if not isinstance(shards, list) or not shards or any(
@@ -294,10 +286,7 @@ def read_shard_set(root: Path) -> ShardSetInfo:
     except KeyError as exc:
         raise TvrError(f"{path}: field {exc.args[0]!r} is missing") from None
     for entry in shards:
-        rel = Path(entry["path"])
-        if rel.is_absolute() or ".." in rel.parts:
-            raise TvrError(f"{path}: shard folder must be a relative path inside the index, got {entry['path']!r}")
-        shard_file = root / rel / INDEX_FILE
+        shard_file = root / _inside(path, entry["path"], "shard folder") / INDEX_FILE
         if not shard_file.is_file():
             raise TvrError(f"{shard_file}: missing (the sharded index is incomplete; rebuild it with 'tvr index')")
         if sha256_file(shard_file) != entry["index_sha256"]:
@@ -321,6 +310,22 @@ def verify_files(root: Path, info: IndexInfo) -> None:
             raise TvrError(f"{p}: missing (the index is incomplete; rebuild it with 'tvr index')")
         if sha256_file(p) != entry["sha256"]:
             raise TvrError(f"{p}: checksum mismatch (the index file is corrupt or was replaced; rebuild the index)")
+
+
+def _check_header(doc: Any, path: Path, format_name: str, what: str) -> None:
+    """A TvrError unless `doc` is an object of format `format_name` at this tvr's version."""
+    if not isinstance(doc, dict) or doc.get("format") != format_name:
+        raise TvrError(f"{path}: not {what} (field 'format' is not {format_name!r})")
+    if doc.get("version") != FORMAT_VERSION:
+        raise TvrError(f"{path}: index format version {doc.get('version')!r}, this tvr reads version {FORMAT_VERSION}")
+
+
+def _inside(path: Path, relative: str, what: str) -> Path:
+    """`relative` as a path inside the index; a TvrError naming `path` when it is absolute or climbs out."""
+    rel = Path(relative)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise TvrError(f"{path}: {what} must be a relative path inside the index, got {relative!r}")
+    return rel
 
 
 def _typed(doc: dict[str, Any], key: str, tp: type, path: Path) -> Any:

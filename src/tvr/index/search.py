@@ -147,32 +147,48 @@ class Searcher:
         return encode_texts(self.model, list(texts), self.device)
 
     def rank(
-        self, text_emb: TextEmb, k: int, postproc: str, terms: dict[str, np.ndarray] | None = None
+        self, text_emb: TextEmb, k: int, postproc: str, terms: dict[str, np.ndarray] | None = None,
+        scores: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores [Q, k], gallery rows [Q, k]) of the queries' top-k under `postproc` (rows −1 past the end).
 
         `terms`: the per-query terms of a larger gallery this index is a shard of (merged from every
-        shard's `row_terms`); None: computed from this gallery.
+        shard's `row_terms`); None: computed from this gallery. `scores`: this gallery's raw score
+        rows (`all_scores`) when the caller already has them.
         """
         if postproc == "none":
             return self._raw_top_k(text_emb, k)
-        if postproc in ("is", "dis") and self.folded is not None:
+        if not self.scores_whole_rows(postproc):
             return self._folded_top_k(text_emb, k, postproc, terms)
-        final = self.bank.normalize(postproc, self._all_scores(text_emb), terms)
+        final = self.bank.normalize(postproc, self.all_scores(text_emb) if scores is None else scores, terms)
         rows = np.argsort(-final, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(final, rows, 1), rows
 
-    def row_terms(self, text_emb: TextEmb, postproc: str) -> dict[str, np.ndarray]:
+    def scores_whole_rows(self, postproc: str) -> bool:
+        """Whether `rank` scores every gallery item for `postproc` (else: vector index searches alone)."""
+        return postproc != "none" and not (postproc in ("is", "dis") and self.folded is not None)
+
+    def row_terms(self, text_emb: TextEmb, postproc: str, scores: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """This gallery's part of the per-query terms of `postproc` that depend on the whole row
-        (`tvr.postproc.qbnorm.row_terms`); DIS's top-1 comes from the vector index, as `rank` finds it."""
+        (`tvr.postproc.qbnorm.row_terms`); DIS's top-1 comes from the vector index, as `rank` finds it.
+        `scores`: as for `rank`."""
         from tvr.postproc.qbnorm import row_terms
 
         if postproc not in ("csls", "dis", "gc"):
             return {}
-        if postproc == "dis" and self.folded is not None:
-            scores, rows = self.vectors.search(self._query_vectors(text_emb), 1)
-            return {"best": scores[:, 0].astype(np.float64), "best_active": self.bank.active[rows[:, 0]]}
-        return row_terms(postproc, self.bank, self._all_scores(text_emb))
+        if not self.scores_whole_rows(postproc):  # DIS over the folded index
+            top, rows = self.vectors.search(self._query_vectors(text_emb), 1)
+            return {"best": top[:, 0].astype(np.float64), "best_active": self.bank.active[rows[:, 0]]}
+        return row_terms(postproc, self.bank, self.all_scores(text_emb) if scores is None else scores)
+
+    def all_scores(self, text_emb: TextEmb) -> np.ndarray:
+        """[Q, N] the raw scores of every query against every gallery item."""
+        from tvr.models.encode import score_matrix
+
+        if self.model.inner_product:  # by contract the same scores, from the index vectors alone
+            q = self.model.query_vectors(text_emb).float()
+            return (q @ self.gallery.field("vectors").float().t()).double().cpu().numpy()
+        return score_matrix(self.model, text_emb, self.gallery.full()).astype(np.float64)
 
     @torch.no_grad()
     def like(self, video: str | Path, k: int = 10) -> list[Hit]:
@@ -236,10 +252,7 @@ class Searcher:
     def find_item(self, ref: str) -> int | None:
         """The gallery row of an indexed item named by `ref`: "#ROW", its name as search lists it, its
         store key, or its file's path; None when nothing indexed matches."""
-        ref = str(ref)
-        if ref.startswith("#") and ref[1:].isdigit():
-            return row_ref(ref, len(self))
-        return self.items.find(ref)
+        return find_row(str(ref), len(self), self.items)
 
     def video_embedding(self, video: str | Path) -> VideoEmb:
         """The stored embedding of an indexed item, else the embedding of a video file, encoded now."""
@@ -341,14 +354,6 @@ class Searcher:
         rows = np.where(use_is[:, None], is_rows, raw_rows)
         return scores.astype(np.float64), rows
 
-    def _all_scores(self, text_emb: TextEmb) -> np.ndarray:
-        from tvr.models.encode import score_matrix
-
-        if self.model.inner_product:  # by contract the same scores, from the index vectors alone
-            q = self.model.query_vectors(text_emb).float()
-            return (q @ self.gallery.field("vectors").float().t()).double().cpu().numpy()
-        return score_matrix(self.model, text_emb, self.gallery.full()).astype(np.float64)
-
     def _hits(self, query: TextEmb, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
         keep = rows >= 0
         rows, scores = rows[keep].astype(np.int64), scores[keep]
@@ -382,12 +387,12 @@ def top_rescored(scores: list[np.ndarray], rows: np.ndarray, k: int) -> tuple[np
     return out_s, out_r
 
 
-def row_ref(ref: str, n_items: int) -> int | None:
-    """The row that "#ROW" names (None: not that form, or out of range)."""
+def find_row(ref: str, n_items: int, items: Any) -> int | None:
+    """The row that `ref` names: "#ROW" (None when out of range), else whatever `items.find` finds."""
     if ref.startswith("#") and ref[1:].isdigit():
         row = int(ref[1:])
         return row if 0 <= row < n_items else None
-    return None
+    return items.find(ref)
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:

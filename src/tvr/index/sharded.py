@@ -39,7 +39,7 @@ import torch
 from tvr.errors import TvrError
 from tvr.index import layout
 from tvr.index.items import Item
-from tvr.index.search import Hit, Searcher, _check_k, candidate_count, row_ref, top_rescored
+from tvr.index.search import Hit, Searcher, _check_k, candidate_count, find_row, top_rescored
 from tvr.models.base import TextEmb, VideoEmb
 
 
@@ -73,14 +73,21 @@ class ShardedItems:
         shard = bisect.bisect_right(self._offsets, row) - 1
         return shard, row - self._offsets[shard]
 
+    def by_shard(self, rows: Sequence[int]) -> dict[int, tuple[list[int], np.ndarray]]:
+        """shard number → (positions in `rows`, local rows) of the global `rows` it holds (−1 rows skipped)."""
+        out: dict[int, tuple[list[int], list[int]]] = {}
+        for n, row in enumerate(rows):
+            if row >= 0:
+                shard, local = self.locate(int(row))
+                at, local_rows = out.setdefault(shard, ([], []))
+                at.append(n)
+                local_rows.append(local)
+        return {shard: (at, np.array(local_rows, dtype=np.int64)) for shard, (at, local_rows) in out.items()}
+
     def get(self, rows: Sequence[int]) -> list[Item]:
         out: list[Item | None] = [None] * len(rows)
-        by_shard: dict[int, list[tuple[int, int]]] = {}
-        for n, row in enumerate(rows):
-            shard, local = self.locate(int(row))
-            by_shard.setdefault(shard, []).append((n, local))
-        for shard, pairs in by_shard.items():
-            for (n, _), item in zip(pairs, self._shards[shard].items.get([local for _, local in pairs]), strict=True):
+        for shard, (at, local) in self.by_shard(rows).items():
+            for n, item in zip(at, self._shards[shard].items.get(local.tolist()), strict=True):
                 out[n] = item
         return out  # type: ignore[return-value] - every slot was filled
 
@@ -167,11 +174,13 @@ class ShardedSearcher:
 
         if postproc == "none" and not self.model.inner_product:
             return self._rescored_top_k(text_emb, k)
-        terms = None
+        terms, score_rows = None, [None] * len(self.shards)
+        if self.shards[0].scores_whole_rows(postproc):  # each shard's score rows, computed once for both passes
+            score_rows = self._each(lambda s: s.all_scores(text_emb))
         if postproc != "none":
-            parts = self._each(lambda s: s.row_terms(text_emb, postproc))
+            parts = self._each(lambda s, sc: s.row_terms(text_emb, postproc, sc), score_rows)
             terms = merge_row_terms(postproc, self.bank, parts) or None
-        results = self._each(lambda s: s.rank(text_emb, min(k, len(s)), postproc, terms))
+        results = self._each(lambda s, sc: s.rank(text_emb, min(k, len(s)), postproc, terms, sc), score_rows)
         return merge_top_k(results, self.offsets, k)
 
     @torch.no_grad()
@@ -194,10 +203,7 @@ class ShardedSearcher:
         return self.shards[0].bank_captions()
 
     def find_item(self, ref: str) -> int | None:
-        ref = str(ref)
-        if ref.startswith("#") and ref[1:].isdigit():
-            return row_ref(ref, len(self))
-        return self.items.find(ref)
+        return find_row(str(ref), len(self), self.items)
 
     def video_embedding(self, video: str | Path) -> VideoEmb:
         shard, local = self._owner(video)
@@ -212,13 +218,14 @@ class ShardedSearcher:
             shard.verify()
 
     # ------------------------------------------------------------------------------- internals
-    def _each(self, fn: Callable[[Searcher], Any]) -> list[Any]:
-        """`fn` of every shard, in shard order, run in the pool's threads (without autograd: grad mode is per thread)."""
-        def call(shard: Searcher) -> Any:
+    def _each(self, fn: Callable[..., Any], *per_shard: Sequence[Any]) -> list[Any]:
+        """`fn(shard, *its items of per_shard)` of every shard, in shard order, run in the pool's threads
+        (without autograd: grad mode is per thread)."""
+        def call(shard: Searcher, *args: Any) -> Any:
             with torch.no_grad():
-                return fn(shard)
+                return fn(shard, *args)
 
-        return list(self._pool.map(call, self.shards))
+        return list(self._pool.map(call, self.shards, *per_shard))
 
     def _rescored_top_k(self, text_emb: TextEmb, k: int) -> tuple[np.ndarray, np.ndarray]:
         """A model that is not an inner product: the whole gallery's candidate top-n (merged from the
@@ -227,12 +234,9 @@ class ShardedSearcher:
         _, cands = merge_top_k(self._each(lambda s: s.candidates(text_emb, min(n, len(s)))), self.offsets, n)
         scores = []
         for i, rows in enumerate(cands):
-            where = [self.items.locate(int(r)) if r >= 0 else (-1, -1) for r in rows]
             out = np.full(len(rows), -np.inf)
-            for n_shard, shard in enumerate(self.shards):
-                mine = [j for j, (s, _) in enumerate(where) if s == n_shard]
-                if mine:
-                    out[mine] = shard.rescore(text_emb, i, np.array([where[j][1] for j in mine], dtype=np.int64))
+            for shard, (at, local) in self.items.by_shard(rows.tolist()).items():
+                out[at] = self.shards[shard].rescore(text_emb, i, local)
             scores.append(out)
         return top_rescored(scores, cands, k)
 
@@ -252,14 +256,9 @@ class ShardedSearcher:
         """Hits of global `rows` built by their shards (`make` on local rows), back in rank order."""
         keep = rows >= 0
         scores, rows = scores[keep], rows[keep].astype(np.int64)
-        where = [self.items.locate(int(r)) for r in rows]
         hits: list[Hit | None] = [None] * len(rows)
-        for n_shard, shard in enumerate(self.shards):
-            mine = [n for n, (s, _) in enumerate(where) if s == n_shard]
-            if not mine:
-                continue
-            local = np.array([where[n][1] for n in mine], dtype=np.int64)
-            for n, hit in zip(mine, make(shard, scores[mine], local), strict=True):
+        for shard, (at, local) in self.items.by_shard(rows.tolist()).items():
+            for n, hit in zip(at, make(self.shards[shard], scores[at], local), strict=True):
                 hits[n] = dataclasses.replace(hit, rank=n + 1, row=int(rows[n]))
         return hits  # type: ignore[return-value] - every slot was filled
 

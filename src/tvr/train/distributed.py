@@ -15,8 +15,10 @@ prints progress; the others wait for it at the end of each epoch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -112,6 +114,19 @@ def init_from_env(device: torch.device) -> Dist:
     if dist.get_world_size() != world:
         raise TvrError(f"WORLD_SIZE is {world} but the process group has {dist.get_world_size()} ranks")
     return Dist(rank=rank, world=world)
+
+
+@contextlib.contextmanager
+def joined(device: torch.device) -> Iterator[tuple[Dist, torch.device]]:
+    """(this process's Dist, its device) for the block: the torchrun job joined when there is one
+    (rank r on cuda:LOCAL_RANK), left at the end."""
+    dist = init_from_env(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        yield dist, device
+    finally:
+        shutdown(dist)
 
 
 def shutdown(d: Dist) -> None:

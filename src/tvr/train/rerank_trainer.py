@@ -17,7 +17,6 @@ is also paired with its own clip, halves swapped (`tvr.train.order_negatives`), 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -37,7 +36,7 @@ from tvr.train.checkpoint import (
     has_checkpoint,
     read_trainer_state,
 )
-from tvr.train.distributed import Dist, init_from_env, shutdown
+from tvr.train.distributed import Dist, joined
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume
 from tvr.train.presets import TrainConfig, override, resolve
 from tvr.train.trainer import FRAMES_DIR, TrainResult, param_groups, resolve_device, split_for_training
@@ -246,16 +245,10 @@ def train_rerank(
 
     Under torchrun (WORLD_SIZE > 1) every process scores its share of each global batch (module
     docstring); rank 0 writes the run."""
-    dev = resolve_device(device)
-    dist = init_from_env(dev)
-    if dist.enabled and dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    try:
+    with joined(resolve_device(device)) as (dist, dev):
         return _train_rerank(manifest_path, method, run_dir, first_stage=first_stage, config_file=config_file, epochs=epochs,
                              dev=dev, resume=resume, resume_previous=resume_previous, seed=seed,
                              progress=progress and dist.is_main, val_k=val_k, dist=dist)
-    finally:
-        shutdown(dist)
 
 
 def _train_rerank(

@@ -10,7 +10,6 @@ machine reproduces the uninterrupted run's weights exactly.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from tvr.models.registry import (
 )
 from tvr.train import order_negatives
 from tvr.train.checkpoint import has_checkpoint, read_trainer_state
-from tvr.train.distributed import Dist, init_from_env, shutdown
+from tvr.train.distributed import Dist, joined
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, steps_per_epoch
 from tvr.train.negatives import neighbour_batches
 from tvr.train.presets import TrainConfig, override, resolve
@@ -129,15 +128,9 @@ def train(
 
     Under torchrun (WORLD_SIZE > 1) every process trains its slice of each global batch with the loss
     over the whole batch (`tvr.train.distributed`); rank 0 writes the run."""
-    dev = resolve_device(device)
-    dist = init_from_env(dev)
-    if dist.enabled and dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    try:
+    with joined(resolve_device(device)) as (dist, dev):
         return _train(manifest_path, method, run_dir, config_file=config_file, epochs=epochs, dev=dev, resume=resume,
                       resume_previous=resume_previous, seed=seed, progress=progress and dist.is_main, dist=dist)
-    finally:
-        shutdown(dist)
 
 
 def _train(
