@@ -17,6 +17,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["TVR_CACHE_DIR"] = tempfile.mkdtemp(prefix="tvr-test-cache-")
 atexit.register(shutil.rmtree, os.environ["TVR_CACHE_DIR"], True)
 
+# transformers' log handler keeps the stderr stream it sees when first imported. Import it here, outside
+# any test: first imported inside a test that captures stderr (capsys), it would write every later
+# warning to that test's closed stream ("--- Logging error ---" in a later test's stderr).
+import transformers  # noqa: E402,F401
+
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
 

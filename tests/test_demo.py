@@ -14,8 +14,23 @@ def test_demo_search_finds_described_videos_in_top_5(run_cli, tmp_path):
     # "most test queries": the described video is in the top 5 for more than half of the test captions,
     # well above what ranking at random would give.
     assert report["search_top_k_hit_rate"] > max(50.0, chance_top5 + 15.0), report["search_top_k_hit_rate"]
-    # the index search and the evaluator agree: t2v R@5 is the same hit rate
-    assert abs(report["metrics"]["none"]["t2v"]["R@5"] - report["search_top_k_hit_rate"]) < 1e-6
+    # the index search and the evaluator agree: t2v R@5 is the same hit rate, except where the
+    # described video and its near-twin (the same frames in another container or with another sound)
+    # score within float noise of each other at places 5 and 6: the index's vectors and the
+    # evaluator's are computed in other batches (differences ~1e-7), which may swap such a pair
+    from tvr.index.search import Searcher
+    from tvr.io.manifest import read_manifest
+
+    test = read_manifest(tmp_path / "demo" / "world" / "test.jsonl").entries
+    searcher = Searcher.open(tmp_path / "demo" / "index")
+    try:
+        six = searcher.search([e.caption for e in test], k=6)
+    finally:
+        searcher.close()
+    near_ties = sum(1 for hits, e in zip(six, test, strict=True)
+                    if e.video_key in (hits[4].item.name, hits[5].item.name) and abs(hits[4].score - hits[5].score) < 1e-5)
+    gap = abs(report["search_top_k_hit_rate"] - report["metrics"]["none"]["t2v"]["R@5"])
+    assert gap <= 100.0 * near_ties / len(test) + 1e-6, (gap, near_ties)
     ex = report["examples"][0]
     assert len(ex["hits"]) == 5 and all(h["moment"] is not None for h in ex["hits"])
 

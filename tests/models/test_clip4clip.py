@@ -45,6 +45,8 @@ def test_config_errors_name_the_field():
         make_config("clip4clip-meanp", {"num_frames": "many"})
     cfg = make_config("clip4clip-seqtransf", TINY)
     assert cfg.backbone.vocabulary == ("red", "circle", "then") and cfg.temporal_layers == 4
+    with pytest.raises(ValueError, match="frame_position_std"):
+        create("clip4clip-seqtransf", **TINY, frame_position_std=-1.0)
 
 
 @pytest.mark.parametrize("method", ["clip4clip-meanp", "clip4clip-seqtransf"])
@@ -78,9 +80,10 @@ def test_meanp_is_normalised_mean_of_normalised_frames():
 
 
 def test_seqtransf_temporal_order_matters_and_shapes():
-    model = tiny("clip4clip-seqtransf")
-    with torch.no_grad():
-        model.frame_position.weight.normal_(std=1.0)  # init is 0.01 (paper); make order visible
+    torch.manual_seed(0)
+    model = create("clip4clip-seqtransf", **TINY, temporal_layers=2, frame_position_std=1.0).eval()
+    assert 0.8 < float(model.frame_position.weight.std()) < 1.2  # the init follows the config
+    assert float(tiny("clip4clip-seqtransf").frame_position.weight.std()) < 0.012  # default 0.01
     batch = video_batch()
     rev = VideoBatch(batch.frames.flip(1), torch.ones_like(batch.frame_mask), batch.timestamps)
     fwd = VideoBatch(batch.frames, torch.ones_like(batch.frame_mask), batch.timestamps)

@@ -54,12 +54,18 @@ class MiniLM(nn.Module):
 def load_minilm(trainable: bool = False) -> tuple[MiniLM, HFTokenizer]:
     """(module, tokenizer); frozen and in eval mode unless `trainable`."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     path = minilm_path()
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a 22M-parameter local load needs no bar on stderr (errors stay one line)
     try:
         bert = AutoModel.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise TvrError(f"cannot load MiniLM from {path}: {exc}") from None
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     module = MiniLM(bert)
     module.train(trainable).requires_grad_(trainable)
     return module, HFTokenizer(path)

@@ -6,6 +6,8 @@ folder, an open_clip hub folder, a bare OpenAI/open_clip state dict, or an open_
 config JSON together with `pretrained_weights`); `with_pretrained_shape` copies the checkpoint's tower
 shapes into the config so the saved config describes the model exactly.
 The text side is either the CLIP text tower (`text_encoder="clip"`) or MiniLM (`"minilm"`, fine-tuned).
+`text_context="minilm"` adds to the tower's pooled embedding a trained reading of a frozen MiniLM's
+contextual states (`models/text_context.py`), which know word order and English words the tower does not.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tvr.errors import TvrError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+UNTRAINED_PARTS = ("text_context.",)  # backbone parameters that start untrained: they learn at the full lr
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class BackboneConfig:
     freeze_vision_layers: int = 0  # keep the first N ViT blocks (and the patch embedding) fixed
     freeze_token_embedding: bool = False  # keep the text tower's word vectors fixed (words never trained on
     # then keep their pretrained neighbours: the synthetic backbone's come from MiniLM)
+    text_context: Literal["none", "minilm"] = "none"  # add a trained reading of frozen MiniLM states (word order)
+    text_context_layers: int = 1  # transformer layers over the MiniLM states
 
     def __post_init__(self) -> None:
         sizes = ("embed_dim", "patch_size", "vision_width", "vision_layers", "vision_heads", "text_width",
@@ -58,6 +63,12 @@ class BackboneConfig:
         for width, heads in (("vision_width", "vision_heads"), ("text_width", "text_heads")):
             if getattr(self, width) % getattr(self, heads):
                 raise ValueError(f"{width} {getattr(self, width)} is not divisible by {heads} {getattr(self, heads)}")
+        if self.text_context not in ("none", "minilm"):
+            raise ValueError(f"text_context must be 'none' or 'minilm', got {self.text_context!r}")
+        if self.text_context != "none" and self.text_encoder != "clip":
+            raise ValueError("text_context adds to the CLIP text tower; text_encoder 'minilm' already reads MiniLM")
+        if self.text_context_layers < 1:
+            raise ValueError(f"text_context_layers must be >= 1, got {self.text_context_layers}")
         if not 0 <= self.freeze_vision_layers <= self.vision_layers:
             raise ValueError(f"freeze_vision_layers must be in [0, vision_layers={self.vision_layers}], "
                              f"got {self.freeze_vision_layers}")
@@ -134,6 +145,11 @@ class ClipBackbone(nn.Module):
             self._tokenizer = self._make_tokenizer()
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+        self.text_context: nn.Module | None = None
+        if config.text_context == "minilm":
+            from tvr.models.text_context import MiniLMContext
+
+            self.text_context = MiniLMContext(config.embed_dim, layers=config.text_context_layers)
         self._freeze(config.freeze_vision_layers)
         if config.freeze_token_embedding and self.text is not None:
             self.text.token_embedding.weight.requires_grad_(False)
@@ -191,6 +207,8 @@ class ClipBackbone(nn.Module):
         # the tower is causal: trailing padding changes no real token, so run only up to the longest caption
         width = max(1, int(mask.sum(dim=1).max())) if len(mask) else 1
         states, eot, valid = self.text(ids[:, :width], mask[:, :width])
+        if self.text_context is not None:
+            eot = eot + self.text_context(texts)
         pad = ids.shape[1] - width
         return eot, F.pad(states, (0, 0, 0, pad)), torch.cat([valid, valid.new_zeros(len(valid), pad)], dim=1)
 

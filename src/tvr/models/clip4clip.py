@@ -33,6 +33,10 @@ class SeqTransfConfig(Clip4ClipConfig):
     temporal_layers: int = 4  # paper: 4
     temporal_heads: int = 0  # 0: embed_dim // 64 (CLIP's head width), at least 1
     max_positions: int = 128  # frame-position table size; must be >= num_frames
+    # std of the frame-position embeddings at init. Frame embeddings are not normalised here (the
+    # synthetic CLIP's have norm ≈ 19, 1.7 per dimension): at 0.01 the transformer barely sees which
+    # frame is which, and a CPU budget of ~300 steps never teaches it (`cpu-small` uses 1.0).
+    frame_position_std: float = 0.01
 
 
 @register("clip4clip-meanp", Clip4ClipConfig)
@@ -82,10 +86,12 @@ class Clip4ClipSeqTransf(Clip4ClipMeanP):
         super().__init__(config)
         if config.max_positions < config.num_frames:
             raise ValueError(f"max_positions ({config.max_positions}) < num_frames ({config.num_frames})")
+        if config.frame_position_std < 0:
+            raise ValueError(f"frame_position_std must be >= 0, got {config.frame_position_std}")
         width = config.backbone.embed_dim
         heads = config.temporal_heads or max(1, width // 64)
         self.frame_position = nn.Embedding(config.max_positions, width)
-        nn.init.normal_(self.frame_position.weight, std=0.01)
+        nn.init.normal_(self.frame_position.weight, std=config.frame_position_std)
         self.transformer = TemporalTransformer(width, config.temporal_layers, heads)
 
     def temporal(self, frames: Tensor, mask: Tensor) -> Tensor:

@@ -76,6 +76,7 @@ class Preset:
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)  # used when the model names SYNTHETIC_BACKBONE
     per_method: dict[str, dict[str, Any]] = field(default_factory=dict)  # model overrides for one method only
+    per_method_train: dict[str, dict[str, Any]] = field(default_factory=dict)  # train overrides for one method only
 
 
 PRESETS: dict[str, Preset] = {
@@ -84,11 +85,18 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "cpu-small",
             "CPU: fine-tune the synthetic CLIP backbone (`tvr pretrain`, built on first use): 64 px, T=8, "
-            "ViT 4×192 patch 16, 2-layer text tower over MiniLM word vectors; half of each batch near-neighbour captions",
-            model={"num_frames": 8, "image_size": 64,
-                   "backbone": {"patch_size": 16, "pretrained": SYNTHETIC_BACKBONE, "freeze_token_embedding": True}},
-            train=TrainConfig(epochs=15, batch_size=64, lr=1e-3, backbone_lr_scale=0.1, hard_negatives=0.5),
-            per_method={"mmt": {"d_model": 128, "layers": 2, "heads": 4, "ffn": 512, "text_trainable_layers": 2}},
+            "ViT 4×192 patch 16, 2-layer text tower over MiniLM word vectors plus a MiniLM context reading; half of "
+            "each batch near-neighbour captions; order negatives; frame positions at the frame embeddings' scale",
+            model={"num_frames": 8, "image_size": 64, "frame_position_std": 1.0,
+                   "backbone": {"patch_size": 16, "pretrained": SYNTHETIC_BACKBONE, "freeze_token_embedding": True,
+                                "text_context": "minilm"}},
+            train=TrainConfig(epochs=15, batch_size=64, lr=1e-3, backbone_lr_scale=0.1, hard_negatives=0.5,
+                              order_negatives=1.0),
+            # MMT reads captions with its own fine-tuned MiniLM: no second reading beside it
+            per_method={"mmt": {"d_model": 128, "layers": 2, "heads": 4, "ffn": 512, "text_trainable_layers": 2,
+                                "backbone": {"text_context": "none"}}},
+            # measured: order negatives make the re-ranker worse (docs/results.md)
+            per_method_train={"crosstvr": {"order_negatives": 0.0}},
         ),
         Preset(
             "cpu-scratch",
@@ -167,7 +175,8 @@ def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any],
     model = deep_merge(model, doc.get("model") or {})
     train = config_from_dict(TrainConfig, doc.get("train") or {}, where=f"{config_file}: train")
     try:
-        train = replace(preset.train, **{k: getattr(train, k) for k in (doc.get("train") or {})})
+        base = replace(preset.train, **preset.per_method_train.get(method, {}))
+        train = replace(base, **{k: getattr(train, k) for k in (doc.get("train") or {})})
     except ValueError as exc:
         raise TvrError(f"{config_file}: train: {exc}") from None
     given = doc.get("pretrain") or {}

@@ -24,6 +24,7 @@ from tvr.data.sampling import epoch_batches
 from tvr.devices import resolve_device
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
+from tvr.models.backbone import UNTRAINED_PARTS
 from tvr.models.base import RetrievalModel
 from tvr.models.registry import (
     TRAINING_CAPTIONS_FILE,
@@ -79,7 +80,8 @@ def split_for_training(manifest: Manifest, train_cfg: TrainConfig) -> tuple[Mani
 
 
 def param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Decay matrices only; the backbone may train at a scaled lr (pretrained weights).
+    """Decay matrices only; the backbone may train at a scaled lr (pretrained weights; its parts that
+    start untrained, `UNTRAINED_PARTS`, learn at the full lr).
 
     A model may define `param_lr_scale(name) -> float | None` to give other pretrained parts their
     own lr multiplier (e.g. MMT's fine-tuned MiniLM); None keeps the default rule.
@@ -90,7 +92,7 @@ def param_groups(model: RetrievalModel, cfg: TrainConfig) -> list[dict[str, Any]
         if not p.requires_grad:
             continue
         decay = p.ndim >= 2 and "embedding" not in name
-        is_backbone = name.startswith("backbone.")
+        is_backbone = name.startswith("backbone.") and not name.removeprefix("backbone.").startswith(UNTRAINED_PARTS)
         scale = own_scale(name) if own_scale is not None else None
         if scale is None:
             scale = cfg.backbone_lr_scale if is_backbone else 1.0

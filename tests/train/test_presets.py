@@ -1,0 +1,29 @@
+"""The default recipe (`cpu-small`) per method, and a user's config over a preset's per-method settings."""
+
+from __future__ import annotations
+
+import json
+
+from tvr.train.presets import resolve
+
+
+def test_cpu_small_gives_each_method_its_measured_recipe():
+    _, seq, seq_train, _ = resolve(None, "clip4clip-seqtransf")
+    assert seq["backbone"]["text_context"] == "minilm" and seq["frame_position_std"] == 1.0
+    assert seq_train.order_negatives == 1.0 and seq_train.hard_negatives == 0.5
+    _, meanp, _, _ = resolve(None, "clip4clip-meanp")
+    assert "frame_position_std" not in meanp  # meanP has no frame positions
+    _, mmt, _, _ = resolve(None, "mmt")
+    assert mmt["backbone"]["text_context"] == "none"  # MMT reads captions with its own MiniLM
+    _, _, rerank_train, _ = resolve(None, "crosstvr")
+    assert rerank_train.order_negatives == 0.0  # measured worse for the re-ranker
+
+
+def test_a_config_file_overrides_the_per_method_settings(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"train": {"order_negatives": 2.0}, "model": {"backbone": {"text_context": "none"}}}))
+    _, rerank_model, rerank_train, _ = resolve(path, "crosstvr")
+    assert rerank_train.order_negatives == 2.0
+    _, seq, seq_train, _ = resolve(path, "clip4clip-seqtransf")
+    assert seq["backbone"]["text_context"] == "none" and seq_train.order_negatives == 2.0
+    assert seq["backbone"]["pretrained"] == "synthetic-clip"  # the rest of the preset stays
