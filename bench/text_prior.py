@@ -20,6 +20,7 @@ Two measurements, written as JSON (default `bench/results/text_prior.json`):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections import defaultdict
@@ -43,9 +44,14 @@ SYNONYM_SETS = {
 }
 
 
+@functools.cache
+def _minilm():
+    return load_minilm()  # once per run: every measurement reads the same frozen model
+
+
 def minilm_vectors(texts: list[str], static: bool) -> torch.Tensor:
     """Unit vectors: the mean of MiniLM's static word vectors (no [CLS]/[SEP]) or its sentence vector."""
-    model, tok = load_minilm()
+    model, tok = _minilm()
     ids, mask = tok(texts, 64)
     with torch.no_grad():
         if not static:
