@@ -48,7 +48,43 @@ def test_eval_json_by_tag_and_ranks_file(run_cli, world, trained, tmp_path):
 def test_eval_with_querybank_postproc(run_cli, world, trained):
     r = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--postproc", "is", "--json")
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["postproc"] == "is"
+    doc = json.loads(r.stdout)
+    assert doc["postproc"] == "is" and doc["postproc_params"]["beta"] == 20.0
+
+
+def test_eval_beta_is_the_inverted_softmax_of_a_hand_computation(run_cli, world, trained):
+    """`--beta 2`: t2v equals IS computed here from the model's own scores (β·s − log Σ_bank exp(β·s_bank))."""
+    import numpy as np
+    from scipy.special import logsumexp
+
+    from tvr.data.pairs import load_pairs
+    from tvr.eval.metrics import retrieval_metrics
+    from tvr.io.manifest import read_manifest
+    from tvr.models.encode import encode_clips, encode_texts, score_matrix
+    from tvr.models.registry import load_model
+    from tvr.train.trainer import FRAMES_DIR
+
+    # the train split: the tiny world's test split has a single video, where every ranking is the same
+    r = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--split", "train", "--postproc", "is",
+                "--beta", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["postproc_params"]["beta"] == 2.0
+    m = read_manifest(world / "w" / "all.jsonl")
+    model = load_model(trained)
+    pairs = load_pairs(m.split("train"), model.input_spec(), trained / FRAMES_DIR, workers=1, progress=False)
+    videos = encode_clips(model, pairs.clips, "cpu")
+    s = score_matrix(model, encode_texts(model, [e.caption for e in pairs.entries], "cpu"), videos).astype(np.float64)
+    bank = score_matrix(model, encode_texts(model, [e.caption for e in m.split("train").entries], "cpu"), videos)
+    def inverted_softmax(beta: float) -> dict:
+        return retrieval_metrics(beta * s - logsumexp(beta * bank.astype(np.float64), axis=0), list(pairs.video_rows))["t2v"]
+
+    expected, default = inverted_softmax(2.0), inverted_softmax(20.0)
+    assert expected["MnR"] != pytest.approx(default["MnR"])  # on this world β changes the ranking
+    for key in ("R@1", "R@5", "MdR", "MnR"):
+        assert doc["t2v"][key] == pytest.approx(expected[key]), key
+    one_line_error(run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--postproc", "is",
+                           "--beta", "0"), "--beta", "positive")
 
 
 def test_manifest_line_without_caption(run_cli, tmp_path):

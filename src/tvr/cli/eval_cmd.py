@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,8 @@ def register(app: typer.Typer) -> None:
         split: Annotated[str, typer.Option("--split", help="Split to evaluate (all entries if the manifest is unsplit).")] = "test",
         postproc: Annotated[str, typer.Option("--postproc", help="none, is, dis, csls, gc, cent, dsl, tvh.")] = "none",
         querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest whose captions form the querybank (default: the manifest's train captions).")] = None,
+        beta: Annotated[float, typer.Option("--beta", help="IS/DIS inverse temperature (QB-Norm's 20 on cosine scores).")] = 20.0,
+        k: Annotated[int | None, typer.Option("--k", help="DIS activation top-k [1] or CSLS neighbours [10].")] = None,
         ranks_out: Annotated[Path | None, typer.Option("--ranks-out", help="Write one JSON line per query (rank, top-5, tags).")] = None,
         report_html: Annotated[Path | None, typer.Option("--report", help="Write a self-contained HTML report (plots, worst queries with thumbnails, training curves).")] = None,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
@@ -48,6 +51,10 @@ def register(app: typer.Typer) -> None:
             if out_file is not None and out_file.exists() and not force:
                 raise TvrError(f"{out_file}: already exists (use --force to overwrite it)")
         entry = get_postproc(postproc)
+        if not math.isfinite(beta) or beta <= 0:  # before the model loads
+            raise TvrError(f"--beta must be a positive number, got {beta}")
+        if k is not None and k < 1:
+            raise TvrError(f"--k must be at least 1, got {k}")
         dev = resolve_device(device)
         two_stage = None
         if rerank is not None:
@@ -81,7 +88,8 @@ def register(app: typer.Typer) -> None:
             print(f"warning: {coverage.warning()}", file=sys.stderr)
         report = evaluate_model(model, pairs, device=dev, postproc=postproc, querybank_texts=qb_texts,
                                 split=None if m.splits() == {None} else split, ranks_out=ranks_out,
-                                rerank=two_stage, coverage=coverage, report_html=report_html, run_dir=checkpoint)
+                                rerank=two_stage, coverage=coverage, report_html=report_html, run_dir=checkpoint,
+                                beta=beta, k=k)
         if json_out:
             print_json(report)
             return

@@ -23,6 +23,7 @@ from tvr.errors import TvrError
 from tvr.io.manifest import Manifest
 from tvr.models.base import RetrievalModel
 from tvr.models.encode import encode_clips, encode_texts, score_matrix
+from tvr.postproc.registry import DEFAULT_BETA
 from tvr.postproc.two_stage import TwoStage, rerank_pairs_scorer, two_stage_scores
 
 SHOWN_FAILURES = 3  # undecodable videos named on the terminal; the JSON lists them all
@@ -130,8 +131,13 @@ def evaluate_model(
     coverage: Coverage | None = None,
     report_html: Path | None = None,
     run_dir: Path | None = None,
+    beta: float = DEFAULT_BETA,
+    k: int | None = None,
 ) -> dict[str, Any]:
     """The DESIGN §9 metric JSON for `pairs`, plus "by_tag" when the captions carry tags.
+
+    `beta` and `k` are the post-processor's: QB-Norm's inverse temperature (IS/DIS) and DIS's
+    activation top-k or CSLS's neighbours (None: each method's default).
 
     `rerank` (a `tvr.postproc.two_stage.TwoStage`) rescores each query's top-K after post-processing.
     `coverage` (see `coverage_of`) is recorded as "coverage" when videos were left out.
@@ -151,9 +157,9 @@ def evaluate_model(
     if entry.needs_querybank and querybank_texts:
         qb = score_matrix(model, encode_texts(model, list(querybank_texts), device), v).astype(np.float64)
     temperature = 1.0 / float(model.scale().detach()) if postproc == "dsl" else 1.0
-    report = score_report(scores, gt, postproc=postproc, querybank_bg=qb, temperature=temperature,
+    report = score_report(scores, gt, postproc=postproc, querybank_bg=qb, beta=beta, k=k, temperature=temperature,
                           method=model.method, split=split)
-    final = apply_postproc(postproc, scores, qb, temperature=temperature)
+    final = apply_postproc(postproc, scores, qb, beta=beta, k=k, temperature=temperature)
     if rerank is not None:
         report, final = apply_two_stage(report, rerank, model, [e.caption for e in pairs.entries], pairs.clips,
                                         final, gt, device)
