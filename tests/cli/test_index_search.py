@@ -57,6 +57,16 @@ def test_index_json_report_and_idempotent_rerun(built, run_cli):
     assert doc["querybank_size"] == 4  # train split: 2 videos × 2 captions
 
 
+def test_index_beta_is_stored_with_the_querybank(built, run_cli, tmp_path):
+    root, manifest, run = built
+    r = run_cli("index", manifest, "-c", run, "-o", tmp_path / "idx", "-w", "1", "--store", root / "run" / "frames",
+                "--beta", "2", "-q")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((tmp_path / "idx" / "index.json").read_text())["querybank"]["beta"] == 2.0
+    assert json.loads((root / "idx" / "index.json").read_text())["querybank"]["beta"] == 20.0  # the default
+    _one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "i2", "--beta", "-1"), "--beta", "positive")
+
+
 def test_another_model_into_existing_index_needs_force(built, run_cli, tmp_path):
     root, manifest, _ = built
     other = make_checkpoint(tmp_path / "other", seed=1)

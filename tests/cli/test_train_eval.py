@@ -76,6 +76,7 @@ def test_eval_beta_is_the_inverted_softmax_of_a_hand_computation(run_cli, world,
     videos = encode_clips(model, pairs.clips, "cpu")
     s = score_matrix(model, encode_texts(model, [e.caption for e in pairs.entries], "cpu"), videos).astype(np.float64)
     bank = score_matrix(model, encode_texts(model, [e.caption for e in m.split("train").entries], "cpu"), videos)
+
     def inverted_softmax(beta: float) -> dict:
         return retrieval_metrics(beta * s - logsumexp(beta * bank.astype(np.float64), axis=0), list(pairs.video_rows))["t2v"]
 

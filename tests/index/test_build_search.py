@@ -75,14 +75,20 @@ def test_flat_search_equals_exhaustive_scoring(world):
             np.testing.assert_allclose([h.similarity for h in hits], [h.score for h in hits], atol=1e-5)
 
 
-@pytest.mark.parametrize("postproc", ["is", "dis", "csls", "gc", "cent"])
-def test_postproc_equals_apply_postproc_on_full_matrix(world, postproc):
-    root, manifest, run, _ = world
+def _reference_with_bank(run: Path, manifest: Path):
+    """(gallery keys, exhaustive query scores, querybank×gallery scores of the training captions)."""
     keys = _gallery_keys(manifest)
     model, _, v, ref = _reference(run, run / "frames", keys, MANY_QUERIES)
     bank_texts = [e.caption for e in read_manifest(manifest).split("train").entries]
     with torch.no_grad():
         bank = model.similarity(model.encode_text(TextBatch(bank_texts)), v).double().numpy()
+    return keys, ref, bank
+
+
+@pytest.mark.parametrize("postproc", ["is", "dis", "csls", "gc", "cent"])
+def test_postproc_equals_apply_postproc_on_full_matrix(world, postproc):
+    root, manifest, run, _ = world
+    keys, ref, bank = _reference_with_bank(run, manifest)
     final = apply_postproc(postproc, ref, bank)
     searcher = Searcher.open(root / "idx")
     if postproc == "dis":
@@ -97,6 +103,19 @@ def test_postproc_equals_apply_postproc_on_full_matrix(world, postproc):
     for q, hits in enumerate(searcher.search(MANY_QUERIES, k=3, postproc=postproc)):
         _check_top_k(hits, final[q], keys, 3)
         np.testing.assert_allclose([h.similarity for h in hits], ref[q, [keys.index(h.item.key) for h in hits]], atol=1e-5)
+
+
+def test_querybank_beta_of_the_build_is_the_one_search_applies(world, tmp_path):
+    """An index built at β = 2 ranks IS exactly as `apply_postproc` at β = 2 (not at the default 20)."""
+    _, manifest, run, _ = world
+    keys, ref, bank = _reference_with_bank(run, manifest)
+    build_index(manifest, run, tmp_path / "idx", BuildOptions(workers=1, progress=False, store=run / "frames", beta=2.0))
+    final = apply_postproc("is", ref, bank, beta=2.0)
+    assert not np.allclose(final, apply_postproc("is", ref, bank))  # β matters on this gallery
+    searcher = Searcher.open(tmp_path / "idx")
+    assert searcher.bank.beta == 2.0
+    for q, hits in enumerate(searcher.search(MANY_QUERIES, k=3, postproc="is")):
+        _check_top_k(hits, final[q], keys, 3)
 
 
 def test_best_moment_is_brute_force_argmax_over_frames(world):

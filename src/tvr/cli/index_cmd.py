@@ -3,6 +3,7 @@ trained checkpoint or a pretrained CLIP used zero-shot."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
         fps: Annotated[float | None, typer.Option("--fps", help="Zero-shot: sample frames at this rate instead of --frames spread evenly.")] = None,
         store: Annotated[Path | None, typer.Option("--store", help="Frame store to reuse/extend (default: RUN_DIR/frames; zero-shot: OUT/frames).")] = None,
         querybank: Annotated[Path | None, typer.Option("--querybank", help="Manifest, or text file of one caption a line, whose captions form the querybank (default: the checkpoint's training captions; zero-shot: none).")] = None,
+        beta: Annotated[float, typer.Option("--beta", help="QB-Norm inverse temperature of the stored querybank statistics (IS/DIS), as tvr eval --beta.")] = 20.0,
         kind: Annotated[str, typer.Option("--kind", help="FAISS index: auto (by gallery size), flat (exact), hnsw, ivf, ivf-sq8 or ivf-pq.")] = "auto",
         shards: Annotated[int | None, typer.Option("--shards", help="Split the index into this many shards by the hash of each video's name (FAISS); search and serve merge them exactly. Default: as OUT is (1 for a new index).")] = None,
         ray: Annotated[str | None, typer.Option("--ray", help="Decode on Ray: 'local', 'auto' or a cluster address.")] = None,
@@ -54,8 +56,11 @@ def register(app: typer.Typer) -> None:
             model, weights=None if model_weights is None else str(model_weights),
             tokenizer=None if tokenizer is None else str(tokenizer), num_frames=frames, fps=fps,
         )
+        if not math.isfinite(beta) or beta <= 0:
+            raise TvrError(f"--beta must be a positive number, got {beta}")
         options = BuildOptions(kind=kind, store=store, querybank=querybank, workers=workers, device=device,
-                               force=force, progress=not (quiet or json_out), backend=backend, uri=uri, ray=ray, shards=shards)
+                               force=force, progress=not (quiet or json_out), backend=backend, uri=uri, ray=ray, shards=shards,
+                               beta=beta)
         report = build_index(source, source_model, out, options)
         if json_out:
             print_json(report.to_json())
