@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -34,7 +33,7 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print the metric JSON on stdout.")] = False,
     ) -> None:
         """Text→video and video→text metrics, hubness and per-tag metrics of a checkpoint."""
-        from tvr.cli.output import print_json
+        from tvr.cli.output import check_querybank_flags, print_json
         from tvr.data.pairs import load_pairs
         from tvr.devices import resolve_device
         from tvr.errors import TvrError
@@ -51,10 +50,7 @@ def register(app: typer.Typer) -> None:
             if out_file is not None and out_file.exists() and not force:
                 raise TvrError(f"{out_file}: already exists (use --force to overwrite it)")
         entry = get_postproc(postproc)
-        if not math.isfinite(beta) or beta <= 0:  # before the model loads
-            raise TvrError(f"--beta must be a positive number, got {beta}")
-        if k is not None and k < 1:
-            raise TvrError(f"--k must be at least 1, got {k}")
+        check_querybank_flags(beta, k)
         dev = resolve_device(device)
         two_stage = None
         if rerank is not None:

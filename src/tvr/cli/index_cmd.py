@@ -3,7 +3,6 @@ trained checkpoint or a pretrained CLIP used zero-shot."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -42,7 +41,7 @@ def register(app: typer.Typer) -> None:
         """Decode (once, via the feature store), encode and index videos; failures are recorded and skipped.
 
         Re-running on the same source updates the index: only new or changed videos are encoded."""
-        from tvr.cli.output import print_json
+        from tvr.cli.output import check_querybank_flags, print_json
         from tvr.errors import TvrError
         from tvr.index.build import BuildOptions, build_index
         from tvr.models.zero_shot import ZeroShotSpec
@@ -56,8 +55,7 @@ def register(app: typer.Typer) -> None:
             model, weights=None if model_weights is None else str(model_weights),
             tokenizer=None if tokenizer is None else str(tokenizer), num_frames=frames, fps=fps,
         )
-        if not math.isfinite(beta) or beta <= 0:
-            raise TvrError(f"--beta must be a positive number, got {beta}")
+        check_querybank_flags(beta)
         options = BuildOptions(kind=kind, store=store, querybank=querybank, workers=workers, device=device,
                                force=force, progress=not (quiet or json_out), backend=backend, uri=uri, ray=ray, shards=shards,
                                beta=beta)

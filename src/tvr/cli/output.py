@@ -15,6 +15,18 @@ def print_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def check_querybank_flags(beta: float, k: int | None = None) -> None:
+    """`--beta` / `--k` of the querybank post-processors, checked before any model loads (one line, exit 2)."""
+    import math
+
+    from tvr.errors import TvrError
+
+    if not math.isfinite(beta) or beta <= 0:
+        raise TvrError(f"--beta must be a positive number, got {beta}")
+    if k is not None and k < 1:
+        raise TvrError(f"--k must be at least 1, got {k}")
+
+
 def _hide_flag_types(params: list[Any]) -> None:
     # typer 0.29's rich help prints every flag's type (`--json <bool>`, even `--help <bool>`), which
     # reads as if the flag took a value; an empty metavar leaves the type column blank.
