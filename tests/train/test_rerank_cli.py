@@ -124,3 +124,27 @@ def test_pair_scorer_does_not_depend_on_batching(world):
     whole = rerank_pairs_scorer(first, reranker, texts, pairs.clips, "cpu")(q, g)
     split = rerank_pairs_scorer(first, reranker, texts, pairs.clips, "cpu", video_batch=5, text_batch=2)(q, g)
     np.testing.assert_allclose(split, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_rerank_batches_follow_the_hard_negative_setting(world, tmp_path):
+    """The re-ranker trains on the first-stage trainer's batches: `train.hard_negatives` 0 reproduces the
+    fixture's run (the tiny preset's share is 0) weight for weight, and grouping near-neighbour
+    captions changes the batches, hence the weights."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for share in (0.0, 1.0):
+        cfg = tmp_path / f"rr{share}.json"
+        cfg.write_text(json.dumps({"preset": "tiny", "model": {"layers": 1, "heads": 2, "num_queries": 2},
+                                   "train": {"epochs": 1, "batch_size": 4, "hard_negatives": share, "negative_group": 2}}))
+        out = tmp_path / f"rr{share}"
+        assert main(["train", str(world / "w" / "all.jsonl"), "--method", "crosstvr", "--first-stage", str(world / "first"),
+                     "--out", str(out), "--config", str(cfg), "--quiet"]) == 0
+        assert json.loads((out / "config.json").read_text())["training"]["train"]["hard_negatives"] == share
+        weights[share] = load_file(str(out / "model.safetensors"))
+    reference = tmp_path / "reference"  # the fixture's run after one epoch (a later test resumes it to two)
+    assert main(["train", str(world / "w" / "all.jsonl"), "--method", "crosstvr", "--first-stage", str(world / "first"),
+                 "--out", str(reference), "--config", str(world / "rr.json"), "--quiet"]) == 0
+    ref = load_file(str(reference / "model.safetensors"))
+    assert all(np.array_equal(weights[0.0][k].numpy(), ref[k].numpy()) for k in ref)
+    assert any(not np.array_equal(weights[1.0][k].numpy(), ref[k].numpy()) for k in ref)

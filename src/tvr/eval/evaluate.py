@@ -143,7 +143,7 @@ def evaluate_model(
     `coverage` (see `coverage_of`) is recorded as "coverage" when videos were left out.
     `report_html`: also write the self-contained HTML report there (`run_dir`: its training curves).
     """
-    from tvr.eval.report import score_report
+    from tvr.eval.report import report_of_final
     from tvr.postproc import apply_postproc, get_postproc
 
     entry = get_postproc(postproc)
@@ -157,9 +157,9 @@ def evaluate_model(
     if entry.needs_querybank and querybank_texts:
         qb = score_matrix(model, encode_texts(model, list(querybank_texts), device), v).astype(np.float64)
     temperature = 1.0 / float(model.scale().detach()) if postproc == "dsl" else 1.0
-    report = score_report(scores, gt, postproc=postproc, querybank_bg=qb, beta=beta, k=k, temperature=temperature,
-                          method=model.method, split=split)
     final = apply_postproc(postproc, scores, qb, beta=beta, k=k, temperature=temperature)
+    report = report_of_final(scores, final, gt, postproc=postproc, querybank_bg=qb, beta=beta, k=k,
+                             temperature=temperature, method=model.method, split=split)
     if rerank is not None:
         report, final = apply_two_stage(report, rerank, model, [e.caption for e in pairs.entries], pairs.clips,
                                         final, gt, device)

@@ -41,13 +41,36 @@ def score_report(
     raw ones. v2t is the transpose of the post-processed matrix for none/dsl/tvh; a querybank
     method normalises t2v only, so its v2t comes from the raw scores ("v2t_from" says which).
     """
-    from tvr.postproc import apply_postproc, get_postproc
+    from tvr.postproc import apply_postproc
 
     raw = check_scores(scores_qg, "scores")
     n_q, n_g = raw.shape
     normalize_gt(gt, n_q, n_g)  # fail on bad ground truth before any post-processing work
-    entry = get_postproc(postproc)
     final = apply_postproc(postproc, raw, querybank_bg, beta=beta, k=k, temperature=temperature)
+    return report_of_final(raw, final, gt, postproc=postproc, querybank_bg=querybank_bg, beta=beta, k=k,
+                           temperature=temperature, method=method, split=split, hubness_k=hubness_k)
+
+
+def report_of_final(
+    raw: np.ndarray,
+    final: np.ndarray,
+    gt: GroundTruth,
+    *,
+    postproc: str,
+    querybank_bg: "np.ndarray | QueryBank | None",
+    beta: float,
+    k: int | None,
+    temperature: float,
+    method: str | None = None,
+    split: str | None = None,
+    hubness_k: int = DEFAULT_K,
+) -> dict[str, Any]:
+    """`score_report` for scores already post-processed: `final` is what `postproc` (with these
+    parameters) made of `raw`; the caller keeps `final` for its own use (ranks, re-ranking)."""
+    from tvr.postproc import get_postproc
+
+    n_q, n_g = raw.shape
+    entry = get_postproc(postproc)
     metrics = retrieval_metrics(final, gt)
     if entry.needs_querybank:
         # a text querybank normalises the text→video direction only (QB-Norm uses a video bank for

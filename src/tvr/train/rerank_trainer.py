@@ -1,10 +1,11 @@
 """Training a re-ranker (CrossTVR) on top of a frozen first-stage run.
 
-Per batch of B (caption, video) positives: one hard negative caption per video and one hard negative
-video per caption, each drawn within the batch with probability ∝ exp(first-stage logit) (the
-first stage's own softmax over the batch, positives and identical captions excluded); binary
-cross-entropy on the 3B match logits. The first stage never trains: its tokens and embeddings are
-computed once before the first epoch. Checkpointing, schedule, seeds, progress and `--resume` are
+Batches are the first-stage trainer's (`batches_for_epoch`: with `train.hard_negatives`, part of
+each batch is groups of near-neighbour captions). Per batch of B (caption, video) positives: one
+hard negative caption per video and one hard negative video per caption, each drawn within the batch
+with probability ∝ exp(first-stage logit) (the first stage's own softmax over the batch, positives
+and identical captions excluded); binary cross-entropy on the 3B match logits. The first stage
+never trains: its tokens and embeddings are computed once before the first epoch. Checkpointing, schedule, seeds, progress and `--resume` are
 the trainer's; the run's config.json records the first stage and the sha256 of its weights.
 
 Under torchrun (`tvr train --ddp N`) every rank draws the same global batch and the same hard
@@ -27,7 +28,6 @@ import torch
 from torch.nn import functional as F
 
 from tvr.data.pairs import PairSet, load_pairs
-from tvr.data.sampling import epoch_batches
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
@@ -39,7 +39,7 @@ from tvr.train.checkpoint import (
 from tvr.train.distributed import Dist, joined
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume
 from tvr.train.presets import TrainConfig, override, resolve
-from tvr.train.trainer import FRAMES_DIR, TrainResult, param_groups, resolve_device, split_for_training
+from tvr.train.trainer import FRAMES_DIR, TrainResult, batches_for_epoch, param_groups, resolve_device, split_for_training
 
 TOKEN_BATCH = 32
 FROZEN_CACHE_DIR = "rerank-cache"  # inside the first-stage run: its frozen tokens and embeddings
@@ -339,7 +339,7 @@ def _train_rerank(
 
     loop = EpochLoop(
         run_dir, model, optimizer, train_cfg,
-        batches=lambda epoch: epoch_batches(train_frozen.pairs, train_cfg.batch_size, train_cfg.seed, epoch), loss=loss,
+        batches=lambda epoch: batches_for_epoch(train_frozen.pairs, train_cfg, epoch), loss=loss,
         validate=(lambda: validate_two_stage(first, model, val_frozen, dev, val_k)) if val_frozen is not None else None,
         state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress, dist=dist,
     )
