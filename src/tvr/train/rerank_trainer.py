@@ -5,8 +5,9 @@ each batch is groups of near-neighbour captions). Per batch of B (caption, video
 hard negative caption per video and one hard negative video per caption, each drawn within the batch
 with probability ∝ exp(first-stage logit) (the first stage's own softmax over the batch, positives
 and identical captions excluded); binary cross-entropy on the 3B match logits. The first stage
-never trains: its tokens and embeddings are computed once before the first epoch. Checkpointing, schedule, seeds, progress and `--resume` are
-the trainer's; the run's config.json records the first stage and the sha256 of its weights.
+never trains: its tokens and embeddings are computed once before the first epoch. Checkpointing,
+schedule, seeds, progress and `--resume` are the trainer's; the run's config.json records the first
+stage and the sha256 of its weights.
 
 Under torchrun (`tvr train --ddp N`) every rank draws the same global batch and the same hard
 negatives (a function of the step), and scores its share of the 3B pairs: the positives and both
