@@ -50,6 +50,28 @@ def test_hugging_face_clip_folder_round_trip(hf_clip_dir):
     _check_against_hf(model, hf, tok)
 
 
+@pytest.mark.parametrize("size", [48, 24])
+def test_resized_image_tower_matches_transformers_interpolated_positions(hf_clip_dir, size):
+    """Fine-tuning at another resolution: the same embeddings as transformers' `interpolate_pos_encoding`
+    (32 px checkpoint, patch 8: the 4×4 position grid resampled to 6×6 or 3×3)."""
+    directory, hf = hf_clip_dir
+    model, _, _ = load_clip(directory)
+    table = model.visual.positional_embedding.detach().clone()
+    model.resize_images(32)  # its own size: nothing changes
+    assert torch.equal(model.visual.positional_embedding, table)
+    model.resize_images(size)
+    grid = size // 8
+    assert model.vision_config.image_size == size and model.visual.positional_embedding.shape == (1 + grid * grid, 48)
+    assert torch.equal(model.visual.positional_embedding[0], table[0])  # the CLS position is kept
+    torch.manual_seed(2)
+    pixels = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        ref = _pooled(hf.get_image_features(pixel_values=pixels, interpolate_pos_encoding=True))
+        torch.testing.assert_close(model.encode_image(pixels), ref, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="not a multiple of patch_size"):
+        model.resize_images(30)
+
+
 def test_hugging_face_gelu_model_without_tokenizer(tmp_path, hf_clip_dir):
     hf = make_hf_clip(tmp_path, act="gelu", seed=5, tokenizer=False)
     model, tok, _ = load_clip(tmp_path)

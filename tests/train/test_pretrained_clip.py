@@ -21,6 +21,7 @@ from encoder_testlib import TINY_VOCAB, make_hf_clip, write_tiny_clip_tokenizer 
 
 from tvr.encoders.clip import load_clip  # noqa: E402
 from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig  # noqa: E402
+from tvr.errors import TvrError  # noqa: E402
 from tvr.models import load_model  # noqa: E402
 from tvr.models.registry import build, lookup, make_config  # noqa: E402
 
@@ -78,3 +79,35 @@ def test_train_from_tiny_pretrained_clip(make, run_cli, tmp_path, tmp_path_facto
     before, after = ref.visual.state_dict(), trained.backbone.visual.state_dict()
     diffs = [float((after[k] - before[k]).abs().max()) for k in before]
     assert max(diffs) > 0 and max(diffs) < 1e-4  # one step at lr 1e-4 × backbone scale 1e-3
+
+
+def test_fine_tune_a_pretrained_clip_at_another_image_size(run_cli, tmp_path, tmp_path_factory):
+    """`backbone.image_size` trains a 32 px checkpoint at 48 px: the saved config says 48, the positional
+    embeddings start as transformers' interpolation of the checkpoint's, and the run reloads at 48 px."""
+    shared = tiny_run(tmp_path_factory)
+    hf = make_hf_clip(tmp_path / "hf")
+    method = "clip4clip-meanp"
+    model_cfg = {"num_frames": 4, "backbone": {"pretrained": str(tmp_path / "hf"), "image_size": 48}}
+    cfg = lookup(method)[0].adapt_config(make_config(method, model_cfg), ["unused"])
+    assert cfg.image_size == 48 and cfg.backbone.image_size == 48
+    odd = {**model_cfg, "backbone": {**model_cfg["backbone"], "image_size": 44}}
+    with pytest.raises(TvrError, match="44 is not a multiple of .*patch size 8"):
+        lookup(method)[0].adapt_config(make_config(method, odd), ["unused"])
+    model = build(method, cfg).eval()
+    pixels = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        ref = hf.get_image_features(pixel_values=pixels, interpolate_pos_encoding=True)
+        ref = ref if isinstance(ref, torch.Tensor) else ref.pooler_output
+        torch.testing.assert_close(model.backbone.visual(pixels)[0], ref, atol=1e-5, rtol=0)
+
+    config = tmp_path / "clip.json"
+    config.write_text(json.dumps({"preset": "clip-vit-b32", "model": model_cfg,
+                                  "train": {"epochs": 1, "batch_size": 16, "workers": 1}}))
+    run = tmp_path / "run"
+    r = run_cli("train", shared.parent / "w" / "all.jsonl", "--method", method, "--out", run, "--config", config, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    trained = load_model(run)
+    assert trained.config == cfg and trained.input_spec().image_size == 48
+    assert trained.backbone.visual.positional_embedding.shape == (1 + 6 * 6, 48)
+    moved = (trained.backbone.visual.positional_embedding - model.backbone.visual.positional_embedding).detach().abs().max()
+    assert 0 < float(moved) < 1e-4  # trained from the resampled table (one step, backbone lr scale 1e-3)

@@ -159,6 +159,23 @@ class VisionTransformer(nn.Module):
         self.ln_post = nn.LayerNorm(width)
         self.proj = nn.Parameter(scale * torch.randn(width, config.output_dim))
 
+    def resize(self, image_size: int) -> None:
+        """Take `image_size`-px images from now on. The patch grid's positional embeddings are resampled
+        bicubically (corners not aligned; the CLS position is kept), as CLIP is fine-tuned at a resolution
+        other than the one it was trained at; the same table as transformers' `interpolate_pos_encoding`.
+        The patch embedding itself does not depend on the size."""
+        config = VisionConfig(**{**self.config.__dict__, "image_size": image_size})  # checks the patch multiple
+        grid = image_size // config.patch_size
+        if (grid, grid) == self.patch_grid:
+            return
+        old = self.positional_embedding.detach()
+        h, w = self.patch_grid
+        patches = old[1:].T.reshape(1, -1, h, w).float()  # [1, width, h, w]
+        resampled = F.interpolate(patches, size=(grid, grid), mode="bicubic", align_corners=False)  # as transformers
+        table = torch.cat([old[:1], resampled.reshape(-1, grid * grid).T.to(old.dtype)])
+        self.positional_embedding = nn.Parameter(table, requires_grad=self.positional_embedding.requires_grad)
+        self.config, self.patch_grid, self.num_patches = config, (grid, grid), grid * grid
+
     @property
     def blocks(self) -> nn.ModuleList:
         """The residual blocks; set `blocks[i].attn_input_hook` to modify a block's attention input."""
@@ -250,6 +267,11 @@ class ClipModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
         self.register_state_dict_post_hook(_flatten_text_keys)
         self.register_load_state_dict_pre_hook(_nest_text_keys)
+
+    def resize_images(self, image_size: int) -> None:
+        """Take `image_size`-px images (positional embeddings resampled, see `VisionTransformer.resize`)."""
+        self.visual.resize(image_size)
+        self.vision_config = self.visual.config
 
     def encode_image(self, images: Tensor) -> Tensor:
         """[N,3,H,W] → CLS embeddings [N, output_dim] (not normalised)."""

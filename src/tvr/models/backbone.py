@@ -48,6 +48,8 @@ class BackboneConfig:
     quick_gelu: bool = True
     pretrained: str | None = None  # CLIP checkpoint (folder / weights file / open_clip name or config JSON)
     pretrained_weights: str | None = None  # state-dict file when `pretrained` is an open_clip name or config JSON
+    image_size: int | None = None  # train at this size (overrides the model's image_size and the checkpoint's
+    # own size; a pretrained ViT's positional embeddings are resampled to it)
     freeze_vision_layers: int = 0  # keep the first N ViT blocks (and the patch embedding) fixed
     freeze_token_embedding: bool = False  # keep the text tower's word vectors fixed (words never trained on
     # then keep their pretrained neighbours: the synthetic backbone's come from MiniLM)
@@ -69,6 +71,8 @@ class BackboneConfig:
             raise ValueError("text_context adds to the CLIP text tower; text_encoder 'minilm' already reads MiniLM")
         if self.text_context_layers < 1:
             raise ValueError(f"text_context_layers must be >= 1, got {self.text_context_layers}")
+        if self.image_size is not None and self.image_size < 1:
+            raise ValueError(f"image_size must be >= 1, got {self.image_size}")
         if not 0 <= self.freeze_vision_layers <= self.vision_layers:
             raise ValueError(f"freeze_vision_layers must be in [0, vision_layers={self.vision_layers}], "
                              f"got {self.freeze_vision_layers}")
@@ -81,14 +85,19 @@ class BackboneConfig:
         return replace(self, vocabulary=tuple(tok.tokens[len(SPECIAL_TOKENS) : -1]))
 
     def with_pretrained_shape(self) -> tuple[BackboneConfig, int | None]:
-        """(config with the `pretrained` checkpoint's tower shapes, the checkpoint's image size).
+        """(config with the `pretrained` checkpoint's tower shapes, the image size to train at: `image_size`
+        if set, else the checkpoint's).
 
         Without `pretrained`: (self, None). A pretrained text tower always uses its BPE tokenizer.
         """
         if not self.pretrained:
             return self, None
         clip, _, _ = _load_clip(self)
-        return _shape_of(self, clip), clip.vision_config.image_size
+        shaped = _shape_of(self, clip)
+        size = self.image_size or clip.vision_config.image_size
+        if size % shaped.patch_size:
+            raise TvrError(f"backbone.image_size {size} is not a multiple of {self.pretrained}'s patch size {shaped.patch_size}")
+        return shaped, size
 
 
 def adapt_to_backbone(config, train_captions: Sequence[str]):  # noqa: ANN001, ANN201 - any config with backbone + image_size
@@ -96,8 +105,8 @@ def adapt_to_backbone(config, train_captions: Sequence[str]):  # noqa: ANN001, A
     vocabulary built from `train_captions`. For model configs holding `backbone` and `image_size`."""
     backbone, image_size = config.backbone.with_pretrained_shape()
     fields = {**config.__dict__, "backbone": backbone.with_vocabulary(train_captions)}
-    if image_size is not None:
-        fields["image_size"] = image_size
+    if image_size is not None or config.backbone.image_size is not None:
+        fields["image_size"] = image_size or config.backbone.image_size
     return type(config)(**fields)
 
 
@@ -123,6 +132,7 @@ class ClipBackbone(nn.Module):
         if config.pretrained:
             clip, pretrained_tok, pre = _load_clip(config)
             _check_shape(config, image_size, clip)
+            clip.resize_images(image_size)  # a no-op at the checkpoint's own size
             mean, std = pre.mean, pre.std
         else:
             clip = ClipModel(vision, text)
@@ -242,5 +252,5 @@ def _check_shape(config: BackboneConfig, image_size: int, clip: ClipModel) -> No
                  "text_layers", "text_heads", "quick_gelu", "context_length"):
         if getattr(config, name) != getattr(want, name):
             raise TvrError(f"backbone.{name} is {getattr(config, name)!r} but {config.pretrained} has {getattr(want, name)!r}")
-    if image_size != clip.vision_config.image_size:
-        raise TvrError(f"image_size is {image_size} but {config.pretrained} takes {clip.vision_config.image_size} px")
+    if image_size % want.patch_size:
+        raise TvrError(f"image_size {image_size} is not a multiple of {config.pretrained}'s patch size {want.patch_size}")
