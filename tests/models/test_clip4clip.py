@@ -49,6 +49,23 @@ def test_config_errors_name_the_field():
         create("clip4clip-seqtransf", **TINY, frame_position_std=-1.0)
 
 
+def test_backbone_image_size_from_scratch_sets_the_model_size_or_names_the_bad_value():
+    from tvr.models.backbone import adapt_to_backbone
+
+    base = make_config("clip4clip-meanp", TINY)
+    sized = make_config("clip4clip-meanp", {**TINY, "backbone": {**TINY["backbone"], "image_size": 48}})
+    assert adapt_to_backbone(base, ["red circle"]).image_size == 32
+    adapted = adapt_to_backbone(sized, ["red circle"])
+    assert adapted.image_size == 48 and build("clip4clip-meanp", adapted).input_spec().image_size == 48
+    off_grid = make_config("clip4clip-meanp", {**TINY, "backbone": {**TINY["backbone"], "image_size": 44}})
+    with pytest.raises(TvrError, match="backbone.image_size 44 is not a multiple of backbone.patch_size 8"):
+        adapt_to_backbone(off_grid, ["red circle"])
+    with pytest.raises(ValueError, match="backbone.image_size is 48 but the model's image_size is 32"):
+        build("clip4clip-meanp", sized)  # not adapted: the two sizes disagree
+    with pytest.raises(TvrError, match="image_size"):
+        make_config("clip4clip-meanp", {**TINY, "backbone": {**TINY["backbone"], "image_size": 4}})
+
+
 @pytest.mark.parametrize("method", ["clip4clip-meanp", "clip4clip-seqtransf"])
 def test_garbage_in_padded_frames_changes_nothing(method):
     model = tiny(method)

@@ -71,8 +71,8 @@ class BackboneConfig:
             raise ValueError("text_context adds to the CLIP text tower; text_encoder 'minilm' already reads MiniLM")
         if self.text_context_layers < 1:
             raise ValueError(f"text_context_layers must be >= 1, got {self.text_context_layers}")
-        if self.image_size is not None and self.image_size < 1:
-            raise ValueError(f"image_size must be >= 1, got {self.image_size}")
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
         if not 0 <= self.freeze_vision_layers <= self.vision_layers:
             raise ValueError(f"freeze_vision_layers must be in [0, vision_layers={self.vision_layers}], "
                              f"got {self.freeze_vision_layers}")
@@ -105,8 +105,11 @@ def adapt_to_backbone(config, train_captions: Sequence[str]):  # noqa: ANN001, A
     vocabulary built from `train_captions`. For model configs holding `backbone` and `image_size`."""
     backbone, image_size = config.backbone.with_pretrained_shape()
     fields = {**config.__dict__, "backbone": backbone.with_vocabulary(train_captions)}
-    if image_size is not None or config.backbone.image_size is not None:
-        fields["image_size"] = image_size or config.backbone.image_size
+    size = image_size or config.backbone.image_size
+    if size is not None:
+        if size % backbone.patch_size:
+            raise TvrError(f"backbone.image_size {size} is not a multiple of backbone.patch_size {backbone.patch_size}")
+        fields["image_size"] = size
     return type(config)(**fields)
 
 
@@ -115,6 +118,8 @@ class ClipBackbone(nn.Module):
 
     def __init__(self, config: BackboneConfig, image_size: int) -> None:
         super().__init__()
+        if config.image_size is not None and config.image_size != image_size:
+            raise ValueError(f"backbone.image_size is {config.image_size} but the model's image_size is {image_size}")
         self.config = config
         self.image_size = image_size
         vision = VisionConfig(
