@@ -9,9 +9,10 @@ paraphrase twin — so its row sits beside the `tvr` methods' rows:
 
     python bench/plain_dual_encoder.py            # → bench/results/plain_dual_encoder.{json,md}
 
-Frames and audio are decoded once through `tvr.io` and cached under `--cache` (an .npz per split).
-Training reads the train split, keeps the epoch with the best validation R@1, and never reads
-the test split before the final evaluation.
+Frames and audio are decoded once through `tvr.io` and cached under `--cache` (an .npz per split,
+holding its gallery's keys: a cache of another world is refused). Training sees only the train
+split (audio standardised with its statistics) and keeps the epoch with the best validation R@1;
+the test split and its paraphrase twin are decoded before training but scored only after it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from torch import Tensor, nn
 from tvr.atomic import atomic_write_json, atomic_write_text
 
 
-def decode_split(manifest_path: Path, cache: Path, frames: int) -> dict[str, Any]:
-    """Captions, gallery, ground truth, frames [V,T,H,W,3] uint8 and log-mel band means [V,S,B] of a split."""
+def decode_split(manifest_path: Path, cache: Path, frames: int, segments: int) -> dict[str, Any]:
+    """Captions, gallery, ground truth, frames [V,T,H,W,3] uint8 and log-mel band means [V,S,B] of a split
+    (`segments` one-second windows, cut or padded with silence)."""
     from tvr.encoders.audio import AudioConfig, log_mel_statistics
     from tvr.io.decoded import DecodeSpec
     from tvr.io.manifest import read_manifest
@@ -42,9 +44,11 @@ def decode_split(manifest_path: Path, cache: Path, frames: int) -> dict[str, Any
     keys = manifest.video_keys()
     row = {k: i for i, k in enumerate(keys)}
     out: dict[str, Any] = {"entries": manifest.entries, "keys": keys, "gt": [row[e.video_key] for e in manifest.entries]}
-    path = cache / f"{manifest_path.stem}-{frames}f.npz"
+    path = cache / f"{manifest_path.stem}-{frames}f-{segments}s.npz"
     if path.is_file():
         with np.load(path) as z:
+            if list(z["keys"]) != keys:
+                raise SystemExit(f"{path}: decoded from another world than {manifest_path}; remove it or pass --cache")
             return out | {"frames": z["frames"], "audio": z["audio"]}
     config = AudioConfig()
     spec = DecodeSpec(num_frames=frames, audio=True, audio_rate_hz=config.rate_hz)
@@ -54,8 +58,9 @@ def decode_split(manifest_path: Path, cache: Path, frames: int) -> dict[str, Any
         clip = decode(manifest.path_of(first[key]), spec)
         video.append(clip.frames)
         audio.append(log_mel_statistics(clip.audio, config)[0][:, : config.n_mels])  # band energies: the mean log-mel
-    segments = min(a.shape[0] for a in audio)
-    arrays = {"frames": np.stack(video), "audio": np.stack([a[:segments] for a in audio]).astype(np.float32)}
+    silence = np.full(config.n_mels, np.log(config.floor), dtype=np.float32)
+    audio = [np.concatenate([a[:segments], np.tile(silence, (max(0, segments - len(a)), 1))]) for a in audio]
+    arrays = {"frames": np.stack(video), "audio": np.stack(audio).astype(np.float32), "keys": np.array(keys)}
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **arrays)
@@ -184,6 +189,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"))
     ap.add_argument("--cache", type=Path, default=Path("runs/synth-bench-g4/plain-dual-encoder"))
     ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--audio-seconds", type=int, default=3, help="one band-energy vector per second, this many")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -193,7 +199,7 @@ def main() -> None:
     from tvr.encoders.minilm import MiniLMConfig, MiniLMTextEncoder
 
     t0, c0 = time.monotonic(), time.process_time()
-    splits = {name: decode_split(args.data / f"{name}.jsonl", args.cache, args.frames)
+    splits = {name: decode_split(args.data / f"{name}.jsonl", args.cache, args.frames, args.audio_seconds)
               for name in ("train", "val", "test", "test_paraphrase")}
     decode_s, decode_cpu_s = time.monotonic() - t0, time.process_time() - c0
     minilm = MiniLMTextEncoder(MiniLMConfig())
@@ -204,7 +210,8 @@ def main() -> None:
     paraphrase = evaluate(model, splits["test_paraphrase"], text["test_paraphrase"])["t2v"]
     doc = {
         "benchmark": "plain_dual_encoder", "cpu_count": os.cpu_count(), "data": str(args.data),
-        "setup": {"frames": args.frames, "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+        "setup": {"frames": args.frames, "audio_seconds": args.audio_seconds,
+                  "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
                   "size_px": int(splits["train"]["frames"].shape[2])},
         "decode_s": round(decode_s, 1), "decode_cpu_s": round(decode_cpu_s, 1),
         "train_wall_s": round(sum(h["epoch_s"] for h in history), 1),

@@ -2,6 +2,8 @@
 
 Every run is `NAME=METHOD` or `NAME=METHOD@CONFIG.json` (a `tvr train --config` file), so a new
 method or ablation is benchmarked by naming it on the command line, not by editing this script.
+`NAME=ensemble@RUN+RUN+…` fuses finished runs of this benchmark with `tvr ensemble` (equal weights)
+and evaluates the fusion; nothing is trained, and its cost is the sum of its members'.
 The README's table of every method (issue: 1,200 training videos, 600 test videos in 150 groups
 of four near-duplicates, 96 px, each method with its `tvr train` defaults):
 
@@ -44,8 +46,6 @@ def ensure_world(data: Path, shape: dict[str, int], seed: int, size: int) -> Non
 
 
 def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None, postprocs: list[str], device: str) -> dict[str, Any]:
-    from tvr.eval.evaluate import evaluate_model
-    from tvr.io.manifest import read_manifest
     from tvr.models.registry import load_model
     from tvr.train.checkpoint import has_checkpoint
     from tvr.train.epochs import read_metrics
@@ -54,6 +54,8 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     method, _, config = spec.partition("@")
     run_dir = runs_dir / name
     t0 = time.monotonic()
+    if method == "ensemble":  # ensemble@RUN+RUN+…: runs of this benchmark fused by `tvr ensemble`, nothing trained
+        return run_ensemble(name, [runs_dir / r for r in config.split("+")], data, run_dir, postprocs, device)
     if has_checkpoint(run_dir):
         if not finished(run_dir, epochs):
             train(data / "all.jsonl", method, run_dir, epochs=epochs, device=device, resume=True, progress=True)
@@ -63,6 +65,28 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     train_s = time.monotonic() - t0
     history = read_metrics(run_dir)
     model = load_model(run_dir, device=device)
+    pairs, results, paraphrase = evaluate_run(model, run_dir, data, postprocs, device)
+    config_doc = json.loads((run_dir / "config.json").read_text())
+    return {
+        "method": method, "config": config or None, "epochs": len(history),
+        "selected_epoch": config_doc.get("selected_epoch"),
+        "backbone": config_doc["config"].get("backbone", {}).get("pretrained"),
+        "train_wall_s_this_call": round(train_s, 1),
+        "train_cpu_s": round(sum(h.get("epoch_cpu_s") or 0 for h in history), 1),
+        "train_wall_s": round(sum(h.get("epoch_s") or 0 for h in history), 1),
+        "epoch_s": [h.get("epoch_s") for h in history],
+        "val_R@1": [h.get("val", {}).get("t2v", {}).get("R@1") for h in history],
+        "n_test_queries": len(pairs.entries), "n_test_videos": len(pairs.clips),
+        "chance_R@1": round(100.0 / len(pairs.clips), 3),
+        "results": results, "paraphrase_t2v": paraphrase,
+    }
+
+
+def evaluate_run(model: Any, run_dir: Path, data: Path, postprocs: list[str], device: str) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+    """(test pairs, results per post-processor, paraphrase-twin t2v metrics) of a loaded model."""
+    from tvr.eval.evaluate import evaluate_model
+    from tvr.io.manifest import read_manifest
+
     bank = [e.caption for e in read_manifest(data / "train.jsonl").entries]
     pairs = split_pairs(model, run_dir, data / "test.jsonl")
     results = {}
@@ -74,16 +98,25 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
         twin = split_pairs(model, run_dir, data / "test_paraphrase.jsonl")
         report = evaluate_model(model, twin, device=device, postproc="none", split="test")
         paraphrase = {k: report["t2v"][k] for k in METRIC_KEYS}
-    config_doc = json.loads((run_dir / "config.json").read_text())
+    return pairs, results, paraphrase
+
+
+def run_ensemble(name: str, members: list[Path], data: Path, run_dir: Path, postprocs: list[str], device: str) -> dict[str, Any]:
+    """Fuse finished runs with `tvr ensemble` (equal weights) and evaluate the result; its training
+    cost is the sum of its members'."""
+    from tvr.models.ensemble import write_ensemble
+    from tvr.models.registry import load_model
+    from tvr.train.epochs import read_metrics
+
+    summary = write_ensemble(members, run_dir, force=True)  # cheap; its frame cache is rebuilt
+    model = load_model(run_dir, device=device)
+    pairs, results, paraphrase = evaluate_run(model, run_dir, data, postprocs, device)
+    histories = [read_metrics(m) for m in members]
     return {
-        "method": method, "config": config or None, "epochs": len(history),
-        "selected_epoch": config_doc.get("selected_epoch"),
-        "backbone": config_doc["config"].get("backbone", {}).get("pretrained"),
-        "train_wall_s_this_call": round(train_s, 1),
-        "train_cpu_s": round(sum(h.get("epoch_cpu_s") or 0 for h in history), 1),
-        "train_wall_s": round(sum(h.get("epoch_s") or 0 for h in history), 1),
-        "epoch_s": [h.get("epoch_s") for h in history],
-        "val_R@1": [h.get("val", {}).get("t2v", {}).get("R@1") for h in history],
+        "method": "ensemble", "config": None, "members": [m["run"] for m in summary["members"]],
+        "shares": [m["share"] for m in summary["members"]], "epochs": None, "selected_epoch": None,
+        "train_cpu_s": round(sum(h.get("epoch_cpu_s") or 0 for hist in histories for h in hist), 1),
+        "train_wall_s": round(sum(h.get("epoch_s") or 0 for hist in histories for h in hist), 1),
         "n_test_queries": len(pairs.entries), "n_test_videos": len(pairs.clips),
         "chance_R@1": round(100.0 / len(pairs.clips), 3),
         "results": results, "paraphrase_t2v": paraphrase,
@@ -103,7 +136,7 @@ def markdown(doc: dict[str, Any], tags: tuple[str, ...] = TAGS) -> str:
             row += [fmt(r["t2v"][k]) for k in ("R@1", "R@5", "MdR")]
             row += [fmt(r["by_tag"].get(t, {}).get("R@1")) for t in tags]
             row += [para_cell if i == 0 else "", fmt(r["v2t"]["R@1"])]
-            kept = f"{run['epochs']} ({run.get('selected_epoch', '–')})"
+            kept = f"{run['epochs']} ({run.get('selected_epoch', '–')})" if run["epochs"] else "–"
             row += [kept, fmt(run.get("train_cpu_s")), fmt(run.get("train_wall_s"))] if i == 0 else ["", "", ""]
             lines.append("| " + " | ".join(row) + " |")
     first = next(iter(doc["runs"].values()), None)

@@ -1,0 +1,118 @@
+"""Ensembles: fused scores against a hand computation, the inner-product contract, what is refused,
+and the checkpoint written by `write_ensemble` / `tvr ensemble` (round trip, --force, captions)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from tvr.data.batch import TextBatch, VideoBatch
+from tvr.errors import TvrError
+from tvr.models import create
+from tvr.models.ensemble import Ensemble, assemble, write_ensemble
+from tvr.models.registry import TRAINING_CAPTIONS_FILE, load_model, save_model
+
+TINY = {
+    "num_frames": 4, "image_size": 32,
+    "backbone": {"embed_dim": 16, "patch_size": 8, "vision_width": 16, "vision_layers": 1, "vision_heads": 2,
+                 "text_width": 16, "text_layers": 1, "text_heads": 2, "vocabulary": ["red", "blue", "circle", "then"]},
+}
+TEXTS = ["red circle", "blue circle then red", "circle", "blue"]
+
+
+def member(method: str, seed: int, logit_scale: float, **extra):
+    torch.manual_seed(seed)
+    model = create(method, **{**TINY, **extra}).eval()
+    model.logit_scale.data.fill_(math.log(logit_scale))
+    return model
+
+
+def videos(n: int = 5, seed: int = 1) -> VideoBatch:
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 256, (n, 4, 3, 32, 32), dtype=torch.uint8, generator=g)
+    mask = torch.ones(n, 4, dtype=torch.bool)
+    mask[0, 3:] = False
+    return VideoBatch(frames, mask, torch.arange(4, dtype=torch.float32).expand(n, 4).clone())
+
+
+def scores(model, texts=TEXTS, batch=None):
+    with torch.no_grad():
+        return model.similarity(model.encode_text(TextBatch(texts)), model.encode_video(batch or videos()))
+
+
+def test_fused_score_is_the_logit_weighted_mean_of_the_members_scores():
+    a = member("clip4clip-meanp", 0, 10.0)
+    b = member("clip4clip-seqtransf", 1, 30.0, temporal_layers=1)
+    for weights, alpha in (((), (0.25, 0.75)), ((3.0, 1.0), (0.5, 0.5))):  # α_m = w_m λ_m / Σ w λ
+        ens = assemble([a, b], weights)
+        want = alpha[0] * scores(a) + alpha[1] * scores(b)
+        got = scores(ens)
+        assert torch.allclose(got, want, atol=1e-5), (weights, (got - want).abs().max())
+        assert torch.allclose(ens.alphas(), torch.tensor(alpha), atol=1e-6)
+        assert math.isclose(float(ens.scale()), 10.0 * (weights or (1, 1))[0] + 30.0 * (weights or (1, 1))[1], rel_tol=1e-5)
+        # an inner-product model: the index vectors alone give the same scores
+        with torch.no_grad():
+            q = ens.query_vectors(ens.encode_text(TextBatch(TEXTS)))
+            g = ens.gallery_vectors(ens.encode_video(videos()))
+        assert q.shape[1] == 32 and torch.allclose(q @ g.T, want, atol=1e-5)
+    assert ens.sees_frame_order  # seqTransf sees order; meanP alone would not
+    with torch.no_grad():  # the best moment: the first member's per-frame cosines
+        t, v = ens.encode_text(TextBatch(TEXTS)), ens.encode_video(videos())
+        want = a.frame_similarity(a.encode_text(TextBatch(TEXTS)), a.encode_video(videos()))
+    assert torch.allclose(ens.frame_similarity(t, v), want, atol=1e-6) and torch.isinf(want[:, 0, 3]).all()
+    assert not assemble([a, member("clip4clip-meanp", 2, 5.0)]).sees_frame_order
+
+
+def test_members_must_be_inner_product_models_that_sample_frames_alike():
+    a = member("clip4clip-meanp", 0, 10.0)
+    with pytest.raises(ValueError, match=r"members\[1\] is a 'ts2net' model, which is not an inner-product model"):
+        assemble([a, member("ts2net", 1, 10.0, shift_blocks=(0,))])
+    with pytest.raises(ValueError, match="sample frames differently"):
+        assemble([a, member("clip4clip-meanp", 1, 10.0, num_frames=3)])
+    with pytest.raises(ValueError, match="at least two members"):
+        assemble([a])
+    with pytest.raises(ValueError, match="weights has 3 values for 2 members"):
+        assemble([a, member("clip4clip-meanp", 1, 10.0)], (1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="> 0"):
+        assemble([a, member("clip4clip-meanp", 1, 10.0)], (1.0, 0.0))
+    with pytest.raises(NotImplementedError, match="not trained"):
+        ens = assemble([a, member("clip4clip-meanp", 1, 10.0)])
+        ens.loss(ens.encode_text(TextBatch(TEXTS)), ens.encode_video(videos()))
+
+
+def test_written_ensemble_reloads_alone_with_both_runs_captions(tmp_path):
+    a, b = member("clip4clip-meanp", 0, 10.0), member("clip4clip-seqtransf", 1, 20.0, temporal_layers=1)
+    for name, model, caps in (("a", a, ["red circle", "blue"]), ("b", b, ["blue", "circle then red"])):
+        save_model(model, tmp_path / name)
+        (tmp_path / name / TRAINING_CAPTIONS_FILE).write_text(json.dumps(caps))
+    out = tmp_path / "ens"
+    doc = write_ensemble([tmp_path / "a", tmp_path / "b"], out, (1.0, 2.0))
+    assert [m["method"] for m in doc["members"]] == ["clip4clip-meanp", "clip4clip-seqtransf"]
+    assert [m["share"] for m in doc["members"]] == pytest.approx([0.2, 0.8])
+    for d in ("a", "b"):  # the ensemble does not need its members' folders any more
+        (tmp_path / d / "model.safetensors").unlink()
+    loaded = load_model(out)
+    assert isinstance(loaded, Ensemble) and loaded.weights == (1.0, 2.0)
+    assert torch.allclose(scores(loaded), 0.2 * scores(a) + 0.8 * scores(b), atol=1e-5)
+    assert json.loads((out / TRAINING_CAPTIONS_FILE).read_text()) == ["red circle", "blue", "circle then red"]
+    assert json.loads((out / "config.json").read_text())["ensemble_of"][0]["run"] == str(tmp_path / "a")
+
+
+def test_existing_output_needs_force_and_a_failed_fusion_leaves_it_whole(tmp_path):
+    for name, seed in (("a", 0), ("b", 1)):
+        save_model(member("clip4clip-meanp", seed, 10.0), tmp_path / name)
+    save_model(member("clip4clip-meanp", 2, 10.0, num_frames=3), tmp_path / "c")
+    out = tmp_path / "ens"
+    write_ensemble([tmp_path / "a", tmp_path / "b"], out)
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(TvrError, match="exists and is not empty; pass --force"):
+        write_ensemble([tmp_path / "b", tmp_path / "a"], out)
+    with pytest.raises(TvrError, match="cannot fuse .*sample frames differently"):
+        write_ensemble([tmp_path / "a", tmp_path / "c"], out, force=True)
+    assert (out / "model.safetensors").read_bytes() == before
+    write_ensemble([tmp_path / "b", tmp_path / "a"], out, force=True)
+    assert (out / "model.safetensors").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "ens"]  # nothing left beside it
