@@ -73,3 +73,6 @@ def test_json_summary_and_bad_input(fused, run_cli, tmp_path):
     _one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "x", "--weights", "1,-2"), "> 0")
     _one_line_error(run_cli("ensemble", a, tmp_path / "nope", "-o", tmp_path / "x"), "nope", "not found")
     assert not (tmp_path / "x").exists()
+    manifest = fused[1]
+    _one_line_error(run_cli("train", manifest, "--method", "ensemble", "--out", tmp_path / "t"), "not trained", "tvr ensemble")
+    assert not (tmp_path / "t").exists()

@@ -66,6 +66,45 @@ def test_fused_score_is_the_logit_weighted_mean_of_the_members_scores():
     assert not assemble([a, member("clip4clip-meanp", 2, 5.0)]).sees_frame_order
 
 
+MMT = {"d_model": 16, "layers": 1, "heads": 2, "ffn": 32, "num_frames": 4, "image_size": 32, "max_features": 6,
+       "experts": ["appearance", "motion", "audio"], "appearance": "frames", "expert_dims": [8, 5, 7],
+       "text_trainable_layers": 1, "loss": "infonce"}
+
+
+def with_streams(batch: VideoBatch, seed: int = 3) -> VideoBatch:
+    """`batch` plus MMT's three expert streams; the second video has no audio."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(batch)
+    features = {name: torch.randn(n, k, d, generator=g) for name, k, d in (("frames", 4, 8), ("motion", 3, 5), ("audio", 3, 7))}
+    features["audio_mask"] = torch.ones(n, 3, dtype=torch.bool)
+    features["audio_mask"][1] = False
+    return VideoBatch(batch.frames, batch.frame_mask, batch.timestamps, features)
+
+
+def test_an_mmt_member_enters_through_its_exact_index_vectors():
+    a = member("clip4clip-meanp", 0, 10.0)
+    torch.manual_seed(1)
+    mmt = create("mmt", **MMT).eval()
+    mmt.logit_scale.data.fill_(math.log(30.0))
+    batch = with_streams(videos())
+    ens = assemble([a, mmt])
+    assert set(ens.input_spec().streams) == set(mmt.input_spec().streams)
+    want = 0.25 * scores(a, batch=batch) + 0.75 * scores(mmt, batch=batch)  # MMT's caption-dependent mixture
+    assert torch.allclose(scores(ens, batch=batch), want, atol=1e-5)
+    with torch.no_grad():  # the index vectors give the same, including the video without audio
+        q = ens.query_vectors(ens.encode_text(TextBatch(TEXTS)))
+        g = ens.gallery_vectors(ens.encode_video(batch))
+    assert torch.allclose(q @ g.T, want, atol=1e-5)
+    with torch.no_grad():  # MMT's per-frame outputs are not trained to match: no moment of its own
+        only = assemble([mmt, mmt], (1.0, 2.0))
+        sims = only.frame_similarity(only.encode_text(TextBatch(TEXTS)), only.encode_video(batch))
+    assert sims.shape[-1] == 1 and only.moment_member is None
+    margin = create("mmt", **{**MMT, "loss": "margin"}).eval()
+    with pytest.raises(ValueError, match=r"members\[1\] \(mmt\) was trained with a loss that never fits"):
+        assemble([a, margin])
+    assert assemble([a, margin], (1.0, 1.0)).alphas().shape == (2,)  # explicit weights: allowed
+
+
 def test_members_must_be_inner_product_models_that_sample_frames_alike():
     a = member("clip4clip-meanp", 0, 10.0)
     with pytest.raises(ValueError, match=r"members\[1\] is a 'ts2net' model, which is not an inner-product model"):
@@ -116,3 +155,12 @@ def test_existing_output_needs_force_and_a_failed_fusion_leaves_it_whole(tmp_pat
     write_ensemble([tmp_path / "b", tmp_path / "a"], out, force=True)
     assert (out / "model.safetensors").read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "ens"]  # nothing left beside it
+    for inside in (tmp_path / "a", tmp_path / "a" / "fused", tmp_path):  # never into, inside or around a run
+        with pytest.raises(TvrError, match="is, holds or lies inside the run"):
+            write_ensemble([tmp_path / "a", tmp_path / "b"], inside, force=True)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(TvrError, match="is not a tvr checkpoint; --force replaces only"):
+        write_ensemble([tmp_path / "a", tmp_path / "b"], tmp_path / "notes", force=True)
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    assert (tmp_path / "a" / "model.safetensors").is_file()

@@ -142,6 +142,7 @@ class RetrievalModel(nn.Module, abc.ABC):
     method: ClassVar[str] = ""  # set by the registry
     inner_product: ClassVar[bool] = False  # True: similarity == query_vectors @ gallery_vectors.T
     sees_frame_order: ClassVar[bool] = True  # False: reordering a clip's frames never changes its scores
+    trainable: ClassVar[bool] = True  # False: assembled from trained models (an ensemble), never trained
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -168,6 +169,10 @@ class RetrievalModel(nn.Module, abc.ABC):
     def adapt_config(cls, config: ModelConfig, train_captions: Sequence[str]) -> ModelConfig:
         """Fill in data-dependent config fields before training (e.g. a word vocabulary)."""
         return config
+
+    def learns_logit_scale(self) -> bool:
+        """Whether training fits `logit_scale` (False for a loss that never reads it)."""
+        return True
 
     def scale(self) -> Tensor:
         """exp(logit_scale) clamped at 100, as in CLIP."""

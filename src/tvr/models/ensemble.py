@@ -25,6 +25,7 @@ vector: CLIP4Clip); an ensemble without one (MMT alone) reports none.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class EnsembleTextEmb(TextEmb):
 @register("ensemble", EnsembleConfig)
 class Ensemble(RetrievalModel):
     inner_product = True
+    trainable = False
 
     def __init__(self, config: EnsembleConfig) -> None:
         super().__init__(config)
@@ -74,12 +76,16 @@ class Ensemble(RetrievalModel):
             if not model.inner_product:
                 raise ValueError(f"members[{i}] is a {m['method']!r} model, which is not an inner-product model; "
                                  "an ensemble concatenates its members' index vectors")
+            if not config.weights and not model.learns_logit_scale():
+                raise ValueError(f"members[{i}] ({m['method']}) was trained with a loss that never fits its logit "
+                                 "scale, so the scale cannot weigh it; give explicit weights")
             members.append(model)
         self.members = nn.ModuleList(members)
-        specs = [(m.input_spec().num_frames, m.input_spec().image_size, m.input_spec().fps) for m in members]
-        if len(set(specs)) > 1:
-            raise ValueError("members sample frames differently (frames per clip, pixel size, rate): "
-                             + ", ".join(f"{m.method} {s}" for m, s in zip(members, specs)))
+        specs = [m.input_spec() for m in members]
+        sampling = {(s.num_frames, s.fps) for s in specs} | {(-1, s.image_size) for s in specs if s.pixels}
+        if len({x for x in sampling if x[0] != -1}) > 1 or len({x for x in sampling if x[0] == -1}) > 1:
+            raise ValueError("members sample frames differently (frames per clip, rate, pixel size): " + ", ".join(
+                f"{m.method} {(s.num_frames, s.fps, s.image_size if s.pixels else None)}" for m, s in zip(members, specs)))
         self.weights = tuple(config.weights) or (1.0,) * len(members)
         standard = [i for i, m in enumerate(members) if type(m).frame_similarity is RetrievalModel.frame_similarity]
         self.moment_member = standard[0] if standard else None
@@ -91,8 +97,9 @@ class Ensemble(RetrievalModel):
     def input_spec(self) -> VideoInputSpec:
         specs = [m.input_spec() for m in self.members]
         streams = tuple(dict.fromkeys(s for spec in specs for s in spec.streams))
-        return VideoInputSpec(specs[0].num_frames, specs[0].image_size, streams=streams,
-                              pixels=any(s.pixels for s in specs), fps=specs[0].fps)
+        size = next((s.image_size for s in specs if s.pixels), specs[0].image_size)
+        return VideoInputSpec(specs[0].num_frames, size, streams=streams, pixels=any(s.pixels for s in specs),
+                              fps=specs[0].fps)
 
     def member_logit_scales(self) -> Tensor:
         """w_m · λ_m per member [M]."""
@@ -140,7 +147,8 @@ def assemble(runs: list[Any], weights: tuple[float, ...] = ()) -> Ensemble:
     from tvr.models.registry import config_to_dict
 
     members = tuple({"method": r.method, "config": config_to_dict(r.config)} for r in runs)
-    first = runs[0].input_spec()
+    specs = [r.input_spec() for r in runs]
+    first = next((s for s in specs if s.pixels), specs[0])
     config = EnsembleConfig(num_frames=first.num_frames, image_size=first.image_size, sample_fps=first.fps,
                             members=members, weights=tuple(weights))
     model = Ensemble(config)
@@ -150,59 +158,86 @@ def assemble(runs: list[Any], weights: tuple[float, ...] = ()) -> Ensemble:
 
 
 def write_ensemble(runs: list[Path], out: Path, weights: tuple[float, ...] = (), force: bool = False) -> dict[str, Any]:
-    """Load the run directories `runs`, fuse them and save the checkpoint folder `out`: built beside
-    it and moved into place whole, so `out` is either the old folder or the finished new one.
-    Without `force` an existing non-empty `out` is refused. The training captions of every run
-    (an index's default querybank) are kept, deduplicated. Returns a summary."""
-    import json
-    import os
+    """Load the run directories `runs`, fuse them and save the checkpoint folder `out`, built beside
+    it and moved into place whole (an old `out` is put back if that fails). `out` may not be one of
+    the runs, inside one or around one; an existing non-empty `out` is replaced only with `force`,
+    and only when it is a tvr checkpoint. The querybank is the runs' training captions: one run's
+    list when they are all the same, else every list in turn, deduplicated. Returns a summary."""
     import shutil
     import tempfile
 
+    from tvr.atomic import atomic_write_json, fsync_dir
     from tvr.checksums import sha256_file
     from tvr.errors import TvrError
-    from tvr.models.registry import (
-        TRAINING_CAPTIONS_FILE,
-        WEIGHTS_FILE,
-        load_model,
-        save_model,
-    )
+    from tvr.models.registry import CHECKPOINT_FORMAT, TRAINING_CAPTIONS_FILE, WEIGHTS_FILE, load_model, save_model
 
-    out = Path(out)
+    out = Path(out).resolve()
+    runs = [Path(r).resolve() for r in runs]
+    for r in runs:
+        if out == r or out in r.parents or r in out.parents:
+            raise TvrError(f"{out}: is, holds or lies inside the run {r}; write the ensemble elsewhere")
     if out.exists() and not out.is_dir():
         raise TvrError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise TvrError(f"{out}: exists and is not empty; pass --force to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise TvrError(f"{out}: exists and is not empty; pass --force to replace it")
+        if _checkpoint_format(out / "config.json") != CHECKPOINT_FORMAT:
+            raise TvrError(f"{out}: is not a tvr checkpoint; --force replaces only a checkpoint folder")
+    shas = [sha256_file(r / WEIGHTS_FILE) if (r / WEIGHTS_FILE).is_file() else None for r in runs]  # before loading
     loaded = [load_model(r) for r in runs]
     try:
         model = assemble(loaded, weights)
     except ValueError as exc:
         raise TvrError(f"cannot fuse {', '.join(map(str, runs))}: {exc}") from None
-    captions: dict[str, None] = {}
-    for r in runs:
-        path = Path(r) / TRAINING_CAPTIONS_FILE
-        if path.is_file():
-            captions.update(dict.fromkeys(json.loads(path.read_text(encoding="utf-8"))))
-    shares = model.alphas().tolist()
-    members = [{"run": str(r), "method": m.method, "weights_sha256": sha256_file(Path(r) / WEIGHTS_FILE), "share": round(a, 6)}
-               for r, m, a in zip(runs, loaded, shares)]
+    lists = [_captions(r / TRAINING_CAPTIONS_FILE) for r in runs if (r / TRAINING_CAPTIONS_FILE).is_file()]
+    captions = lists[0] if lists and all(c == lists[0] for c in lists) else list(dict.fromkeys(c for cs in lists for c in cs))
+    members = [{"run": str(r), "method": m.method, "weights_sha256": sha, "share": round(a, 6)}
+               for r, m, sha, a in zip(runs, loaded, shas, model.alphas().tolist())]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp's 0o700 would hide the checkpoint from other users
+    old = out.with_name(f".{out.name}.old")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's 0o700 would hide the checkpoint from other users
         save_model(model, staging, extra={"ensemble_of": members})
         if captions:
-            (staging / TRAINING_CAPTIONS_FILE).write_text(json.dumps(list(captions)), encoding="utf-8")
-        old = None
+            atomic_write_json(staging / TRAINING_CAPTIONS_FILE, captions)
+        shutil.rmtree(old, ignore_errors=True)
         if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
             out.rename(old)
-        staging.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            staging.rename(out)
+        except BaseException:
+            if old.exists() and not out.exists():
+                old.rename(out)
+            raise
+        fsync_dir(out.parent)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"path": str(out), "members": members, "logit_scale": float(model.scale())}
+
+
+def _checkpoint_format(path: Path) -> Any:
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _captions(path: Path) -> list[str]:
+    """A run's stored training captions (a JSON list of strings)."""
+    import json
+
+    from tvr.errors import TvrError
+
+    try:
+        captions = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TvrError(f"{path}: not a readable caption list ({exc})") from None
+    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+        raise TvrError(f"{path}: expected a JSON list of caption strings")
+    return captions

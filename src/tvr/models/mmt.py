@@ -325,6 +325,9 @@ class Mmt(RetrievalModel):
         dots = torch.einsum("ted,ved->tve", t.experts, v.experts)
         return (w * dots).sum(-1)
 
+    def learns_logit_scale(self) -> bool:
+        return self.config.loss == "infonce"  # type: ignore[attr-defined] - the margin loss never reads it
+
     def loss(self, text_emb: TextEmb, video_emb: VideoEmb) -> Tensor:
         c: MmtConfig = self.config  # type: ignore[assignment]
         scores = self.similarity(text_emb, video_emb)

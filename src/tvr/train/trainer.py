@@ -140,7 +140,8 @@ def _train(
     resume: bool, resume_previous: bool, seed: int | None, progress: bool, dist: Dist,
 ) -> TrainResult:
     t0 = time.monotonic()
-    lookup(method)  # unknown method: fail before any work
+    if not lookup(method)[0].trainable:  # unknown method: fail before any work
+        raise TvrError(f"{method!r} is not trained: it is assembled from trained runs (tvr {method})")
     manifest = read_manifest(manifest_path)
     if epochs is not None and epochs < 1:
         raise TvrError(f"--epochs must be at least 1, got {epochs}")
