@@ -63,9 +63,19 @@ def temp_path_beside(path: str | Path) -> Path:
 def _default_file_mode() -> int:
     """The mode `open()` would give a new file (0o666 less the umask); mkstemp's 0o600 would make
     results unreadable to other users."""
+    return 0o666 & ~_umask()
+
+
+def default_dir_mode() -> int:
+    """The mode `mkdir()` would give a new folder (0o777 less the umask); for folders made by
+    `tempfile.mkdtemp` (0o700) that become results."""
+    return 0o777 & ~_umask()
+
+
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def commit_temp(tmp: str | Path, path: str | Path) -> None:

@@ -10,15 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "index"))
-from index_helpers import make_checkpoint, make_collection  # noqa: E402
-
-
-def _one_line_error(result, *words):
-    assert result.exit_code == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
+from index_helpers import make_checkpoint, make_collection, one_line_error  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +57,14 @@ def test_json_summary_and_bad_input(fused, run_cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert [m["share"] for m in doc["members"]] == pytest.approx([0.5, 0.5]) and doc["path"] == str(tmp_path / "e")
-    _one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "e"), "not empty", "--force")
+    one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "e"), "not empty", "--force")
     assert run_cli("ensemble", a, b, "-o", tmp_path / "e", "--force").exit_code == 0
-    _one_line_error(run_cli("ensemble", a, "-o", tmp_path / "x"), "at least two runs")
-    _one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "x", "--weights", "1,x"), "--weights", "numbers")
-    _one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "x", "--weights", "1"), "1 values for 2 runs")
-    _one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "x", "--weights", "1,-2"), "> 0")
-    _one_line_error(run_cli("ensemble", a, tmp_path / "nope", "-o", tmp_path / "x"), "nope", "not found")
+    one_line_error(run_cli("ensemble", a, "-o", tmp_path / "x"), "at least two runs")
+    one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "x", "--weights", "1,x"), "--weights", "numbers")
+    one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "x", "--weights", "1"), "1 values for 2 runs")
+    one_line_error(run_cli("ensemble", a, b, "-o", tmp_path / "x", "--weights", "1,-2"), "> 0")
+    one_line_error(run_cli("ensemble", a, tmp_path / "nope", "-o", tmp_path / "x"), "nope", "not found")
     assert not (tmp_path / "x").exists()
     manifest = fused[1]
-    _one_line_error(run_cli("train", manifest, "--method", "ensemble", "--out", tmp_path / "t"), "not trained", "tvr ensemble")
+    one_line_error(run_cli("train", manifest, "--method", "ensemble", "--out", tmp_path / "t"), "not trained", "tvr ensemble")
     assert not (tmp_path / "t").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "index"))
-from index_helpers import make_checkpoint, make_collection  # noqa: E402
+from index_helpers import make_checkpoint, make_collection, one_line_error  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +22,6 @@ def built(tmp_path_factory):
     run = make_checkpoint(root / "run", manifest=manifest)
     assert main(["index", str(manifest), "-c", str(run), "-o", str(root / "idx"), "-w", "1", "-q"]) == 0
     return root, manifest, run
-
-
-def _one_line_error(result, *words):
-    assert result.exit_code == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def test_search_json_and_table(built, run_cli):
@@ -64,7 +56,7 @@ def test_index_beta_is_stored_with_the_querybank(built, run_cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert json.loads((tmp_path / "idx" / "index.json").read_text())["querybank"]["beta"] == 2.0
     assert json.loads((root / "idx" / "index.json").read_text())["querybank"]["beta"] == 20.0  # the default
-    _one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "i2", "--beta", "-1"), "--beta", "positive")
+    one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "i2", "--beta", "-1"), "--beta", "positive")
 
 
 def test_another_model_into_existing_index_needs_force(built, run_cli, tmp_path):
@@ -73,11 +65,11 @@ def test_another_model_into_existing_index_needs_force(built, run_cli, tmp_path)
     out = tmp_path / "idx"
     shutil.copytree(root / "idx", out)
     args = ("index", manifest, "-c", other, "-o", out, "-w", "1", "--store", root / "run" / "frames", "-q")
-    _one_line_error(run_cli(*args), "another model", "--force")
+    one_line_error(run_cli(*args), "another model", "--force")
     r = run_cli(*args, "--force")
     assert r.exit_code == 0, r.stderr
     # the other checkpoint recorded no training manifest: no querybank, so no post-processing
-    _one_line_error(run_cli("search", out, "red", "--postproc", "is"), "no querybank")
+    one_line_error(run_cli("search", out, "red", "--postproc", "is"), "no querybank")
 
 
 def test_corrupted_or_swapped_index_files(built, run_cli, tmp_path):
@@ -87,7 +79,7 @@ def test_corrupted_or_swapped_index_files(built, run_cli, tmp_path):
     info = json.loads((out / "index.json").read_text())
     gallery = out / info["files"]["gallery"]["path"]
     gallery.write_bytes(gallery.read_bytes()[:-8] + b"garbage!")
-    _one_line_error(run_cli("search", out, "red"), "checksum mismatch")
+    one_line_error(run_cli("search", out, "red"), "checksum mismatch")
 
     shutil.rmtree(out)
     shutil.copytree(root / "idx", out)
@@ -98,31 +90,31 @@ def test_corrupted_or_swapped_index_files(built, run_cli, tmp_path):
 
     info["files"]["model_weights"]["sha256"] = sha256_file(weights)
     (out / "index.json").write_text(json.dumps(info))
-    _one_line_error(run_cli("search", out, "red"), "not the one the index was built with")
+    one_line_error(run_cli("search", out, "red"), "not the one the index was built with")
 
     (out / "index.json").write_text("{not json")
-    _one_line_error(run_cli("search", out, "red"), "index.json", "not valid JSON")
+    one_line_error(run_cli("search", out, "red"), "index.json", "not valid JSON")
     (out / "index.json").write_text(json.dumps({**info, "version": 99}))
-    _one_line_error(run_cli("search", out, "red"), "version 99")
+    one_line_error(run_cli("search", out, "red"), "version 99")
 
 
 def test_bad_search_input(built, run_cli, tmp_path):
     root, _, _ = built
-    _one_line_error(run_cli("search", tmp_path / "nope", "red"), "not found")
-    _one_line_error(run_cli("search", tmp_path, "red"), "not a tvr index")
-    _one_line_error(run_cli("search", root / "idx", "red", "--postproc", "bogus"), "unknown post-processor", "bogus")
-    _one_line_error(run_cli("search", root / "idx", "red", "--postproc", "dsl"), "dsl")
-    _one_line_error(run_cli("search", root / "idx", "red", "-k", "0"), "-k")
-    _one_line_error(run_cli("search", root / "idx", "   "), "non-empty")
+    one_line_error(run_cli("search", tmp_path / "nope", "red"), "not found")
+    one_line_error(run_cli("search", tmp_path, "red"), "not a tvr index")
+    one_line_error(run_cli("search", root / "idx", "red", "--postproc", "bogus"), "unknown post-processor", "bogus")
+    one_line_error(run_cli("search", root / "idx", "red", "--postproc", "dsl"), "dsl")
+    one_line_error(run_cli("search", root / "idx", "red", "-k", "0"), "-k")
+    one_line_error(run_cli("search", root / "idx", "   "), "non-empty")
 
 
 def test_bad_index_input(built, run_cli, tmp_path):
     root, manifest, run = built
-    _one_line_error(run_cli("index", tmp_path / "none", "-c", run, "-o", tmp_path / "i"), "no such folder or manifest")
-    _one_line_error(run_cli("index", manifest, "-c", tmp_path, "-o", tmp_path / "i"), "config.json")
-    _one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "i", "--kind", "lsh"), "index kind")
+    one_line_error(run_cli("index", tmp_path / "none", "-c", run, "-o", tmp_path / "i"), "no such folder or manifest")
+    one_line_error(run_cli("index", manifest, "-c", tmp_path, "-o", tmp_path / "i"), "config.json")
+    one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "i", "--kind", "lsh"), "index kind")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
-    _one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "full"), "not a tvr index", "notes.txt")
-    _one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "i", "--querybank", tmp_path / "q.jsonl"),
+    one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "full"), "not a tvr index", "notes.txt")
+    one_line_error(run_cli("index", manifest, "-c", run, "-o", tmp_path / "i", "--querybank", tmp_path / "q.jsonl"),
                     "manifest not found")

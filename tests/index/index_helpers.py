@@ -102,3 +102,12 @@ def register_maxframe() -> None:
             return self.frame_similarity(text_emb, video_emb).amax(-1)
 
     register("test-maxframe", MaxFrameConfig)(MaxFrame)
+
+
+def one_line_error(result, *words) -> None:
+    """`result` (a `run_cli` result) failed with exit 2 and one "error: " line holding every word."""
+    assert result.exit_code == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for w in words:
+        assert w in lines[0], lines[0]

@@ -13,12 +13,11 @@ still resolves. Neither: no querybank, and search offers no IS/DIS.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tvr.errors import TvrError
-from tvr.models.registry import TRAINING_CAPTIONS_FILE
+from tvr.models.registry import TRAINING_CAPTIONS_FILE, read_training_captions
 
 
 def querybank_captions(
@@ -47,16 +46,6 @@ def querybank_captions(
         return [], None  # the training manifest changed since; indexing goes on without a querybank
     part = m if m.splits() == {None} else m.split("train")
     return [e.caption for e in part.entries], f"{recorded} (training captions)"
-
-
-def read_training_captions(path: Path) -> list[str]:
-    try:
-        captions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TvrError(f"{path}: not a readable caption list ({exc})") from None
-    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
-        raise TvrError(f"{path}: expected a JSON list of caption strings")
-    return captions
 
 
 def read_caption_lines(path: Path) -> list[str]:

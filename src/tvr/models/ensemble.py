@@ -25,7 +25,7 @@ vector: CLIP4Clip); an ensemble without one (MMT alone) reports none.
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,18 @@ from torch import Tensor, nn
 
 from tvr.data.batch import TextBatch, VideoBatch, VideoInputSpec
 from tvr.models.base import ModelConfig, RetrievalModel, TextEmb, VideoEmb
-from tvr.models.registry import build, make_config, register
+from tvr.models.registry import (
+    CHECKPOINT_FORMAT,
+    TRAINING_CAPTIONS_FILE,
+    WEIGHTS_FILE,
+    build,
+    config_to_dict,
+    load_model,
+    make_config,
+    read_training_captions,
+    register,
+    save_model,
+)
 
 
 @dataclass(frozen=True)
@@ -67,12 +78,14 @@ class Ensemble(RetrievalModel):
     inner_product = True
     trainable = False
 
-    def __init__(self, config: EnsembleConfig) -> None:
+    def __init__(self, config: EnsembleConfig, built: Sequence[RetrievalModel] | None = None) -> None:
+        """`built`: the members already constructed from `config.members` (by `assemble`), else built here."""
         super().__init__(config)
         self.logit_scale.requires_grad_(False)  # unused: the members' scales decide
         members = []
         for i, m in enumerate(config.members):
-            model = build(m["method"], make_config(m["method"], m["config"], where=f"members[{i}].config"))
+            model = built[i] if built is not None else build(
+                m["method"], make_config(m["method"], m["config"], where=f"members[{i}].config"))
             if not model.inner_product:
                 raise ValueError(f"members[{i}] is a {m['method']!r} model, which is not an inner-product model; "
                                  "an ensemble concatenates its members' index vectors")
@@ -143,18 +156,13 @@ class Ensemble(RetrievalModel):
 
 
 def assemble(runs: list[Any], weights: tuple[float, ...] = ()) -> Ensemble:
-    """An ensemble of loaded member models (`tvr.models.registry.load_model`), weights copied."""
-    from tvr.models.registry import config_to_dict
-
+    """An ensemble of loaded member models (`tvr.models.registry.load_model`); it holds them, not copies."""
     members = tuple({"method": r.method, "config": config_to_dict(r.config)} for r in runs)
     specs = [r.input_spec() for r in runs]
     first = next((s for s in specs if s.pixels), specs[0])
     config = EnsembleConfig(num_frames=first.num_frames, image_size=first.image_size, sample_fps=first.fps,
                             members=members, weights=tuple(weights))
-    model = Ensemble(config)
-    for mine, run in zip(model.members, runs):
-        mine.load_state_dict(run.state_dict())
-    return model.eval()
+    return Ensemble(config, runs).eval()
 
 
 def write_ensemble(runs: list[Path], out: Path, weights: tuple[float, ...] = (), force: bool = False) -> dict[str, Any]:
@@ -166,10 +174,9 @@ def write_ensemble(runs: list[Path], out: Path, weights: tuple[float, ...] = (),
     import shutil
     import tempfile
 
-    from tvr.atomic import atomic_write_json, fsync_dir
+    from tvr.atomic import atomic_write_json, default_dir_mode, fsync_dir
     from tvr.checksums import sha256_file
     from tvr.errors import TvrError
-    from tvr.models.registry import CHECKPOINT_FORMAT, TRAINING_CAPTIONS_FILE, WEIGHTS_FILE, load_model, save_model
 
     out = Path(out).resolve()
     runs = [Path(r).resolve() for r in runs]
@@ -189,7 +196,7 @@ def write_ensemble(runs: list[Path], out: Path, weights: tuple[float, ...] = (),
         model = assemble(loaded, weights)
     except ValueError as exc:
         raise TvrError(f"cannot fuse {', '.join(map(str, runs))}: {exc}") from None
-    lists = [_captions(r / TRAINING_CAPTIONS_FILE) for r in runs if (r / TRAINING_CAPTIONS_FILE).is_file()]
+    lists = [read_training_captions(r / TRAINING_CAPTIONS_FILE) for r in runs if (r / TRAINING_CAPTIONS_FILE).is_file()]
     captions = lists[0] if lists and all(c == lists[0] for c in lists) else list(dict.fromkeys(c for cs in lists for c in cs))
     members = [{"run": str(r), "method": m.method, "weights_sha256": sha, "share": round(a, 6)}
                for r, m, sha, a in zip(runs, loaded, shas, model.alphas().tolist())]
@@ -197,9 +204,7 @@ def write_ensemble(runs: list[Path], out: Path, weights: tuple[float, ...] = (),
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old = out.with_name(f".{out.name}.old")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp's 0o700 would hide the checkpoint from other users
+        staging.chmod(default_dir_mode())  # mkdtemp's 0o700 would hide the checkpoint from other users
         save_model(model, staging, extra={"ensemble_of": members})
         if captions:
             atomic_write_json(staging / TRAINING_CAPTIONS_FILE, captions)
@@ -227,17 +232,3 @@ def _checkpoint_format(path: Path) -> Any:
     except (OSError, ValueError, AttributeError):
         return None
 
-
-def _captions(path: Path) -> list[str]:
-    """A run's stored training captions (a JSON list of strings)."""
-    import json
-
-    from tvr.errors import TvrError
-
-    try:
-        captions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TvrError(f"{path}: not a readable caption list ({exc})") from None
-    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
-        raise TvrError(f"{path}: expected a JSON list of caption strings")
-    return captions

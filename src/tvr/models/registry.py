@@ -139,6 +139,17 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
+def read_training_captions(path: Path) -> list[str]:
+    """A run's stored training captions (`TRAINING_CAPTIONS_FILE`: a JSON list of strings)."""
+    try:
+        captions = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TvrError(f"{path}: not a readable caption list ({exc})") from None
+    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+        raise TvrError(f"{path}: expected a JSON list of caption strings")
+    return captions
+
+
 def save_model(model: RetrievalModel, run_dir: str | Path, extra: dict[str, Any] | None = None) -> None:
     """Write `config.json` + `model.safetensors` into `run_dir`, each atomically (weights first)."""
     from safetensors.torch import save_file
