@@ -79,9 +79,11 @@ def _umask() -> int:
 
 
 def commit_temp(tmp: str | Path, path: str | Path) -> None:
-    """fsync a finished temporary file and move it onto `path` atomically."""
+    """fsync a finished temporary file and move it onto `path` atomically, with the mode `open()`
+    would have given it (a library writing by name may have recreated it 0o600, as safetensors does)."""
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
+        os.fchmod(fh.fileno(), _default_file_mode())
     os.replace(tmp, path)
     fsync_dir(Path(path).parent)
 
