@@ -55,20 +55,26 @@ def test_thumbnail_errors(tmp_path):
 
 
 LEAK_CHECK = """
-import gc, os, sys
+import gc, os, sys, time
 from pathlib import Path
 from tvr.io.decoded import DecodeSpec
 from tvr.io.thumbs import thumbnail_jpeg
 from tvr.io.video import decode, probe
 path = Path(sys.argv[1])
-thumbnail_jpeg(path, 0.1)  # first use: imports and one-time allocations
+thumbnail_jpeg(path, 0.1)  # first use of each call: imports, one-time allocations and thread pools
+decode(path, DecodeSpec(num_frames=4, size=32, audio=True))
+probe(path)
 gc.collect()
 gc.disable()  # the decoder must be closed when the call returns, not when the collector runs
+time.sleep(0.2)
 before = len(os.listdir("/proc/self/task"))
 for i in range(25):
     thumbnail_jpeg(path, 0.1 * i)
     decode(path, DecodeSpec(num_frames=4, size=32, audio=True))
     probe(path)
+deadline = time.monotonic() + 3.0  # a joined thread can stay listed a moment on a loaded machine
+while len(os.listdir("/proc/self/task")) > before and time.monotonic() < deadline:
+    time.sleep(0.05)
 print(before, len(os.listdir("/proc/self/task")))
 """
 

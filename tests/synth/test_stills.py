@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS
@@ -46,3 +48,41 @@ def test_yuv420_round_trip_keeps_flat_colours_and_averages_chroma_per_block():
     # luma is kept per pixel: the red pixel stays the brightest
     luma = out @ np.array([0.299, 0.587, 0.114])
     assert luma.argmax() == 0
+
+
+def _shape_of_each_colour(text: str) -> dict[str, str]:
+    """{colour: shape} read from a still caption ('a tiny violet plus sign at the top and a red box')."""
+    words = {w: c for c, ws in COLOUR_WORDS.items() for w in ws}
+    shapes = sorted(((w, s) for s, ws in SHAPE_WORDS.items() for w in ws), key=lambda p: -len(p[0]))
+    found = {}
+    for phrase in text.split(": ")[-1].replace(" and ", ", ").split(", "):
+        colour = next(words[w] for w in phrase.split() if w in words)
+        found[colour] = next(s for w, s in shapes if f" {w}" in f" {phrase}")
+    return found
+
+
+def test_batch_with_no_foils_is_the_plain_batch():
+    px, caps = StillSampler([4, 2], 32).batch(16)
+    px2, caps2, foils = StillSampler([4, 2], 32).batch_with_foils(16, 0)
+    assert np.array_equal(px, px2) and caps == caps2 and foils == []
+
+
+def test_a_foil_changes_only_shapes_and_is_false_of_its_still():
+    sampler = StillSampler(7, 32)
+    swaps = 0
+    for _ in range(300):
+        scene = sampler.scene()
+        caption, foil = sampler.caption_and_foil(scene)
+        truth = {o.colour: o.shape for o in scene.objects}
+        assert _shape_of_each_colour(caption) == truth, caption
+        said = _shape_of_each_colour(foil)
+        assert said.keys() == truth.keys() and said != truth, (caption, foil)
+        changed = [c for c in truth if said[c] != truth[c]]
+        assert len(changed) in (1, 2), (caption, foil)
+        if len(changed) == 2:  # a trade: the two objects' shapes swapped
+            a, b = changed
+            assert (said[a], said[b]) == (truth[b], truth[a]), (caption, foil)
+            swaps += 1
+        masked = [re.sub(r"\b(plus sign|circle|disc|ball|square|box|triangle|cross)\b", "S", t) for t in (caption, foil)]
+        assert masked[0] == masked[1], (caption, foil)  # every other word (size, place, count) is kept
+    assert 30 < swaps < 150  # both kinds of foil occur

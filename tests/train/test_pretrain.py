@@ -140,6 +140,8 @@ def test_cli_builds_reuses_and_refuses_bad_values(run_cli, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["built"]
     r = run_cli("pretrain", "--out", tmp_path / "x", "--steps", "0")
     assert r.exit_code == 2 and "--steps" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = run_cli("pretrain", "--out", tmp_path / "x", "--foils", "1.5")
+    assert r.exit_code == 2 and "--foils" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("pretrain", "--out", tmp_path / "x", "--image-size", "40", "--patch-size", "16")
     assert r.exit_code == 2 and "--image-size" in r.stderr
     (tmp_path / "junk").mkdir()
@@ -167,3 +169,47 @@ def test_train_fine_tunes_from_the_synthetic_name(run_cli, tmp_path, tmp_path_fa
     model = load_model(run)
     start = weights(backbone_dir(TINY))["text_model.embeddings.token_embedding.weight"]
     assert torch.equal(model.backbone.text.token_embedding.weight.detach(), start)  # frozen through fine-tuning
+
+
+def test_contrastive_loss_takes_foils_as_image_to_text_negatives_only():
+    import math
+
+    from tvr.train.pretrain import contrastive_loss
+
+    class Towers(torch.nn.Module):  # images are their vectors; a caption's vector is its first token's row
+        def __init__(self):
+            super().__init__()
+            self.logit_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+            self.table = torch.randn(20, 5, generator=torch.Generator().manual_seed(0))
+
+        def encode_image(self, images):
+            return images
+
+        def encode_text(self, ids, mask):
+            return self.table[ids[:, 0]]
+
+    model = Towers()
+    images = torch.randn(3, 5, generator=torch.Generator().manual_seed(1))
+    ids = torch.tensor([[1, 0], [2, 0], [1, 0], [7, 0], [9, 0]])  # captions 0 and 2 are the same; 3, 4 are foils
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    img = torch.nn.functional.normalize(images, dim=-1)
+    txt = torch.nn.functional.normalize(model.table[ids[:, 0]], dim=-1)
+    s = 10.0 * img @ txt.t()
+    same_caption = {0: {2}, 2: {0}, 1: set()}
+    i2t = -sum(s[i, i] - torch.logsumexp(torch.stack([s[i, j] for j in range(5) if j not in same_caption[i]]), 0)
+               for i in range(3)) / 3
+    t2i = -sum(s[i, i] - torch.logsumexp(torch.stack([s[j, i] for j in range(3) if j not in same_caption[i]]), 0)
+               for i in range(3)) / 3
+    assert torch.allclose(contrastive_loss(model, images, ids, mask), (i2t + t2i) / 2, atol=1e-6)
+    without = contrastive_loss(model, images, ids[:3], mask[:3])
+    assert without < contrastive_loss(model, images, ids, mask)  # the foils only add negatives
+
+
+def test_foils_key_and_held_out_shape_check(tmp_path):
+    assert PretrainConfig(foils=0.0).key() == PretrainConfig().key()
+    assert PretrainConfig(foils=0.5).key() != PretrainConfig().key()
+    cfg = PretrainConfig(**{**asdict(TINY), "steps": 2, "foils": 0.5})
+    out = tmp_path / "clip"
+    ensure_backbone(cfg, out=out, progress=False)
+    held = json.loads((out / INFO_FILE).read_text())["heldout_stills"]
+    assert 0 <= held["shape_R@1_small"] <= 100 and 0 <= held["shape_R@1_large"] <= 100 and held["shape_chance"] == 25.0

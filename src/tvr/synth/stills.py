@@ -6,6 +6,8 @@ lab's stand-in draws unlimited stills from the same renderer as the videos: one 
 caption naming every object's colour and shape, and sometimes its size, its place in the frame and
 the object count. The frames are chroma-subsampled the way yuv420p video is, so a still looks like
 a decoded video frame. Nothing here reads a world on disk: pretraining cannot see any test split.
+On request a still also gets a foil, its caption with one shape changed (`caption_and_foil`): a
+hard negative of the kind NegCLIP (Yuksekgonul et al., 2023) adds to CLIP's training.
 """
 
 from __future__ import annotations
@@ -28,10 +30,27 @@ OBJECT_WEIGHTS = (0.4, 0.4, 0.2)  # one, two or three objects
 
 @dataclass(frozen=True)
 class Still:
-    """One rendered still and its caption."""
+    """One rendered still, its caption and, when asked for, its foil (see `caption_and_foil`)."""
 
     pixels: np.ndarray  # [H, W, 3] uint8 RGB
     caption: str
+    foil: str | None = None
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    """The words drawn for one object: 'a [size] colour shape [place]'."""
+
+    obj: ObjectSpec
+    colour: str
+    shape: str
+    size: str | None
+    place: str | None
+
+    def text(self, shape: str | None = None) -> str:
+        phrase = " ".join(w for w in (self.size, self.colour, shape or self.shape) if w)
+        phrase = ("an " if phrase[0] in "aeiou" else "a ") + phrase
+        return f"{phrase} {self.place}" if self.place else phrase
 
 
 def place_words(x: float, y: float) -> str:
@@ -83,32 +102,64 @@ class StillSampler:
         )
 
     def caption(self, scene: Scene) -> str:
-        parts = [self.noun_phrase(o) for o in self.rng.permutation(len(scene.objects))
-                 for o in [scene.objects[int(o)]]]
-        body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-        if len(parts) > 1 and self.rng.random() < P_COUNT:
-            body = f"{COUNT_WORDS[len(parts)]} shapes: {body}"
-        return body
+        phrases = self._phrases(scene)
+        return _join([p.text() for p in phrases], self._count_first(len(phrases)))
 
-    def noun_phrase(self, obj: ObjectSpec) -> str:
-        words = [self.pick(COLOUR_WORDS[obj.colour]), self.pick(SHAPE_WORDS[obj.shape])]
-        if self.rng.random() < P_SIZE:
-            words.insert(0, self.pick(SIZE_WORDS[obj.size]))
-        phrase = " ".join(words)
-        phrase = ("an " if phrase[0] in "aeiou" else "a ") + phrase
-        if self.rng.random() < P_PLACE:
-            phrase += " " + place_words(obj.x0, obj.y0)
-        return phrase
+    def caption_and_foil(self, scene: Scene) -> tuple[str, str]:
+        """(caption, foil). The foil is a hard negative for the still: the same objects in the same
+        words, except that one object's shape word names another shape or, half the time when two
+        objects differ in shape, the two trade shape words. Colours, sizes, places and the count stay
+        true, so only a model that sees shapes (and which colour each belongs to) can reject it.
+        The caption is the one `caption` draws from the same generator state."""
+        phrases = self._phrases(scene)
+        count_first = self._count_first(len(phrases))
+        texts = [p.text() for p in phrases]
+        foil = list(texts)
+        differing = [(i, j) for i in range(len(phrases)) for j in range(i + 1, len(phrases))
+                     if phrases[i].obj.shape != phrases[j].obj.shape]
+        if differing and self.rng.random() < 0.5:
+            i, j = differing[int(self.rng.integers(len(differing)))]
+            foil[i], foil[j] = phrases[i].text(phrases[j].shape), phrases[j].text(phrases[i].shape)
+        else:
+            i = int(self.rng.integers(len(phrases)))
+            other = self.pick([s for s in SHAPES if s != phrases[i].obj.shape])
+            foil[i] = phrases[i].text(self.pick(SHAPE_WORDS[other]))
+        return _join(texts, count_first), _join(foil, count_first)
 
-    def still(self) -> Still:
+    def _phrases(self, scene: Scene) -> list[_Phrase]:
+        return [self._phrase(scene.objects[int(i)]) for i in self.rng.permutation(len(scene.objects))]
+
+    def _phrase(self, obj: ObjectSpec) -> _Phrase:
+        colour, shape = self.pick(COLOUR_WORDS[obj.colour]), self.pick(SHAPE_WORDS[obj.shape])
+        size = self.pick(SIZE_WORDS[obj.size]) if self.rng.random() < P_SIZE else None
+        place = place_words(obj.x0, obj.y0) if self.rng.random() < P_PLACE else None
+        return _Phrase(obj, colour, shape, size, place)
+
+    def _count_first(self, n_objects: int) -> bool:
+        return n_objects > 1 and self.rng.random() < P_COUNT
+
+    def still(self, foil: bool = False) -> Still:
         scene = self.scene()
-        pixels = render_frames(scene, self.size, seconds=1.0, fps=1.0)[0]
-        return Still(as_video_frame(pixels), self.caption(scene))
+        pixels = as_video_frame(render_frames(scene, self.size, seconds=1.0, fps=1.0)[0])
+        if foil:
+            return Still(pixels, *self.caption_and_foil(scene))
+        return Still(pixels, self.caption(scene))
 
     def batch(self, n: int) -> tuple[np.ndarray, list[str]]:
         """([n, 3, H, W] uint8, n captions): the layout the image tower takes."""
-        stills = [self.still() for _ in range(n)]
-        return np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2), [s.caption for s in stills]
+        pixels, captions, _ = self.batch_with_foils(n, 0)
+        return pixels, captions
+
+    def batch_with_foils(self, n: int, n_foils: int) -> tuple[np.ndarray, list[str], list[str]]:
+        """Like `batch`, and the foils of the first `n_foils` stills (0: the same stills as `batch`)."""
+        stills = [self.still(foil=i < n_foils) for i in range(n)]
+        pixels = np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2)
+        return pixels, [s.caption for s in stills], [s.foil for s in stills[:n_foils]]
+
+
+def _join(phrases: list[str], count_first: bool) -> str:
+    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    return f"{COUNT_WORDS[len(phrases)]} shapes: {body}" if count_first else body
 
 
 def as_video_frame(rgb: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -66,6 +67,7 @@ class PretrainConfig:
     embed_dim: int = 128
     context_length: int = 32
     freeze_token_embedding: bool = True
+    foils: float = 0.0  # fraction of each batch whose caption also enters as a shape-swapped hard negative
     checkpoint_every: int = 100  # steps between resumable checkpoints
     seed: int = 0
 
@@ -82,6 +84,8 @@ class PretrainConfig:
                 raise ValueError(f"{f.name} is out of range: {value!r}")
         if self.min_lr_ratio > 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.foils > 1:
+            raise ValueError(f"foils must be in [0, 1], got {self.foils}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (a contrastive batch needs a negative)")
         if self.image_size % self.patch_size:
@@ -90,6 +94,8 @@ class PretrainConfig:
     def key(self) -> str:
         """A short hash of everything that changes the weights (not the checkpoint interval)."""
         doc = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
+        if not self.foils:
+            del doc["foils"]  # added later: backbones built before it keep their folder
         doc["format"] = FORMAT_VERSION
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -268,8 +274,10 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         bar.advance(step)
         while step < cfg.steps:
             apply_lr(optimizer, lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
-            pixels, captions = StillSampler([cfg.seed, step], cfg.image_size).batch(cfg.batch_size)
-            loss = contrastive_loss(model, (torch.from_numpy(pixels).float() - mean) / std, *tokenizer(captions, cfg.context_length))
+            n_foils = round(cfg.foils * cfg.batch_size)
+            pixels, captions, foils = StillSampler([cfg.seed, step], cfg.image_size).batch_with_foils(cfg.batch_size, n_foils)
+            ids, mask = tokenizer(captions + foils, cfg.context_length)
+            loss = contrastive_loss(model, (torch.from_numpy(pixels).float() - mean) / std, ids, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -299,30 +307,60 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
 
 
 def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig, mean: torch.Tensor, std: torch.Tensor) -> dict[str, Any]:
-    """Image→text and text→image R@1 (%) among 256 stills from a seed training never draws."""
-    from tvr.synth.stills import StillSampler
+    """Image→text and text→image R@1 (%) among 256 stills from a seed training never draws, and the
+    shape check: on 256 one-object stills, how often the right shape's caption scores highest among
+    the four shapes' ("a small red circle" vs "… square", "… triangle", "… cross"), small and large."""
+    from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
+    from tvr.synth.render import render_frames
+    from tvr.synth.stills import StillSampler, as_video_frame
+    from tvr.synth.world import SHAPES
+
+    def encode_images(pixels: np.ndarray) -> torch.Tensor:
+        return F.normalize(model.encode_image((torch.from_numpy(pixels).float() - mean) / std), dim=-1)
+
+    def encode_texts(texts: list[str]) -> torch.Tensor:
+        return F.normalize(model.encode_text(*tokenizer(texts, cfg.context_length)), dim=-1)
 
     pixels, captions = StillSampler([cfg.seed, -1 % 2**32], cfg.image_size).batch(256)
     with torch.no_grad():
-        img = F.normalize(model.encode_image((torch.from_numpy(pixels).float() - mean) / std), dim=-1)
-        txt = F.normalize(model.encode_text(*tokenizer(captions, cfg.context_length)), dim=-1)
-    sim = img @ txt.t()
+        sim = encode_images(pixels) @ encode_texts(captions).t()
     target = torch.arange(len(captions))
     same = torch.tensor([[a == b for b in captions] for a in captions])  # an identical caption is a hit too
     i2t = same[target, sim.argmax(dim=1)].float().mean().item() * 100
     t2i = same[target, sim.argmax(dim=0)].float().mean().item() * 100
-    return {"stills": len(captions), "i2t_R@1": round(i2t, 1), "t2i_R@1": round(t2i, 1)}
+
+    sampler = StillSampler([cfg.seed, -2 % 2**32], cfg.image_size)
+    objects, frames = [], []
+    while len(objects) < 256:
+        scene = sampler.scene()
+        if len(scene.objects) == 1:
+            objects.append(scene.objects[0])
+            frames.append(as_video_frame(render_frames(scene, cfg.image_size, seconds=1.0, fps=1.0)[0]))
+    texts = [f"a {SIZE_WORDS[o.size][0]} {COLOUR_WORDS[o.colour][0]} {SHAPE_WORDS[s][0]}" for o in objects for s in SHAPES]
+    with torch.no_grad():
+        images = encode_images(np.stack(frames).transpose(0, 3, 1, 2))
+        scores = (images[:, None, :] * encode_texts(texts).view(len(objects), len(SHAPES), -1)).sum(-1)
+    right = scores.argmax(dim=1) == torch.tensor([SHAPES.index(o.shape) for o in objects])
+    shape = {size: round(right[[o.size == size for o in objects]].float().mean().item() * 100, 1)
+             for size in ("small", "large")}
+    return {"stills": len(captions), "i2t_R@1": round(i2t, 1), "t2i_R@1": round(t2i, 1),
+            "shape_R@1_small": shape["small"], "shape_R@1_large": shape["large"], "shape_chance": 25.0}
 
 
 def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch of (image, caption) pairs; identical captions are not negatives."""
+    """Symmetric InfoNCE over a batch of (image, caption) pairs; identical captions are not negatives.
+
+    `ids` may hold more captions than there are images: the extra ones (foils) are hard negatives for
+    the image→text direction only, as in NegCLIP (Yuksekgonul et al., 2023); text→image stays over
+    the images' own captions."""
+    n = len(images)
     width = max(1, int(mask.sum(dim=1).max()))  # causal tower: trailing padding changes nothing; skip it
     ids, mask = ids[:, :width], mask[:, :width]
     img = F.normalize(model.encode_image(images), dim=-1)
     txt = F.normalize(model.encode_text(ids, mask), dim=-1)
-    logits = model.logit_scale.exp() * img @ txt.t()
-    same = (ids[:, None, :] == ids[None, :, :]).all(-1) & ~torch.eye(len(ids), dtype=torch.bool)
+    logits = model.logit_scale.exp() * img @ txt.t()  # [n, n + foils]
+    same = (ids[:n, None, :] == ids[None, :, :]).all(-1)
+    same[torch.arange(n), torch.arange(n)] = False
     logits = logits.masked_fill(same, float("-inf"))
-    target = torch.arange(len(ids))
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
-
+    target = torch.arange(n)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :n].t(), target)) / 2

@@ -1,0 +1,112 @@
+"""What does a pretrained backbone see? Two checks on stills it never trained on, for CLIP folders:
+
+- the held-out check `tvr pretrain` writes (image↔caption R@1 among 256 stills, and the shape check:
+  the right shape's caption against the other three shapes' on one-object stills);
+- a linear probe: a logistic regression on the frozen image tower's CLS state (before the
+  projection), fitted on 2,000 one-object stills to name the object's shape and scored on 1,000
+  others. It asks the image tower alone, so a low score is the image tower's, not the text side's.
+
+    python bench/backbone_probe.py NAME=FOLDER [NAME=FOLDER …]
+    python bench/backbone_probe.py 'p8-600={"patch_size": 8, "steps": 600, "batch_size": 128, "warmup_steps": 30}'
+
+A JSON object instead of a folder is a `tvr pretrain` recipe (PretrainConfig fields over the
+defaults): it is built into the cache first (reused when built), so short recipes can be compared.
+Writes bench/results/backbone_probe.json (merged by name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tvr.atomic import atomic_write_json
+
+FIT, SCORE = 2000, 1000
+
+
+def one_object_stills(n: int, size: int, seed: int) -> tuple[np.ndarray, list[Any]]:
+    from tvr.synth.render import render_frames
+    from tvr.synth.stills import StillSampler, as_video_frame
+
+    sampler = StillSampler([seed, 7], size)
+    frames, objects = [], []
+    while len(objects) < n:
+        scene = sampler.scene()
+        if len(scene.objects) == 1:
+            objects.append(scene.objects[0])
+            frames.append(as_video_frame(render_frames(scene, size, seconds=1.0, fps=1.0)[0]))
+    return np.stack(frames).transpose(0, 3, 1, 2), objects
+
+
+def linear_probe(model: Any, size: int, mean: torch.Tensor, std: torch.Tensor) -> dict[str, float]:
+    """Shape accuracy (%) of a logistic regression on the frozen CLS state, overall and by object size."""
+    from tvr.synth.world import SHAPES
+
+    pixels, objects = one_object_stills(FIT + SCORE, size, seed=11)
+    with torch.no_grad():
+        feats = model.visual.forward_tokens((torch.from_numpy(pixels).float() - mean) / std)[:, 0].double()
+    feats = (feats - feats[:FIT].mean(0)) / (feats[:FIT].std(0) + 1e-8)
+    labels = torch.tensor([SHAPES.index(o.shape) for o in objects])
+    weight = torch.zeros(feats.shape[1], len(SHAPES), dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(len(SHAPES), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(feats[:FIT] @ weight + bias, labels[:FIT]) + 1e-3 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        right = ((feats[FIT:] @ weight + bias).argmax(1) == labels[FIT:]).numpy()
+    sizes = np.array([o.size for o in objects[FIT:]])
+    return {"shape_acc": round(100 * right.mean(), 1), "shape_acc_small": round(100 * right[sizes == "small"].mean(), 1),
+            "shape_acc_large": round(100 * right[sizes == "large"].mean(), 1), "chance": 25.0,
+            "fit": FIT, "scored": SCORE}
+
+
+def probe(folder: Path) -> dict[str, Any]:
+    from tvr.encoders.clip import load_clip
+    from tvr.encoders.frames import CLIP_MEAN, CLIP_STD
+    from tvr.train.pretrain import INFO_FILE, PretrainConfig, heldout_accuracy
+
+    t0 = time.monotonic()
+    model, tokenizer, pre = load_clip(folder)
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255
+    info = json.loads((folder / INFO_FILE).read_text()) if (folder / INFO_FILE).is_file() else {}
+    cfg = PretrainConfig(**info["config"]) if "config" in info else PretrainConfig(image_size=pre.image_size)
+    return {"folder": str(folder), "recipe": info.get("config"), "build_wall_s": info.get("build_wall_s"),
+            "build_cpu_s": info.get("build_cpu_s"), "heldout": heldout_accuracy(model, tokenizer, cfg, mean, std),
+            "linear_probe": linear_probe(model, pre.image_size, mean, std), "probe_wall_s": round(time.monotonic() - t0, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("backbones", nargs="+", help="NAME=FOLDER (a Hugging Face CLIPModel folder)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "backbone_probe.json")
+    args = ap.parse_args()
+    doc = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "backbone_probe", "backbones": {}}
+    for item in args.backbones:
+        name, _, folder = item.partition("=")
+        if not folder:
+            raise SystemExit(f"{item!r}: expected NAME=FOLDER or NAME=RECIPE-JSON")
+        if folder.lstrip().startswith("{"):
+            from tvr.train.pretrain import PretrainConfig, ensure_backbone
+
+            folder = str(ensure_backbone(PretrainConfig(**json.loads(folder))).path)
+        doc["backbones"][name] = probe(Path(folder).expanduser())
+        atomic_write_json(args.out, doc)
+        print(json.dumps({name: doc["backbones"][name]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

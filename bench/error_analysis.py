@@ -1,0 +1,91 @@
+"""Why do text→video queries miss? Each test caption whose video is not ranked first is classed by the
+video that was: a near-duplicate of its own group, or another group's video that lacks a colour the
+caption names, lacks a shape it names, or has every named colour and shape (then binding, size,
+motion, order or sound decided it). The synthetic world's scene records say what each video holds.
+
+    python bench/error_analysis.py --run meanP-v2 --run ensemble-3   # finished runs of synthetic_methods.py
+
+Writes bench/results/error_analysis.json (merged by run name) and prints a table. Nothing is trained;
+the test split is read only to evaluate, as synthetic_methods.py does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchlib import split_pairs
+
+from tvr.atomic import atomic_write_json
+
+CLASSES = ("right", "near-duplicate", "named colour missing", "named shape missing", "named colours and shapes present")
+
+
+def named(caption: str) -> tuple[set[str], set[str]]:
+    """(colours, shapes) a caption names, as the world's canonical values ('violet' → purple, 'ball' → circle)."""
+    from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS
+
+    text = caption.lower()
+    colours = {c for c, words in COLOUR_WORDS.items() if any(re.search(rf"\b{w}\b", text) for w in words)}
+    shapes = {s for s, words in SHAPE_WORDS.items() if any(re.search(rf"\b{w}\b", text) for w in words)}
+    return colours, shapes
+
+
+def classify(row: dict[str, Any], scenes: dict[str, dict[str, Any]]) -> str:
+    """The class of one `--ranks-out` line (see CLASSES)."""
+    if row["rank"] == 1:
+        return "right"
+    truth, top = scenes[Path(row["video"]).stem], scenes[Path(row["top"][0]["video"]).stem]
+    if truth["group"] is not None and truth["group"] == top["group"]:
+        return "near-duplicate"
+    colours, shapes = named(row["caption"])
+    if not colours <= {o["colour"] for o in top["objects"]}:
+        return "named colour missing"
+    if not shapes <= {o["shape"] for o in top["objects"]}:
+        return "named shape missing"
+    return "named colours and shapes present"
+
+
+def analyse(run_dir: Path, data: Path, device: str) -> dict[str, Any]:
+    from tvr.eval.evaluate import evaluate_model
+    from tvr.models.registry import load_model
+
+    scenes = {s["video_id"]: s for s in map(json.loads, (data / "scenes.jsonl").read_text().splitlines())}
+    model = load_model(run_dir, device=device)
+    pairs = split_pairs(model, run_dir, data / "test.jsonl")
+    with tempfile.TemporaryDirectory() as tmp:
+        ranks = Path(tmp) / "ranks.jsonl"
+        evaluate_model(model, pairs, device=device, split="test", ranks_out=ranks)
+        rows = [json.loads(line) for line in ranks.read_text().splitlines()]
+    counts = Counter(classify(r, scenes) for r in rows)
+    misses = len(rows) - counts["right"]
+    return {"queries": len(rows), "counts": {c: counts[c] for c in CLASSES},
+            "share_of_misses": {c: round(100 * counts[c] / misses, 1) for c in CLASSES[1:]} if misses else {}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="append", required=True, help="run folder name under --runs-dir")
+    ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"))
+    ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench-g4"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "error_analysis.json")
+    args = ap.parse_args()
+
+    doc = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "error_analysis", "runs": {}}
+    for name in args.run:
+        doc["runs"][name] = analyse(args.runs_dir / name, args.data, args.device)
+        atomic_write_json(args.out, doc)
+    print("| run | " + " | ".join(CLASSES) + " |")
+    print("|---|" + "---|" * len(CLASSES))
+    for name, r in doc["runs"].items():
+        print(f"| {name} | " + " | ".join(str(r["counts"][c]) for c in CLASSES) + " |")
+
+
+if __name__ == "__main__":
+    main()
