@@ -31,25 +31,12 @@ from tvr.atomic import atomic_write_json
 FIT, SCORE = 2000, 1000
 
 
-def one_object_stills(n: int, size: int, seed: int) -> tuple[np.ndarray, list[Any]]:
-    from tvr.synth.render import render_frames
-    from tvr.synth.stills import StillSampler, as_video_frame
-
-    sampler = StillSampler([seed, 7], size)
-    frames, objects = [], []
-    while len(objects) < n:
-        scene = sampler.scene()
-        if len(scene.objects) == 1:
-            objects.append(scene.objects[0])
-            frames.append(as_video_frame(render_frames(scene, size, seconds=1.0, fps=1.0)[0]))
-    return np.stack(frames).transpose(0, 3, 1, 2), objects
-
-
 def linear_probe(model: Any, size: int, mean: torch.Tensor, std: torch.Tensor) -> dict[str, float]:
     """Shape accuracy (%) of a logistic regression on the frozen CLS state, overall and by object size."""
+    from tvr.synth.stills import StillSampler
     from tvr.synth.world import SHAPES
 
-    pixels, objects = one_object_stills(FIT + SCORE, size, seed=11)
+    pixels, objects = StillSampler([11, 7], size).one_object_stills(FIT + SCORE)
     with torch.no_grad():
         feats = model.visual.forward_tokens((torch.from_numpy(pixels).float() - mean) / std)[:, 0].double()
     feats = (feats - feats[:FIT].mean(0)) / (feats[:FIT].std(0) + 1e-8)

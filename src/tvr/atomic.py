@@ -55,8 +55,7 @@ def temp_path_beside(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, _default_file_mode())
-    os.close(fd)
+    os.close(fd)  # private (0o600) until commit_temp gives it its mode
     return Path(tmp)
 
 

@@ -138,9 +138,13 @@ class StillSampler:
     def _count_first(self, n_objects: int) -> bool:
         return n_objects > 1 and self.rng.random() < P_COUNT
 
+    def render(self, scene: Scene) -> np.ndarray:
+        """[H, W, 3] uint8: `scene` at t = 0 as a decoded video frame."""
+        return as_video_frame(render_frames(scene, self.size, seconds=1.0, fps=1.0)[0])
+
     def still(self, foil: bool = False) -> Still:
         scene = self.scene()
-        pixels = as_video_frame(render_frames(scene, self.size, seconds=1.0, fps=1.0)[0])
+        pixels = self.render(scene)
         if foil:
             return Still(pixels, *self.caption_and_foil(scene))
         return Still(pixels, self.caption(scene))
@@ -155,6 +159,17 @@ class StillSampler:
         stills = [self.still(foil=i < n_foils) for i in range(n)]
         pixels = np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2)
         return pixels, [s.caption for s in stills], [s.foil for s in stills[:n_foils]]
+
+    def one_object_stills(self, n: int) -> tuple[np.ndarray, list[ObjectSpec]]:
+        """([n, 3, H, W] uint8, each still's object): the next n scenes drawn that hold one object
+        (the others are skipped); no captions are drawn. For checks of what a model sees."""
+        frames, objects = [], []
+        while len(objects) < n:
+            scene = self.scene()
+            if len(scene.objects) == 1:
+                objects.append(scene.objects[0])
+                frames.append(self.render(scene))
+        return np.stack(frames).transpose(0, 3, 1, 2), objects
 
 
 def _join(phrases: list[str], count_first: bool) -> str:

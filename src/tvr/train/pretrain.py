@@ -311,8 +311,7 @@ def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig, mean: tor
     shape check: on 256 one-object stills, how often the right shape's caption scores highest among
     the four shapes' ("a small red circle" vs "… square", "… triangle", "… cross"), small and large."""
     from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
-    from tvr.synth.render import render_frames
-    from tvr.synth.stills import StillSampler, as_video_frame
+    from tvr.synth.stills import StillSampler
     from tvr.synth.world import SHAPES
 
     def encode_images(pixels: np.ndarray) -> torch.Tensor:
@@ -329,16 +328,10 @@ def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig, mean: tor
     i2t = same[target, sim.argmax(dim=1)].float().mean().item() * 100
     t2i = same[target, sim.argmax(dim=0)].float().mean().item() * 100
 
-    sampler = StillSampler([cfg.seed, -2 % 2**32], cfg.image_size)
-    objects, frames = [], []
-    while len(objects) < 256:
-        scene = sampler.scene()
-        if len(scene.objects) == 1:
-            objects.append(scene.objects[0])
-            frames.append(as_video_frame(render_frames(scene, cfg.image_size, seconds=1.0, fps=1.0)[0]))
+    frames, objects = StillSampler([cfg.seed, -2 % 2**32], cfg.image_size).one_object_stills(256)
     texts = [f"a {SIZE_WORDS[o.size][0]} {COLOUR_WORDS[o.colour][0]} {SHAPE_WORDS[s][0]}" for o in objects for s in SHAPES]
     with torch.no_grad():
-        images = encode_images(np.stack(frames).transpose(0, 3, 1, 2))
+        images = encode_images(frames)
         scores = (images[:, None, :] * encode_texts(texts).view(len(objects), len(SHAPES), -1)).sum(-1)
     right = scores.argmax(dim=1) == torch.tensor([SHAPES.index(o.shape) for o in objects])
     shape = {size: round(right[[o.size == size for o in objects]].float().mean().item() * 100, 1)
