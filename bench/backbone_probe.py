@@ -62,17 +62,16 @@ def linear_probe(model: Any, size: int, mean: torch.Tensor, std: torch.Tensor) -
 
 def probe(folder: Path) -> dict[str, Any]:
     from tvr.encoders.clip import load_clip
-    from tvr.encoders.frames import CLIP_MEAN, CLIP_STD
+    from tvr.encoders.frames import pixel_scale
     from tvr.train.pretrain import INFO_FILE, PretrainConfig, heldout_accuracy
 
     t0 = time.monotonic()
     model, tokenizer, pre = load_clip(folder)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255
+    mean, std = pixel_scale(pre.mean, pre.std)  # the folder's own preprocessing
     info = json.loads((folder / INFO_FILE).read_text()) if (folder / INFO_FILE).is_file() else {}
     cfg = PretrainConfig(**info["config"]) if "config" in info else PretrainConfig(image_size=pre.image_size)
     return {"folder": str(folder), "recipe": info.get("config"), "build_wall_s": info.get("build_wall_s"),
-            "build_cpu_s": info.get("build_cpu_s"), "heldout": heldout_accuracy(model, tokenizer, cfg, mean, std),
+            "build_cpu_s": info.get("build_cpu_s"), "heldout": heldout_accuracy(model, tokenizer, cfg, (mean, std)),
             "linear_probe": linear_probe(model, pre.image_size, mean, std), "probe_wall_s": round(time.monotonic() - t0, 1)}
 
 

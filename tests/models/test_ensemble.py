@@ -124,8 +124,9 @@ def test_members_must_be_inner_product_models_that_sample_frames_alike():
 
 def test_written_ensemble_reloads_alone_with_both_runs_captions(tmp_path):
     a, b = member("clip4clip-meanp", 0, 10.0), member("clip4clip-seqtransf", 1, 20.0, temporal_layers=1)
+    recipe = {"preset": "cpu-small", "pretrain": {"patch_size": 8}}
     for name, model, caps in (("a", a, ["red circle", "blue"]), ("b", b, ["blue", "circle then red"])):
-        save_model(model, tmp_path / name)
+        save_model(model, tmp_path / name, extra={"training": recipe} if name == "a" else None)
         (tmp_path / name / TRAINING_CAPTIONS_FILE).write_text(json.dumps(caps))
     out = tmp_path / "ens"
     doc = write_ensemble([tmp_path / "a", tmp_path / "b"], out, (1.0, 2.0))
@@ -137,7 +138,8 @@ def test_written_ensemble_reloads_alone_with_both_runs_captions(tmp_path):
     assert isinstance(loaded, Ensemble) and loaded.weights == (1.0, 2.0)
     assert torch.allclose(scores(loaded), 0.2 * scores(a) + 0.8 * scores(b), atol=1e-5)
     assert json.loads((out / TRAINING_CAPTIONS_FILE).read_text()) == ["red circle", "blue", "circle then red"]
-    assert json.loads((out / "config.json").read_text())["ensemble_of"][0]["run"] == str(tmp_path / "a")
+    members = json.loads((out / "config.json").read_text())["ensemble_of"]
+    assert members[0]["run"] == str(tmp_path / "a") and members[0]["training"] == recipe and "training" not in members[1]
 
 
 def test_existing_output_needs_force_and_a_failed_fusion_leaves_it_whole(tmp_path):

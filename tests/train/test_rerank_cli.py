@@ -109,6 +109,19 @@ def test_errors_are_one_line(run_cli, world, tmp_path):
     one_line_error(run_cli("eval", m, "-c", world / "rr"), "re-ranker")
 
 
+def test_a_first_stage_without_tokens_is_refused_before_any_video_is_decoded(run_cli, world, tmp_path):
+    from tvr.models.ensemble import write_ensemble
+    from tvr.models.registry import load_model, save_model
+    from tvr.train.trainer import FRAMES_DIR
+
+    save_model(load_model(world / "first"), tmp_path / "twin")
+    write_ensemble([world / "first", tmp_path / "twin"], tmp_path / "ens")
+    result = run_cli("train", world / "w" / "all.jsonl", "--method", "crosstvr", "--first-stage", tmp_path / "ens",
+                     "--out", tmp_path / "rr", "--config", world / "rr.json")
+    one_line_error(result, "'ensemble' exposes no text tokens")
+    assert not (tmp_path / "ens" / FRAMES_DIR).exists() and not (tmp_path / "rr").exists()
+
+
 def test_pair_scorer_does_not_depend_on_batching(world):
     """Text batches of different token widths (the text tower trims each batch) score identically."""
     from tvr.data.pairs import load_pairs

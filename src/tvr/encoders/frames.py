@@ -6,12 +6,21 @@ fallback for frames of any size (arrays built by hand, other decoders), done the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def pixel_scale(mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std as [1, 3, 1, 1] tensors on the 0–255 scale of uint8 frames: an image
+    tower reads (frames - mean) / std."""
+    return (torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1) * 255,
+            torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1) * 255)
 
 
 def resize_crop(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -22,11 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig
+from tvr.encoders.frames import CLIP_MEAN, CLIP_STD, pixel_scale
 from tvr.encoders.tokenizer import SPECIAL_TOKENS, WordTokenizer
 from tvr.errors import TvrError
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 UNTRAINED_PARTS = ("text_context.",)  # backbone parameters that start untrained: they learn at the full lr
 
 
@@ -158,8 +157,9 @@ class ClipBackbone(nn.Module):
             self._tokenizer = pretrained_tok
         else:
             self._tokenizer = self._make_tokenizer()
-        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+        pixel_mean, pixel_std = pixel_scale(mean, std)
+        self.register_buffer("pixel_mean", pixel_mean, persistent=False)
+        self.register_buffer("pixel_std", pixel_std, persistent=False)
         self.text_context: nn.Module | None = None
         if config.text_context == "minilm":
             from tvr.models.text_context import MiniLMContext

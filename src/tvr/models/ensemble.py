@@ -200,6 +200,10 @@ def write_ensemble(runs: list[Path], out: Path, weights: tuple[float, ...] = (),
     captions = lists[0] if lists and all(c == lists[0] for c in lists) else list(dict.fromkeys(c for cs in lists for c in cs))
     members = [{"run": str(r), "method": m.method, "weights_sha256": sha, "share": round(a, 6)}
                for r, m, sha, a in zip(runs, loaded, shas, model.alphas().tolist())]
+    for r, member in zip(runs, members):  # how each member was trained (preset, recipe, backbone), if recorded
+        training = _config_doc(r / "config.json").get("training")
+        if training is not None:
+            member["training"] = training
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old = out.with_name(f".{out.name}.old")
@@ -225,10 +229,16 @@ def write_ensemble(runs: list[Path], out: Path, weights: tuple[float, ...] = (),
 
 
 def _checkpoint_format(path: Path) -> Any:
+    return _config_doc(path).get("format")
+
+
+def _config_doc(path: Path) -> dict[str, Any]:
+    """A checkpoint's config.json as a dict ({} when missing or not a JSON object)."""
     import json
 
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("format")
-    except (OSError, ValueError, AttributeError):
-        return None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from tvr.atomic import atomic_write_json
 from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig
+from tvr.encoders.frames import pixel_scale
 from tvr.errors import TvrError
 from tvr.train.checkpoint import load_optimizer, optimizer_tensors
 from tvr.train.schedule import apply_lr, lr_factor
@@ -229,7 +230,6 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     from safetensors.torch import load_file, save_file
 
     from tvr.encoders.clip import save_hf_clip
-    from tvr.encoders.frames import CLIP_MEAN, CLIP_STD
     from tvr.encoders.tokenizer import HFTokenizer
     from tvr.progress import ProgressReport
     from tvr.synth.stills import StillSampler
@@ -256,8 +256,7 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer(optimizer, tensors, doc["param_groups"])
         step, spent = int(doc["step"]), doc["spent"]
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1) * 255
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1) * 255
+    mean, std = pixel_scale()
     losses: list[float] = []
 
     def checkpoint() -> None:
@@ -294,7 +293,7 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     shutil.rmtree(staging, ignore_errors=True)
     save_hf_clip(model.eval(), staging, tokenizer_dir=tok_dir)
     total = json.loads(state_path.read_text(encoding="utf-8"))["spent"]
-    heldout = heldout_accuracy(model, tokenizer, cfg, mean, std)
+    heldout = heldout_accuracy(model, tokenizer, cfg)
     atomic_write_json(staging / INFO_FILE, {
         "format_version": FORMAT_VERSION, "name": SYNTHETIC_BACKBONE, "config": asdict(cfg), "steps": step,
         "images_seen": step * cfg.batch_size, "final_loss": losses[-1] if losses else None,
@@ -306,13 +305,17 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     return PretrainResult(final, step, time.monotonic() - t0, time.process_time() - c0, built=True)
 
 
-def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig, mean: torch.Tensor, std: torch.Tensor) -> dict[str, Any]:
+def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig,
+                     scale: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
     """Image→text and text→image R@1 (%) among 256 stills from a seed training never draws, and the
     shape check: on 256 one-object stills, how often the right shape's caption scores highest among
-    the four shapes' ("a small red circle" vs "… square", "… triangle", "… cross"), small and large."""
+    the four shapes' ("a small red circle" vs "… square", "… triangle", "… cross"), small and large.
+    `scale`: the image tower's (mean, std) on the 0–255 scale (default CLIP's, as pretraining uses)."""
     from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
     from tvr.synth.stills import StillSampler
     from tvr.synth.world import SHAPES
+
+    mean, std = scale or pixel_scale()
 
     def encode_images(pixels: np.ndarray) -> torch.Tensor:
         return F.normalize(model.encode_image((torch.from_numpy(pixels).float() - mean) / std), dim=-1)

@@ -296,6 +296,9 @@ def _train_rerank(
         p.requires_grad_(False)
     if getattr(type(first), "reranker", False):
         raise TvrError(f"{first_stage}: is itself a re-ranker; --first-stage needs a retrieval model run")
+    from tvr.models.crosstvr import frozen_text_tokens
+
+    frozen_text_tokens(first, [manifest.entries[0].caption])  # a first stage without tokens fails here, before decoding
     spec = first.input_spec()
     if model_cfg is None:  # the frames the re-ranker reads are the first stage's
         fixed = {"num_frames": spec.num_frames, "image_size": spec.image_size}
