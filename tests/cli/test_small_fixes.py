@@ -184,3 +184,11 @@ def test_help_shows_flags_without_a_type(command):
     assert r.returncode == 0, r.stderr
     assert "<bool>" not in r.stdout, r.stdout
     assert re.search(r"--help +Show this message", r.stdout), r.stdout
+
+
+def test_help_paragraphs_reflow_to_the_terminal_width():
+    """A docstring's source line breaks are not kept: the paragraph reflows to the width."""
+    r = tvr("pretrain", "--help")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if "Without options" in x)
+    assert "(about 30 min on 2 cores); tvr train builds the same one on first use." in line

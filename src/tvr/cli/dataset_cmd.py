@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         help="Standard benchmarks: convert official annotation files into manifests.",
         no_args_is_help=True,
         cls=PlainFlagsGroup,
+        rich_markup_mode="markdown",
     )
     group.command("convert", cls=PlainFlagsCommand)(convert)
     group.command("list", cls=PlainFlagsCommand)(list_datasets)

@@ -56,6 +56,7 @@ def build_app() -> typer.Typer:
         name="tvr",
         help="Text-video retrieval: search videos with natural language, evaluate and train retrieval models.",
         cls=PlainFlagsGroup,
+        rich_markup_mode="markdown",  # docstrings' paragraphs reflow to the terminal's width
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
