@@ -4,7 +4,10 @@
   the right shape's caption against the other three shapes' on one-object stills);
 - a linear probe: a logistic regression on the frozen image tower's CLS state (before the
   projection), fitted on 2,000 one-object stills to name the object's shape and scored on 1,000
-  others. It asks the image tower alone, so a low score is the image tower's, not the text side's.
+  others. It asks the image tower alone, so a low score is the image tower's, not the text side's;
+- zero-shot video retrieval (with --world, default the benchmark world of synthetic_methods.py when
+  it exists): meanP over the frozen towers, 8 frames, on the world's test split, t2v per tag. This
+  is the check that matters: a backbone can read stills better and retrieve videos worse.
 
     python bench/backbone_probe.py NAME=FOLDER [NAME=FOLDER …]
     python bench/backbone_probe.py 'p8-600={"patch_size": 8, "steps": 600, "batch_size": 128, "warmup_steps": 30}'
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -60,7 +64,21 @@ def linear_probe(model: Any, size: int, mean: torch.Tensor, std: torch.Tensor) -
             "fit": FIT, "scored": SCORE}
 
 
-def probe(folder: Path) -> dict[str, Any]:
+def video_zero_shot(folder: Path, world: Path) -> dict[str, Any]:
+    """t2v metrics (overall and per tag) of meanP over `folder`'s frozen towers on `world`'s test split."""
+    from benchlib import split_pairs, summarise
+
+    from tvr.eval.evaluate import evaluate_model
+    from tvr.models.zero_shot import ZeroShotSpec, zero_shot_model
+
+    model = zero_shot_model(ZeroShotSpec(str(folder), num_frames=8))
+    with tempfile.TemporaryDirectory() as frames:
+        report = evaluate_model(model, split_pairs(model, Path(frames), world / "test.jsonl"), postproc="none", split="test")
+    out = summarise(report)
+    return {"world": str(world), "num_frames": 8, "t2v": out["t2v"], "t2v_R@1_by_tag": {t: m["R@1"] for t, m in out["by_tag"].items()}}
+
+
+def probe(folder: Path, world: Path | None) -> dict[str, Any]:
     from tvr.encoders.clip import load_clip
     from tvr.encoders.frames import pixel_scale
     from tvr.train.pretrain import INFO_FILE, PretrainConfig, heldout_accuracy
@@ -72,14 +90,18 @@ def probe(folder: Path) -> dict[str, Any]:
     cfg = PretrainConfig(**info["config"]) if "config" in info else PretrainConfig(image_size=pre.image_size)
     return {"folder": str(folder), "recipe": info.get("config"), "build_wall_s": info.get("build_wall_s"),
             "build_cpu_s": info.get("build_cpu_s"), "heldout": heldout_accuracy(model, tokenizer, cfg, (mean, std)),
-            "linear_probe": linear_probe(model, pre.image_size, mean, std), "probe_wall_s": round(time.monotonic() - t0, 1)}
+            "linear_probe": linear_probe(model, pre.image_size, mean, std),
+            "video_zero_shot": video_zero_shot(folder, world) if world else None, "probe_wall_s": round(time.monotonic() - t0, 1)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("backbones", nargs="+", help="NAME=FOLDER (a Hugging Face CLIPModel folder)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "backbone_probe.json")
+    ap.add_argument("--world", type=Path, default=Path("runs/synth-bench-g4/world"),
+                    help="a tvr synth world for the zero-shot video check (skipped when it has no test.jsonl)")
     args = ap.parse_args()
+    world = args.world if (args.world / "test.jsonl").is_file() else None
     doc = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "backbone_probe", "backbones": {}}
     for item in args.backbones:
         name, _, folder = item.partition("=")
@@ -89,7 +111,7 @@ def main() -> None:
             from tvr.train.pretrain import PretrainConfig, ensure_backbone
 
             folder = str(ensure_backbone(PretrainConfig(**json.loads(folder))).path)
-        doc["backbones"][name] = probe(Path(folder).expanduser())
+        doc["backbones"][name] = probe(Path(folder).expanduser(), world)
         atomic_write_json(args.out, doc)
         print(json.dumps({name: doc["backbones"][name]}, indent=1))
 
