@@ -1,4 +1,4 @@
-"""What does a pretrained backbone see? Two checks on stills it never trained on, for CLIP folders:
+"""What does a pretrained backbone see? Checks on stills it never trained on, and on videos, for CLIP folders:
 
 - the held-out check `tvr pretrain` writes (image↔caption R@1 among 256 stills, and the shape check:
   the right shape's caption against the other three shapes' on one-object stills);
