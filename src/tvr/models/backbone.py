@@ -192,17 +192,20 @@ class ClipBackbone(nn.Module):
             for p in block.parameters():
                 p.requires_grad_(False)
 
+    def real_pixels(self, frames: Tensor, mask: Tensor) -> Tensor:
+        """frames [B, T, 3, H, W] uint8, mask [B, T] → the real frames only, as the ViT reads them
+        [N, 3, H, W] ((pixels - mean) / std); frames of another size are refused."""
+        if frames.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(f"frames are {tuple(frames.shape[-2:])}, model expects {self.image_size}px")
+        return (frames[mask].float() - self.pixel_mean) / self.pixel_std
+
     def encode_frames(self, frames: Tensor, mask: Tensor) -> Tensor:
         """frames [B, T, 3, H, W] uint8, mask [B, T] → projected CLS per frame [B, T, D], padding = 0.
 
         Only real frames go through the ViT: padding costs nothing and cannot leak into outputs.
         """
         b, t = mask.shape
-        if frames.shape[-2:] != (self.image_size, self.image_size):
-            raise ValueError(f"frames are {tuple(frames.shape[-2:])}, model expects {self.image_size}px")
-        real = frames[mask].float()  # [N, 3, H, W]
-        x = (real - self.pixel_mean) / self.pixel_std
-        cls, _ = self.visual(x)
+        cls, _ = self.visual(self.real_pixels(frames, mask))
         out = cls.new_zeros(b, t, cls.shape[-1])
         out[mask] = cls
         return out

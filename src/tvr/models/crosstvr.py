@@ -233,8 +233,7 @@ def frozen_frame_tokens(first_stage: RetrievalModel, batch: VideoBatch) -> Tenso
     if batch.frames is None:
         raise ValueError("frozen_frame_tokens needs frames in the VideoBatch")
     mask = batch.frame_mask.bool()
-    real = batch.frames[mask].float()
-    cls, patches = backbone.visual((real - backbone.pixel_mean) / backbone.pixel_std)
+    cls, patches = backbone.visual(backbone.real_pixels(batch.frames, mask))
     tokens = torch.cat([cls.unsqueeze(1), patches], dim=1)  # [R, 1+L, D]
     out = tokens.new_zeros(*mask.shape, *tokens.shape[1:])
     out[mask] = tokens

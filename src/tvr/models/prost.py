@@ -140,10 +140,7 @@ class Prost(RetrievalModel):
         """(CLS [B, T, D], patches [B, T, L, D]) in the joint space; only real frames go through the ViT."""
         b, t = mask.shape
         bb = self.backbone
-        if frames.shape[-2:] != (bb.image_size, bb.image_size):
-            raise ValueError(f"frames are {tuple(frames.shape[-2:])}, model expects {bb.image_size}px")
-        x = (frames[mask].float() - bb.pixel_mean) / bb.pixel_std
-        cls, patches = bb.visual(x)
+        cls, patches = bb.visual(bb.real_pixels(frames, mask))
         cls_out = cls.new_zeros(b, t, cls.shape[-1])
         cls_out[mask] = cls
         patch_out = patches.new_zeros(b, t, *patches.shape[1:])

@@ -161,9 +161,7 @@ class Ts2Net(Clip4ClipSeqTransf):
         """frames [B, T, 3, H, W] uint8 → projected tokens of the real frames [N, 1+L, D] (row-major),
         with token shift on the attention input of the shift blocks."""
         bb = self.backbone
-        if frames.shape[-2:] != (bb.image_size, bb.image_size):
-            raise ValueError(f"frames are {tuple(frames.shape[-2:])}, model expects {bb.image_size}px")
-        real = (frames[mask].float() - bb.pixel_mean) / bb.pixel_std  # only real frames enter the ViT
+        real = bb.real_pixels(frames, mask)  # only real frames enter the ViT
         prev, nxt = neighbour_rows(mask)
 
         def hook(x: Tensor) -> Tensor:
