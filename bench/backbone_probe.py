@@ -7,7 +7,12 @@
   others. It asks the image tower alone, so a low score is the image tower's, not the text side's;
 - zero-shot video retrieval (with --world, default the benchmark world of synthetic_methods.py when
   it exists): meanP over the frozen towers, 8 frames, on the world's test split, t2v per tag. This
-  is the check that matters: a backbone can read stills better and retrieve videos worse.
+  is the check that matters: a backbone can read stills better and retrieve videos worse;
+- the shape check on the test videos' own frames (with --world): 8 decoded frames from every other
+  test video, and for each object visible in a frame, whether "a SIZE COLOUR SHAPE" with the right
+  shape beats the three other shapes, by object size and by where it is: alone in the frame, with
+  others apart, or beside another object (the near-duplicates' small object sits a few pixels from
+  a large one, a layout random stills almost never show).
 
     python bench/backbone_probe.py NAME=FOLDER [NAME=FOLDER …]
     python bench/backbone_probe.py 'p8-600={"patch_size": 8, "steps": 600, "batch_size": 128, "warmup_steps": 30}'
@@ -78,6 +83,49 @@ def video_zero_shot(folder: Path, world: Path) -> dict[str, Any]:
     return {"world": str(world), "num_frames": 8, "t2v": out["t2v"], "t2v_R@1_by_tag": {t: m["R@1"] for t, m in out["by_tag"].items()}}
 
 
+def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every: int = 2) -> dict[str, Any]:
+    """Shape-check accuracy (%) on decoded test-video frames, by object size and surroundings."""
+    from collections import defaultdict
+
+    from tvr.encoders.frames import pixel_scale
+    from tvr.io.decoded import DecodeSpec
+    from tvr.io.video import decode
+    from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
+    from tvr.synth.render import frame_times
+    from tvr.synth.world import SHAPES, ObjectSpec
+
+    scenes = [s for s in map(json.loads, (world / "scenes.jsonl").read_text().splitlines()) if s["split"] == "test"]
+    seconds, fps = (json.loads((world / "world.json").read_text())["render"][k] for k in ("seconds", "fps"))
+    times = frame_times(seconds, fps)
+    frames, checks, texts = [], [], []  # checks: (frame index, group, right shape, first of its 4 texts)
+    for scene in scenes[::every]:
+        objects = [ObjectSpec(**o) for o in scene["objects"]]
+        video = decode(world / "videos" / f"{scene['video_id']}{scene['extension']}", DecodeSpec(num_frames=8, size=pre.image_size))
+        for pixels, ts in zip(video.frames, video.timestamps_s):
+            t = times[min(int(round(ts * fps)), len(times) - 1)]
+            shown = [o for o in objects if o.t_start <= t < o.t_end]
+            for obj in shown:
+                others = [o for o in shown if o is not obj]
+                reach = [1.2 * (o.half_size + obj.half_size) + 0.02 for o in others]  # the stills' spacing rule
+                beside = any(abs(o.x0 - obj.x0) <= r and abs(o.y0 - obj.y0) <= r for o, r in zip(others, reach))
+                where = "beside" if beside else "apart" if others else "alone"
+                checks.append((len(frames), f"{obj.size}_{where}", SHAPES.index(obj.shape), len(texts)))
+                texts += [f"a {SIZE_WORDS[obj.size][0]} {COLOUR_WORDS[obj.colour][0]} {SHAPE_WORDS[s][0]}" for s in SHAPES]
+            frames.append(pixels)
+    mean, std = pixel_scale(pre.mean, pre.std)
+    with torch.no_grad():
+        txt = torch.cat([F.normalize(model.encode_text(*tokenizer(texts[i:i + 512], 32)), dim=-1)
+                         for i in range(0, len(texts), 512)])
+        x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+        img = torch.cat([F.normalize(model.encode_image((x[i:i + 256] - mean) / std), dim=-1) for i in range(0, len(x), 256)])
+    right: dict[str, list[bool]] = defaultdict(list)
+    for frame, group, shape, first in checks:
+        right[group].append(int((txt[first:first + len(SHAPES)] @ img[frame]).argmax()) == shape)
+    return {"videos": len(scenes[::every]), "frames": len(frames), "chance": 25.0,
+            "shape_R@1": {g: round(100 * float(np.mean(v)), 1) for g, v in sorted(right.items())},
+            "n": {g: len(v) for g, v in sorted(right.items())}}
+
+
 def probe(folder: Path, world: Path | None) -> dict[str, Any]:
     from tvr.encoders.clip import load_clip
     from tvr.encoders.frames import pixel_scale
@@ -91,7 +139,8 @@ def probe(folder: Path, world: Path | None) -> dict[str, Any]:
     return {"folder": str(folder), "recipe": info.get("config"), "build_wall_s": info.get("build_wall_s"),
             "build_cpu_s": info.get("build_cpu_s"), "heldout": heldout_accuracy(model, tokenizer, cfg, (mean, std)),
             "linear_probe": linear_probe(model, pre.image_size, mean, std),
-            "video_zero_shot": video_zero_shot(folder, world) if world else None, "probe_wall_s": round(time.monotonic() - t0, 1)}
+            "video_zero_shot": video_zero_shot(folder, world) if world else None,
+            "video_frame_shapes": video_frame_shapes(model, tokenizer, pre, world) if world else None, "probe_wall_s": round(time.monotonic() - t0, 1)}
 
 
 def main() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
-from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS
-from tvr.synth.stills import StillSampler, as_video_frame, place_words
+from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
+from tvr.synth.stills import BESIDE_GAP, BESIDE_WORDS, StillSampler, as_video_frame, place_words
 
 
 def test_same_seed_same_stills_and_another_seed_others():
@@ -87,3 +88,69 @@ def test_a_foil_changes_only_shapes_and_is_false_of_its_still():
         masked = [re.sub(rf"\b({shape_words})\b", "S", t) for t in (caption, foil)]
         assert masked[0] == masked[1], (caption, foil)  # every other word (size, place, count) is kept
     assert 30 < swaps < 150  # both kinds of foil occur
+
+
+def test_the_default_stream_is_unchanged():
+    """Built backbones are cached by recipe, so the stills a recipe draws must never change."""
+    assert StillSampler([0, 0], 64).batch(3)[1] == [
+        "a tiny blue plus sign on the right, a red triangle at the bottom right and a small yellow disc on the left",
+        "a green disc at the bottom left, a big yellow triangle at the top right and a tiny red triangle at the bottom right",
+        "three shapes: a little green disc, a turquoise triangle at the top left and a little blue triangle at the bottom left",
+    ]
+    a, b = StillSampler([5, 1], 32, beside=0.0).batch(8), StillSampler([5, 1], 32).batch(8)
+    assert np.array_equal(a[0], b[0]) and a[1] == b[1]
+
+
+def _beside_parts(text: str) -> tuple[str, str, str]:
+    """('small-phrase', relation, 'large-phrase') of the caption part that ties two objects."""
+    for part in text.split(": ")[-1].replace(" and ", ", ").split(", "):
+        for relation in BESIDE_WORDS:
+            if f" {relation} " in part:
+                small, large = part.split(f" {relation} ")
+                return small, relation, large
+    raise AssertionError(f"no beside relation in {text!r}")
+
+
+def _names(phrase: str, colour: str, shape: str, size: str) -> bool:
+    words = f" {phrase} "
+    return (any(f" {w} " in words for w in COLOUR_WORDS[colour]) and any(f" {w} " in words for w in SHAPE_WORDS[shape])
+            and any(f" {w} " in words for w in SIZE_WORDS[size]))
+
+
+def test_beside_stills_put_a_small_object_at_a_large_ones_side_and_say_so():
+    sampler = StillSampler(9, 64, beside=1.0)
+    thirds = 0
+    for _ in range(200):
+        scene = sampler.scene()
+        large, small, *rest = scene.objects
+        thirds += len(rest)
+        assert scene.kind == "beside" and (large.size, small.size) == ("large", "small")
+        assert small.y0 == large.y0  # side by side, BESIDE_GAP between their edges
+        assert abs(abs(small.x0 - large.x0) - (large.half_size + BESIDE_GAP + small.half_size)) < 1e-9
+        for obj in scene.objects:  # inside the frame
+            assert obj.half_size <= obj.x0 <= 1 - obj.half_size and obj.half_size <= obj.y0 <= 1 - obj.half_size
+        caption = sampler.caption(scene)
+        small_text, _, large_text = _beside_parts(caption)
+        assert _names(small_text, small.colour, small.shape, "small"), caption
+        assert _names(large_text, large.colour, large.shape, "large"), caption
+        for obj in rest:
+            assert any(w in caption for w in COLOUR_WORDS[obj.colour]) and any(w in caption for w in SHAPE_WORDS[obj.shape])
+        if caption.startswith("three shapes") or caption.startswith("two shapes"):
+            assert caption.startswith("three" if rest else "two"), caption
+    assert 50 < thirds < 110  # P_THIRD of them hold a third object elsewhere
+
+
+def test_beside_fraction_and_beside_foils():
+    sampler = StillSampler(4, 32, beside=0.5)
+    kinds = [sampler.scene().kind for _ in range(400)]
+    assert 160 < kinds.count("beside") < 240 and set(kinds) == {"beside", "still"}
+    sampler = StillSampler(2, 32, beside=1.0)
+    for _ in range(100):
+        scene = sampler.scene()
+        caption, foil = sampler.caption_and_foil(scene)
+        assert caption != foil
+        shape_words = "|".join(sorted((w for ws in SHAPE_WORDS.values() for w in ws), key=len, reverse=True))
+        masked = [re.sub(rf"\b({shape_words})\b", "S", t) for t in (caption, foil)]
+        assert masked[0] == masked[1], (caption, foil)  # a foil changes shape words only
+    with pytest.raises(ValueError, match="beside"):
+        StillSampler(0, 32, beside=1.5)

@@ -140,8 +140,9 @@ def test_cli_builds_reuses_and_refuses_bad_values(run_cli, tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["built"]
     r = run_cli("pretrain", "--out", tmp_path / "x", "--steps", "0")
     assert r.exit_code == 2 and "--steps" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    r = run_cli("pretrain", "--out", tmp_path / "x", "--foils", "1.5")
-    assert r.exit_code == 2 and "--foils" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    for flag in ("--foils", "--beside"):
+        r = run_cli("pretrain", "--out", tmp_path / "x", flag, "1.5")
+        assert r.exit_code == 2 and flag in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("pretrain", "--out", tmp_path / "x", "--image-size", "40", "--patch-size", "16")
     assert r.exit_code == 2 and "--image-size" in r.stderr
     (tmp_path / "junk").mkdir()
@@ -208,6 +209,8 @@ def test_contrastive_loss_takes_foils_as_image_to_text_negatives_only():
 def test_foils_key_and_held_out_shape_check(tmp_path):
     assert PretrainConfig(foils=0.0).key() == PretrainConfig().key()
     assert PretrainConfig(foils=0.5).key() != PretrainConfig().key()
+    assert PretrainConfig(beside=0.0).key() == PretrainConfig().key() == "dec4921618"  # built backbones keep their folder
+    assert PretrainConfig(beside=0.5).key() != PretrainConfig().key()
     cfg = PretrainConfig(**{**asdict(TINY), "steps": 2, "foils": 0.5})
     out = tmp_path / "clip"
     ensure_backbone(cfg, out=out, progress=False)

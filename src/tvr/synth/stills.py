@@ -8,6 +8,11 @@ the object count. The frames are chroma-subsampled the way yuv420p video is, so 
 a decoded video frame. Nothing here reads a world on disk: pretraining cannot see any test split.
 On request a still also gets a foil, its caption with one shape changed (`caption_and_foil`): a
 hard negative of the kind NegCLIP (Yuksekgonul et al., 2023) adds to CLIP's training.
+
+Objects placed at random almost never touch, but in videos a small object often sits right beside
+a large one (the world's "beside" scenes). With `beside` > 0 that fraction of stills holds such a
+pair — a large and a small object side by side, a few pixels apart — sometimes with a third object
+elsewhere, and the caption says so ("a small red cross next to a large green square").
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ P_SIZE = 0.5  # chance a caption names an object's size
 P_PLACE = 0.5  # chance it names where the object is
 P_COUNT = 0.3  # chance a multi-object caption starts with the count
 OBJECT_WEIGHTS = (0.4, 0.4, 0.2)  # one, two or three objects
+BESIDE_GAP = 0.03  # fraction of the frame between a beside pair's edges, as in the world's beside scenes
+BESIDE_WORDS = ("next to", "beside")
+P_THIRD = 0.4  # chance a beside still also holds a third object
 
 
 @dataclass(frozen=True)
@@ -67,11 +75,15 @@ def place_words(x: float, y: float) -> str:
 
 
 class StillSampler:
-    """Draws stills from one seeded generator: the same seed gives the same stream of stills."""
+    """Draws stills from one seeded generator: the same seed gives the same stream of stills.
+    `beside`: the fraction of stills that hold a large object with a small one right beside it."""
 
-    def __init__(self, seed: int, size: int) -> None:
+    def __init__(self, seed: int, size: int, beside: float = 0.0) -> None:
+        if not 0.0 <= beside <= 1.0:
+            raise ValueError(f"beside must be in [0, 1], got {beside}")
         self.rng = np.random.default_rng(seed)
         self.size = size
+        self.beside = beside
 
     def pick(self, items):
         return items[int(self.rng.integers(len(items)))]
@@ -90,12 +102,35 @@ class StillSampler:
                 return tuple(placed)
         return tuple(placed[:1])  # crowded draws fall back to a single object
 
+    def beside_objects(self) -> tuple[ObjectSpec, ...]:
+        """(large, small[, other]): the small object BESIDE_GAP from the large one's left or right
+        edge at the same height; a third object, if any, kept apart from both."""
+        colours = [str(c) for c in self.rng.permutation(list(COLOURS))[:3]]
+        big, small = (float(self.rng.uniform(*HALF_SIZE[s])) for s in ("large", "small"))
+        offset = (1.0 if self.rng.random() < 0.5 else -1.0) * (big + BESIDE_GAP + small)
+        lo, hi = min(-big, offset - small), max(big, offset + small)
+        x, y = float(self.rng.uniform(-lo, 1 - hi)), float(self.rng.uniform(big, 1 - big))
+        pair = (ObjectSpec(colours[0], self.pick(SHAPES), "large", "static", big, x, y),
+                ObjectSpec(colours[1], self.pick(SHAPES), "small", "static", small, x + offset, y))
+        if self.rng.random() >= P_THIRD:
+            return pair
+        for _ in range(100):
+            size = "large" if self.rng.random() < 0.5 else "small"
+            half = float(self.rng.uniform(*HALF_SIZE[size]))
+            cx, cy = (float(v) for v in self.rng.uniform(half, 1 - half, size=2))
+            other = ObjectSpec(colours[2], self.pick(SHAPES), size, "static", half, cx, cy)
+            if all(_apart(other, p) for p in pair):
+                return (*pair, other)
+        return pair
+
     def scene(self) -> Scene:
         grey = int(self.rng.integers(70, 121))
         tint = self.rng.integers(-8, 9, size=3)
         angle, amp = float(self.rng.uniform(0, 2 * math.pi)), float(self.rng.uniform(0, 20))
+        beside = bool(self.beside) and self.rng.random() < self.beside  # no draw when off: streams stay as they were
+        objects = self.beside_objects() if beside else self.objects()
         return Scene(
-            video_id="still", kind="still", objects=self.objects(), sound="silence", split="pretrain",
+            video_id="still", kind="beside" if beside else "still", objects=objects, sound="silence", split="pretrain",
             background=tuple(int(np.clip(grey + t, 0, 255)) for t in tint),
             gradient=(amp * math.cos(angle), amp * math.sin(angle)),
             noise_seed=int(self.rng.integers(2**31)),
@@ -103,7 +138,9 @@ class StillSampler:
 
     def caption(self, scene: Scene) -> str:
         phrases = self._phrases(scene)
-        return _join([p.text() for p in phrases], self._count_first(len(phrases)))
+        count_first = self._count_first(len(phrases))
+        texts = _link(phrases, [p.text() for p in phrases], scene, self._relation(scene))
+        return _join(texts, count_first, len(phrases))
 
     def caption_and_foil(self, scene: Scene) -> tuple[str, str]:
         """(caption, foil). The foil is a hard negative for the still: the same objects in the same
@@ -124,15 +161,26 @@ class StillSampler:
             i = int(self.rng.integers(len(phrases)))
             other = self.pick([s for s in SHAPES if s != phrases[i].obj.shape])
             foil[i] = phrases[i].text(self.pick(SHAPE_WORDS[other]))
-        return _join(texts, count_first), _join(foil, count_first)
+        relation = self._relation(scene)
+        n = len(phrases)
+        return (_join(_link(phrases, texts, scene, relation), count_first, n),
+                _join(_link(phrases, foil, scene, relation), count_first, n))
+
+    def _relation(self, scene: Scene) -> str | None:
+        """For a beside still, the words that tie its small object to the large one."""
+        return self.pick(BESIDE_WORDS) if scene.kind == "beside" else None
 
     def _phrases(self, scene: Scene) -> list[_Phrase]:
-        return [self._phrase(scene.objects[int(i)]) for i in self.rng.permutation(len(scene.objects))]
+        return [self._phrase(scene.objects[int(i)], scene) for i in self.rng.permutation(len(scene.objects))]
 
-    def _phrase(self, obj: ObjectSpec) -> _Phrase:
+    def _phrase(self, obj: ObjectSpec, scene: Scene) -> _Phrase:
         colour, shape = self.pick(COLOUR_WORDS[obj.colour]), self.pick(SHAPE_WORDS[obj.shape])
         size = self.pick(SIZE_WORDS[obj.size]) if self.rng.random() < P_SIZE else None
         place = place_words(obj.x0, obj.y0) if self.rng.random() < P_PLACE else None
+        if scene.kind == "beside" and obj is scene.objects[1]:
+            size, place = self.pick(SIZE_WORDS["small"]), None  # "a small … next to a large …"
+        elif scene.kind == "beside" and obj is scene.objects[0]:
+            size = self.pick(SIZE_WORDS["large"])
         return _Phrase(obj, colour, shape, size, place)
 
     def _count_first(self, n_objects: int) -> bool:
@@ -172,9 +220,21 @@ class StillSampler:
         return np.stack(frames).transpose(0, 3, 1, 2), objects
 
 
-def _join(phrases: list[str], count_first: bool) -> str:
-    body = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-    return f"{COUNT_WORDS[len(phrases)]} shapes: {body}" if count_first else body
+def _link(phrases: list[_Phrase], texts: list[str], scene: Scene, relation: str | None) -> list[str]:
+    """The caption's parts: each object's text, except that in a beside still the large object's
+    part becomes "SMALL RELATION LARGE" and the small object's own part is dropped."""
+    if relation is None:
+        return list(texts)
+    large = next(i for i, p in enumerate(phrases) if p.obj is scene.objects[0])
+    small = next(i for i, p in enumerate(phrases) if p.obj is scene.objects[1])
+    parts = list(texts)
+    parts[large] = f"{texts[small]} {relation} {texts[large]}"
+    return [t for i, t in enumerate(parts) if i != small]
+
+
+def _join(parts: list[str], count_first: bool, n_objects: int) -> str:
+    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{COUNT_WORDS[n_objects]} shapes: {body}" if count_first else body
 
 
 def as_video_frame(rgb: np.ndarray) -> np.ndarray:

@@ -69,6 +69,7 @@ class PretrainConfig:
     context_length: int = 32
     freeze_token_embedding: bool = True
     foils: float = 0.0  # fraction of each batch whose caption also enters as a shape-swapped hard negative
+    beside: float = 0.0  # fraction of stills holding a small object right beside a large one (synth/stills.py)
     checkpoint_every: int = 100  # steps between resumable checkpoints
     seed: int = 0
 
@@ -85,8 +86,9 @@ class PretrainConfig:
                 raise ValueError(f"{f.name} is out of range: {value!r}")
         if self.min_lr_ratio > 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.foils > 1:
-            raise ValueError(f"foils must be in [0, 1], got {self.foils}")
+        for name in ("foils", "beside"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (a contrastive batch needs a negative)")
         if self.image_size % self.patch_size:
@@ -95,8 +97,9 @@ class PretrainConfig:
     def key(self) -> str:
         """A short hash of everything that changes the weights (not the checkpoint interval)."""
         doc = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
-        if not self.foils:
-            del doc["foils"]  # added later: backbones built before it keep their folder
+        for name in ("foils", "beside"):
+            if not doc[name]:
+                del doc[name]  # added later: backbones built before them keep their folder
         doc["format"] = FORMAT_VERSION
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -274,7 +277,7 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         while step < cfg.steps:
             apply_lr(optimizer, lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
             n_foils = round(cfg.foils * cfg.batch_size)
-            pixels, captions, foils = StillSampler([cfg.seed, step], cfg.image_size).batch_with_foils(cfg.batch_size, n_foils)
+            pixels, captions, foils = StillSampler([cfg.seed, step], cfg.image_size, cfg.beside).batch_with_foils(cfg.batch_size, n_foils)
             ids, mask = tokenizer(captions + foils, cfg.context_length)
             loss = contrastive_loss(model, (torch.from_numpy(pixels).float() - mean) / std, ids, mask)
             optimizer.zero_grad(set_to_none=True)
