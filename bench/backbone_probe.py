@@ -11,8 +11,9 @@
 - the shape check on the test videos' own frames (with --world): 8 decoded frames from every other
   test video, and for each object visible in a frame, whether "a SIZE COLOUR SHAPE" with the right
   shape beats the three other shapes, by object size and by where it is: alone in the frame, with
-  others apart, or beside another object (the near-duplicates' small object sits a few pixels from
-  a large one, a layout random stills almost never show).
+  others apart, or beside another object (closer than the stills' spacing rule allows, judged from
+  the start positions: a world "beside" pair moves together). The near-duplicates' small object
+  sits a few pixels from a large one, a layout random stills never show.
 
     python bench/backbone_probe.py NAME=FOLDER [NAME=FOLDER …]
     python bench/backbone_probe.py 'p8-600={"patch_size": 8, "steps": 600, "batch_size": 128, "warmup_steps": 30}'

@@ -32,6 +32,7 @@ from tvr.data.pairs import PairSet, load_pairs
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
+from tvr.models.crosstvr import frozen_frame_tokens, frozen_text_tokens, text_emb_from_tokens, video_emb_from_tokens
 from tvr.models.registry import build, config_from_dict, first_stage_sha, load_model, lookup, make_config
 from tvr.train.checkpoint import (
     has_checkpoint,
@@ -61,7 +62,6 @@ class FrozenPairs:
 
 @torch.no_grad()
 def freeze_pairs(first: RetrievalModel, pairs: PairSet, device: torch.device) -> FrozenPairs:
-    from tvr.models.crosstvr import frozen_frame_tokens, frozen_text_tokens
     from tvr.models.encode import encode_clips
 
     first.eval()
@@ -171,7 +171,6 @@ def batch_loss(
 
     The sum over the pairs is divided by the global batch's pair count, times the number of ranks
     (their gradients are averaged), so the ranks together compute one process's mean."""
-    from tvr.models.crosstvr import text_emb_from_tokens, video_emb_from_tokens
     from tvr.train.order_negatives import order_rows, swap_frames
 
     caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
@@ -211,7 +210,6 @@ def batch_loss(
 @torch.no_grad()
 def validate_two_stage(first: RetrievalModel, reranker: Any, frozen: FrozenPairs, device: torch.device, k: int) -> dict[str, Any]:
     from tvr.eval.metrics import retrieval_metrics
-    from tvr.models.crosstvr import text_emb_from_tokens, video_emb_from_tokens
     from tvr.postproc.two_stage import two_stage_scores
 
     reranker.eval()
@@ -296,7 +294,6 @@ def _train_rerank(
         p.requires_grad_(False)
     if getattr(type(first), "reranker", False):
         raise TvrError(f"{first_stage}: is itself a re-ranker; --first-stage needs a retrieval model run")
-    from tvr.models.crosstvr import frozen_text_tokens
 
     frozen_text_tokens(first, [manifest.entries[0].caption])  # a first stage without tokens fails here, before decoding
     spec = first.input_spec()
