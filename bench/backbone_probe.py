@@ -13,7 +13,8 @@
   shape beats the three other shapes, by object size and by where it is: alone in the frame, with
   others apart, or beside another object (closer than the stills' spacing rule allows, judged from
   the start positions: a world "beside" pair moves together). The near-duplicates' small object
-  sits a few pixels from a large one, a layout random stills never show.
+  sits a few pixels from a large one, a layout random stills never show. For that case also with
+  the neighbour named ("a small red cross next to a large green square", the small shape varied).
 
     python bench/backbone_probe.py NAME=FOLDER [NAME=FOLDER …]
     python bench/backbone_probe.py 'p8-600={"patch_size": 8, "steps": 600, "batch_size": 128, "warmup_steps": 30}'
@@ -98,6 +99,10 @@ def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every:
     scenes = [s for s in map(json.loads, (world / "scenes.jsonl").read_text().splitlines()) if s["split"] == "test"]
     seconds, fps = (json.loads((world / "world.json").read_text())["render"][k] for k in ("seconds", "fps"))
     times = frame_times(seconds, fps)
+
+    def phrase(obj: ObjectSpec, shape: str | None = None) -> str:
+        return f"a {SIZE_WORDS[obj.size][0]} {COLOUR_WORDS[obj.colour][0]} {SHAPE_WORDS[shape or obj.shape][0]}"
+
     frames, checks, texts = [], [], []  # checks: (frame index, group, right shape, first of its 4 texts)
     for scene in scenes[::every]:
         objects = [ObjectSpec(**o) for o in scene["objects"]]
@@ -108,10 +113,13 @@ def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every:
             for obj in shown:
                 others = [o for o in shown if o is not obj]
                 reach = [1.2 * (o.half_size + obj.half_size) + 0.02 for o in others]  # the stills' spacing rule
-                beside = any(abs(o.x0 - obj.x0) <= r and abs(o.y0 - obj.y0) <= r for o, r in zip(others, reach))
-                where = "beside" if beside else "apart" if others else "alone"
+                near = [o for o, r in zip(others, reach) if abs(o.x0 - obj.x0) <= r and abs(o.y0 - obj.y0) <= r]
+                where = "beside" if near else "apart" if others else "alone"
                 checks.append((len(frames), f"{obj.size}_{where}", SHAPES.index(obj.shape), len(texts)))
-                texts += [f"a {SIZE_WORDS[obj.size][0]} {COLOUR_WORDS[obj.colour][0]} {SHAPE_WORDS[s][0]}" for s in SHAPES]
+                texts += [phrase(obj, s) for s in SHAPES]
+                if obj.size == "small" and near:  # the same, naming its neighbour too, as captions do
+                    checks.append((len(frames), "small_beside_pair_text", SHAPES.index(obj.shape), len(texts)))
+                    texts += [f"{phrase(obj, s)} next to {phrase(near[0])}" for s in SHAPES]
             frames.append(pixels)
     mean, std = pixel_scale(pre.mean, pre.std)
     with torch.no_grad():
