@@ -184,11 +184,16 @@ def main() -> None:
         if not spec:
             raise SystemExit(f"--run {item!r}: expected NAME=METHOD[@CONFIG.json]")
         doc["runs"][name] = run_one(name, spec, args.data, args.runs_dir, args.epochs, args.postproc, args.device)
-        atomic_write_json(args.out, doc)  # after every run: a long benchmark keeps what it finished
-    atomic_write_json(args.out, doc)
+        write_results(args.out, doc)  # after every run: a long benchmark keeps what it finished
+    print(write_results(args.out, doc))
+
+
+def write_results(out: Path, doc: dict[str, Any]) -> str:
+    """Write the JSON and its markdown table beside it (so the two never disagree); returns the table."""
+    atomic_write_json(out, doc)
     table = markdown(doc)
-    atomic_write_text(args.out.with_suffix(".md"), table)
-    print(table)
+    atomic_write_text(out.with_suffix(".md"), table)
+    return table
 
 
 if __name__ == "__main__":
