@@ -94,6 +94,7 @@ def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every:
     from tvr.io.video import decode
     from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
     from tvr.synth.render import frame_times
+    from tvr.synth.stills import apart
     from tvr.synth.world import SHAPES, ObjectSpec
 
     scenes = [s for s in map(json.loads, (world / "scenes.jsonl").read_text().splitlines()) if s["split"] == "test"]
@@ -112,8 +113,7 @@ def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every:
             shown = [o for o in objects if o.t_start <= t < o.t_end]
             for obj in shown:
                 others = [o for o in shown if o is not obj]
-                reach = [1.2 * (o.half_size + obj.half_size) + 0.02 for o in others]  # the stills' spacing rule
-                near = [o for o, r in zip(others, reach) if abs(o.x0 - obj.x0) <= r and abs(o.y0 - obj.y0) <= r]
+                near = [o for o in others if not apart(o, obj)]  # closer than any two objects of a still
                 where = "beside" if near else "apart" if others else "alone"
                 checks.append((len(frames), f"{obj.size}_{where}", SHAPES.index(obj.shape), len(texts)))
                 texts += [phrase(obj, s) for s in SHAPES]

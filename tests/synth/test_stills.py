@@ -10,6 +10,9 @@ import pytest
 from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
 from tvr.synth.stills import BESIDE_GAP, BESIDE_WORDS, StillSampler, as_video_frame, place_words
 
+# any shape word, as a regex; longest first, so "plus sign" matches whole
+SHAPE_WORD = r"\b(" + "|".join(sorted((w for ws in SHAPE_WORDS.values() for w in ws), key=len, reverse=True)) + r")\b"
+
 
 def test_same_seed_same_stills_and_another_seed_others():
     a_px, a_caps = StillSampler([3, 0], 32).batch(8)
@@ -70,7 +73,6 @@ def test_batch_with_no_foils_is_the_plain_batch():
 
 def test_a_foil_changes_only_shapes_and_is_false_of_its_still():
     sampler = StillSampler(7, 32)
-    shape_words = "|".join(sorted((w for ws in SHAPE_WORDS.values() for w in ws), key=len, reverse=True))
     swaps = 0
     for _ in range(300):
         scene = sampler.scene()
@@ -85,7 +87,7 @@ def test_a_foil_changes_only_shapes_and_is_false_of_its_still():
             a, b = changed
             assert (said[a], said[b]) == (truth[b], truth[a]), (caption, foil)
             swaps += 1
-        masked = [re.sub(rf"\b({shape_words})\b", "S", t) for t in (caption, foil)]
+        masked = [re.sub(SHAPE_WORD, "S", t) for t in (caption, foil)]
         assert masked[0] == masked[1], (caption, foil)  # every other word (size, place, count) is kept
     assert 30 < swaps < 150  # both kinds of foil occur
 
@@ -149,8 +151,7 @@ def test_beside_fraction_and_beside_foils():
         scene = sampler.scene()
         caption, foil = sampler.caption_and_foil(scene)
         assert caption != foil
-        shape_words = "|".join(sorted((w for ws in SHAPE_WORDS.values() for w in ws), key=len, reverse=True))
-        masked = [re.sub(rf"\b({shape_words})\b", "S", t) for t in (caption, foil)]
+        masked = [re.sub(SHAPE_WORD, "S", t) for t in (caption, foil)]
         assert masked[0] == masked[1], (caption, foil)  # a foil changes shape words only
     with pytest.raises(ValueError, match="beside"):
         StillSampler(0, 32, beside=1.5)

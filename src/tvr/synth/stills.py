@@ -92,15 +92,17 @@ class StillSampler:
         n = 1 + int(self.rng.choice(3, p=OBJECT_WEIGHTS))
         colours = [str(c) for c in self.rng.permutation(list(COLOURS))[:n]]  # distinct: captions stay unambiguous
         for _ in range(100):
-            placed: list[ObjectSpec] = []
-            for colour in colours:
-                size = "large" if self.rng.random() < 0.5 else "small"
-                half = float(self.rng.uniform(*HALF_SIZE[size]))
-                x, y = (float(v) for v in self.rng.uniform(half, 1 - half, size=2))
-                placed.append(ObjectSpec(colour, self.pick(SHAPES), size, "static", half, x, y))
-            if all(_apart(a, b) for i, a in enumerate(placed) for b in placed[i + 1 :]):
+            placed = [self.placed_anywhere(colour) for colour in colours]
+            if all(apart(a, b) for i, a in enumerate(placed) for b in placed[i + 1 :]):
                 return tuple(placed)
         return tuple(placed[:1])  # crowded draws fall back to a single object
+
+    def placed_anywhere(self, colour: str) -> ObjectSpec:
+        """One static object of `colour`: any shape, large or small, anywhere inside the frame."""
+        size = "large" if self.rng.random() < 0.5 else "small"
+        half = float(self.rng.uniform(*HALF_SIZE[size]))
+        x, y = (float(v) for v in self.rng.uniform(half, 1 - half, size=2))
+        return ObjectSpec(colour, self.pick(SHAPES), size, "static", half, x, y)
 
     def beside_objects(self) -> tuple[ObjectSpec, ...]:
         """(large, small[, other]): the small object BESIDE_GAP from the large one's left or right
@@ -115,11 +117,8 @@ class StillSampler:
         if self.rng.random() >= P_THIRD:
             return pair
         for _ in range(100):
-            size = "large" if self.rng.random() < 0.5 else "small"
-            half = float(self.rng.uniform(*HALF_SIZE[size]))
-            cx, cy = (float(v) for v in self.rng.uniform(half, 1 - half, size=2))
-            other = ObjectSpec(colours[2], self.pick(SHAPES), size, "static", half, cx, cy)
-            if all(_apart(other, p) for p in pair):
+            other = self.placed_anywhere(colours[2])
+            if all(apart(other, p) for p in pair):
                 return (*pair, other)
         return pair
 
@@ -252,6 +251,7 @@ def as_video_frame(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.stack([r, g, b], axis=-1)), 0, 255).astype(np.uint8)
 
 
-def _apart(a: ObjectSpec, b: ObjectSpec, margin: float = 0.02) -> bool:
+def apart(a: ObjectSpec, b: ObjectSpec, margin: float = 0.02) -> bool:
+    """The stills' spacing rule: two objects' boxes (with `margin`) are apart along x or along y."""
     reach = 1.2 * (a.half_size + b.half_size) + margin  # squares and crosses reach past the half-size
     return abs(a.x0 - b.x0) > reach or abs(a.y0 - b.y0) > reach
