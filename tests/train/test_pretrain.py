@@ -216,3 +216,23 @@ def test_foils_key_and_held_out_shape_check(tmp_path):
     ensure_backbone(cfg, out=out, progress=False)
     held = json.loads((out / INFO_FILE).read_text())["heldout_stills"]
     assert 0 <= held["shape_R@1_small"] <= 100 and 0 <= held["shape_R@1_large"] <= 100 and held["shape_chance"] == 25.0
+
+
+def test_captions_encoded_by_length_match_one_padded_pass():
+    from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig
+    from tvr.train.pretrain import encode_text_by_length
+
+    torch.manual_seed(0)
+    model = ClipModel(VisionConfig(image_size=16, patch_size=8, width=16, layers=1, heads=2, output_dim=8),
+                      TextConfig(context_length=12, vocab_size=50, width=16, layers=2, heads=2, output_dim=8))
+    lengths = torch.tensor([3, 12, 1, 7, 5, 9, 2, 12, 4])
+    mask = torch.arange(12)[None, :] < lengths[:, None]
+    ids = torch.randint(1, 50, (len(lengths), 12)).masked_fill(~mask, 0)
+    seen = []
+    hook = model.text.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    grouped = encode_text_by_length(model, ids, mask, groups=3)
+    hook.remove()
+    assert [tuple(s) for s in seen] == [(3, 3), (3, 7), (3, 12)]  # each run cut to its longest caption
+    assert torch.allclose(grouped, model.encode_text(ids, mask), atol=1e-5)  # and in the order given
+    assert torch.allclose(encode_text_by_length(model, ids[:2], mask[:2], groups=5), model.encode_text(ids[:2], mask[:2]),
+                          atol=1e-5)

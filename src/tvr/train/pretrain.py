@@ -45,6 +45,7 @@ FORMAT_VERSION = 1
 INFO_FILE = "tvr_pretrain.json"  # written last into a finished folder: config, steps, timings
 STATE_FILE = "state.json"
 STATE_TENSORS = "state.safetensors"
+TEXT_LENGTH_GROUPS = 4  # runs of similar caption length per text pass (encode_text_by_length)
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,7 @@ def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig,
             "shape_R@1_small": shape["small"], "shape_R@1_large": shape["large"], "shape_chance": 25.0}
 
 
+
 def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of (image, caption) pairs; identical captions are not negatives.
 
@@ -353,13 +355,28 @@ def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, 
     the image→text direction only, as in NegCLIP (Yuksekgonul et al., 2023); text→image stays over
     the images' own captions."""
     n = len(images)
-    width = max(1, int(mask.sum(dim=1).max()))  # causal tower: trailing padding changes nothing; skip it
-    ids, mask = ids[:, :width], mask[:, :width]
     img = F.normalize(model.encode_image(images), dim=-1)
-    txt = F.normalize(model.encode_text(ids, mask), dim=-1)
+    txt = F.normalize(encode_text_by_length(model, ids, mask), dim=-1)
     logits = model.logit_scale.exp() * img @ txt.t()  # [n, n + foils]
     same = (ids[:n, None, :] == ids[None, :, :]).all(-1)
     same[torch.arange(n), torch.arange(n)] = False
     logits = logits.masked_fill(same, float("-inf"))
     target = torch.arange(n)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :n].t(), target)) / 2
+
+
+def encode_text_by_length(model: ClipModel, ids: torch.Tensor, mask: torch.Tensor, groups: int = TEXT_LENGTH_GROUPS) -> torch.Tensor:
+    """EOT embeddings [B, D] of captions `ids` [B, W], in the order given.
+
+    The captions are encoded in `groups` runs of similar length, each cut to its own longest
+    caption. The text tower is causal, so the padding after a caption changes nothing in its
+    embedding: this gives one padded pass's result (up to float rounding) for the cost of the real
+    tokens, about half a padded pass on the stills' captions (13 tokens on average, 31 at most).
+    """
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    parts = []
+    for rows in order.tensor_split(min(groups, len(order))):
+        width = max(1, int(lengths[rows].max()))
+        parts.append(model.encode_text(ids[rows, :width], mask[rows, :width]))
+    return torch.cat(parts)[torch.argsort(order)]
