@@ -348,15 +348,17 @@ def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig,
 
 
 
-def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                     text_groups: int = TEXT_LENGTH_GROUPS) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of (image, caption) pairs; identical captions are not negatives.
 
     `ids` may hold more captions than there are images: the extra ones (foils) are hard negatives for
     the image→text direction only, as in NegCLIP (Yuksekgonul et al., 2023); text→image stays over
-    the images' own captions."""
+    the images' own captions. The captions are encoded in `text_groups` runs of similar length
+    (`encode_text_by_length`; 1: one pass padded to the longest caption)."""
     n = len(images)
     img = F.normalize(model.encode_image(images), dim=-1)
-    txt = F.normalize(encode_text_by_length(model, ids, mask), dim=-1)
+    txt = F.normalize(encode_text_by_length(model, ids, mask, text_groups), dim=-1)
     logits = model.logit_scale.exp() * img @ txt.t()  # [n, n + foils]
     same = (ids[:n, None, :] == ids[None, :, :]).all(-1)
     same[torch.arange(n), torch.arange(n)] = False
