@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pretrain the CLIP-layout backbone on synthetic stills and save it as a Hugging Face CLIPModel folder.
 
-        Without options this builds the default backbone into the cache (about 30 min on 2 cores);
+        Without options this builds the default backbone into the cache (about 22 min on 2 cores);
         `tvr train` builds the same one on first use. Options change the recipe, so the result lands
         in its own cache folder, or in --out.
         """

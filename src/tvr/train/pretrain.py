@@ -52,7 +52,7 @@ TEXT_LENGTH_GROUPS = 4  # runs of similar caption length per text pass (encode_t
 class PretrainConfig:
     """The backbone's shape and its pretraining recipe (defaults: the synthetic CLIP of the presets)."""
 
-    steps: int = 1200  # × 256 stills ≈ 307k images, about 30 min on 2 cores
+    steps: int = 1200  # × 256 stills ≈ 307k images, about 22 min on 2 cores
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.1
