@@ -347,7 +347,6 @@ def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig,
             "shape_R@1_small": shape["small"], "shape_R@1_large": shape["large"], "shape_chance": 25.0}
 
 
-
 def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
                      text_groups: int = TEXT_LENGTH_GROUPS) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of (image, caption) pairs; identical captions are not negatives.
@@ -367,7 +366,8 @@ def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, 
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :n].t(), target)) / 2
 
 
-def encode_text_by_length(model: ClipModel, ids: torch.Tensor, mask: torch.Tensor, groups: int = TEXT_LENGTH_GROUPS) -> torch.Tensor:
+def encode_text_by_length(model: ClipModel, ids: torch.Tensor, mask: torch.Tensor,
+                          groups: int = TEXT_LENGTH_GROUPS) -> torch.Tensor:
     """EOT embeddings [B, D] of captions `ids` [B, W], in the order given.
 
     The captions are encoded in `groups` runs of similar length, each cut to its own longest
