@@ -2,9 +2,10 @@
 
     python bench/pretrain_step.py            # the default recipe's shapes, 256 stills per step
 
-Both ways run side by side in one process, alternating, on the same batches and the same initial
-weights (the rendering of the stills is outside the timed part and measured on its own). A step is
-the loss, its backward pass and the AdamW update. The losses of the two ways are recorded too: the
+Both ways run side by side in one process, alternating, on the same batches (the build's first
+steps, `pretrain.step_batch`) and the same initial weights. Making a batch (rendering and tokenizing
+the stills) is outside the timed part and measured on its own. A step is the loss, its backward pass
+and the AdamW update. The losses of the two ways are recorded too: the
 text tower is causal, so they agree up to float rounding. Writes bench/results/pretrain_step.json.
 """
 
@@ -30,20 +31,15 @@ def main() -> None:
 
     from tvr.encoders.frames import pixel_scale
     from tvr.encoders.tokenizer import HFTokenizer
-    from tvr.synth.stills import StillSampler
     from tvr.train import pretrain as P
 
     cfg = P.PretrainConfig()
     embedding, tok_dir = P.minilm_token_embedding()
     tokenizer = HFTokenizer(tok_dir)
-    mean, std = pixel_scale()
+    scale = pixel_scale()
     t0, c0 = time.perf_counter(), time.process_time()
-    batches = []
-    for step in range(args.steps):
-        pixels, captions = StillSampler([cfg.seed, step], cfg.image_size).batch(cfg.batch_size)
-        ids, mask = tokenizer(captions, cfg.context_length)
-        batches.append(((torch.from_numpy(pixels).float() - mean) / std, ids, mask))
-    render = {"wall_s": (time.perf_counter() - t0) / args.steps, "cpu_s": (time.process_time() - c0) / args.steps}
+    batches = [P.step_batch(cfg, step, tokenizer, scale) for step in range(args.steps)]
+    making = {"wall_s": (time.perf_counter() - t0) / args.steps, "cpu_s": (time.process_time() - c0) / args.steps}
     lengths = torch.cat([m.sum(dim=1) for _, _, m in batches]).float()
 
     ways = {"one padded pass": 1, f"{P.TEXT_LENGTH_GROUPS} runs by length": P.TEXT_LENGTH_GROUPS}
@@ -68,7 +64,7 @@ def main() -> None:
         "benchmark": "pretrain_step", "machine": platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "timed_steps": args.steps,
         "rounds": args.rounds, "caption_tokens": {"mean": round(lengths.mean().item(), 1), "max": int(lengths.max())},
-        "render_per_step": {k: round(v, 3) for k, v in render.items()},
+        "make_batch_per_step": {k: round(v, 3) for k, v in making.items()},
         "per_step": results,
         "speedup_wall": round(sum(one["wall_s"]) / sum(runs["wall_s"]), 2),
         "speedup_cpu": round(sum(one["cpu_s"]) / sum(runs["cpu_s"]), 2),
@@ -76,7 +72,7 @@ def main() -> None:
     }
     atomic_write_json(args.out, doc)
     print(f"per step (loss + backward + update), wall s: one padded pass {one['wall_s']}, runs {runs['wall_s']}; "
-          f"×{doc['speedup_wall']} wall, ×{doc['speedup_cpu']} CPU; rendering {doc['render_per_step']}")
+          f"×{doc['speedup_wall']} wall, ×{doc['speedup_cpu']} CPU; making a batch {doc['make_batch_per_step']}")
 
 
 if __name__ == "__main__":

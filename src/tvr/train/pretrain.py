@@ -236,7 +236,6 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     from tvr.encoders.clip import save_hf_clip
     from tvr.encoders.tokenizer import HFTokenizer
     from tvr.progress import ProgressReport
-    from tvr.synth.stills import StillSampler
 
     t0, c0 = time.monotonic(), time.process_time()
     work = final.parent / f"{final.name}.partial"
@@ -260,7 +259,7 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer(optimizer, tensors, doc["param_groups"])
         step, spent = int(doc["step"]), doc["spent"]
-    mean, std = pixel_scale()
+    scale = pixel_scale()
     losses: list[float] = []
 
     def checkpoint() -> None:
@@ -277,10 +276,7 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         bar.advance(step)
         while step < cfg.steps:
             apply_lr(optimizer, lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
-            n_foils = round(cfg.foils * cfg.batch_size)
-            pixels, captions, foils = StillSampler([cfg.seed, step], cfg.image_size, cfg.beside).batch_with_foils(cfg.batch_size, n_foils)
-            ids, mask = tokenizer(captions + foils, cfg.context_length)
-            loss = contrastive_loss(model, (torch.from_numpy(pixels).float() - mean) / std, ids, mask)
+            loss = contrastive_loss(model, *step_batch(cfg, step, tokenizer, scale))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -307,6 +303,20 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     os.replace(staging, final)
     shutil.rmtree(work, ignore_errors=True)
     return PretrainResult(final, step, time.monotonic() - t0, time.process_time() - c0, built=True)
+
+
+def step_batch(cfg: PretrainConfig, step: int, tokenizer, scale: tuple[torch.Tensor, torch.Tensor]
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training step `step`'s stills: (images [B, 3, H, W] normalised by `scale` = (mean, std) on the
+    0–255 scale, caption ids, mask), the foils' captions after the images' own."""
+    from tvr.synth.stills import StillSampler
+
+    n_foils = round(cfg.foils * cfg.batch_size)
+    sampler = StillSampler([cfg.seed, step], cfg.image_size, cfg.beside)
+    pixels, captions, foils = sampler.batch_with_foils(cfg.batch_size, n_foils)
+    ids, mask = tokenizer(captions + foils, cfg.context_length)
+    mean, std = scale
+    return (torch.from_numpy(pixels).float() - mean) / std, ids, mask
 
 
 def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig,
