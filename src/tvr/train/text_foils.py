@@ -4,8 +4,8 @@ Contrastive training lets a model match captions by the words that tell most bat
 On scenes built from a few colours and shapes, colour alone usually does, and a model learns shapes
 (and which colour belongs to which object) only as far as it must: fine-tuned models reject a
 caption with one shape word changed on its own video about two times in three, but one with a
-colour changed 97 times in a hundred. This makes the missing contrast out of every training caption
-that names two or more attributes of a kind, as NegCLIP does for images (Yuksekgonul et al., ICLR
+colour changed 98 times in a hundred (`bench/foil_probe.py`). This makes the missing contrast out of
+every training caption that names a colour, shape or size, as NegCLIP does for images (Yuksekgonul et al., ICLR
 2023, "When and why vision-language models behave like bags-of-words"): its foil (`foil`) either
 swaps two words of one class that name different values ("a red circle beside a blue square" →
 "a blue circle beside a red square": same words, wrong binding) or replaces one word with another
@@ -15,8 +15,8 @@ averaged over the batch's foiled captions and added to the contrastive loss with
 (`train.text_foils`).
 
 The classes are common English words for colours, shapes and sizes (`LEXICON`), so it needs nothing
-but captions and works on any dataset whose captions use them; a caption without two attribute
-words of a class, or without any, gets no foil. A caption's foil is the same in every epoch (drawn
+but captions and works on any dataset whose captions use them; a caption that names none of them
+gets no foil, and one without two different values of a class is only ever replaced, not swapped. A caption's foil is the same in every epoch (drawn
 from a hash of the caption and the run's seed), so text encoders that cache per caption text
 (the MiniLM context) encode each foil once.
 """
