@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tvr.atomic import atomic_write_json
 from tvr.synth.generate import RenderConfig, generate
 from tvr.synth.world import WorldConfig
 
@@ -46,7 +47,7 @@ def main() -> None:
     rows = [run(args.videos, size, w) for size in (64, 96) for w in sorted({1, args.workers})]
     doc = {"benchmark": "synth", "cpu_count": os.cpu_count(), "runs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    atomic_write_json(args.out, doc)
     print(json.dumps(doc, indent=2))
 
 
