@@ -7,6 +7,8 @@ run directory, evaluation reads the run's own frame cache.
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +48,20 @@ def split_pairs(model: Any, run_dir: Path, manifest: Path) -> Any:
     from tvr.train.trainer import FRAMES_DIR
 
     return load_pairs(read_manifest(manifest), model.input_spec(), Path(run_dir) / FRAMES_DIR, progress=False)
+
+
+def finished_runs_parser(doc: str | None, benchmark: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that reads finished runs of synthetic_methods.py: --run (repeated),
+    --data, --runs-dir, --device, and --out (default bench/results/BENCHMARK.json)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="append", required=True, help="run folder name under --runs-dir")
+    ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"))
+    ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench-g4"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"{benchmark}.json")
+    return ap
+
+
+def read_results(out: Path, benchmark: str) -> dict[str, Any]:
+    """The results document at `out` (merged into by run name), or a new one."""
+    return json.loads(out.read_text()) if out.is_file() else {"benchmark": benchmark, "runs": {}}

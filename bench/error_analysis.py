@@ -11,7 +11,6 @@ the test split is read only to evaluate, as synthetic_methods.py does.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import tempfile
@@ -19,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchlib import split_pairs
+from benchlib import finished_runs_parser, read_results, split_pairs
 
 from tvr.atomic import atomic_write_json
 
@@ -69,15 +68,9 @@ def analyse(run_dir: Path, data: Path, device: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", required=True, help="run folder name under --runs-dir")
-    ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"))
-    ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench-g4"))
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "error_analysis.json")
-    args = ap.parse_args()
+    args = finished_runs_parser(__doc__, "error_analysis").parse_args()
 
-    doc = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "error_analysis", "runs": {}}
+    doc = read_results(args.out, "error_analysis")
     for name in args.run:
         doc["runs"][name] = analyse(args.runs_dir / name, args.data, args.device)
         atomic_write_json(args.out, doc)

@@ -15,8 +15,6 @@ trained; the test split is read only to evaluate, as synthetic_methods.py does.
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import zlib
 from collections.abc import Callable
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchlib import split_pairs
+from benchlib import finished_runs_parser, read_results, split_pairs
 
 from tvr.atomic import atomic_write_json
 
@@ -77,16 +75,11 @@ def probe(run_dir: Path, manifest: Path, device: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", action="append", required=True, help="run folder name under --runs-dir")
+    ap = finished_runs_parser(__doc__, "foil_probe")
     ap.add_argument("--split", action="append", choices=("train", "val", "test"), help="default: test")
-    ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"))
-    ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench-g4"))
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "foil_probe.json")
     args = ap.parse_args()
 
-    doc = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "foil_probe", "runs": {}}
+    doc = read_results(args.out, "foil_probe")
     for name in args.run:
         for split in args.split or ["test"]:
             doc["runs"].setdefault(name, {})[split] = probe(args.runs_dir / name, args.data / f"{split}.jsonl", args.device)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from train_testlib import DotModel
 
 from tvr.data.batch import VideoBatch
 from tvr.models.base import TextEmb, VideoEmb
@@ -49,23 +50,13 @@ def test_which_models_it_applies_to():
     assert not applies_to(model("mmt"))  # its experts would keep the old order
 
 
-class _Dot(torch.nn.Module):
-    """Cosine of pooled vectors, logit scale 2: enough of the model interface for order_loss."""
-
-    def similarity(self, text, video):
-        return text.pooled @ video.pooled.t()
-
-    def scale(self):
-        return torch.tensor(2.0)
-
-
 def test_order_loss_against_a_hand_computation():
     text = TextEmb(pooled=torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     video = VideoEmb(pooled=torch.tensor([[0.8, 0.6], [0.6, 0.8]]))
     swapped = VideoEmb(pooled=torch.tensor([[0.6, 0.8], [0.8, 0.6]]))
-    got = order_loss(_Dot(), text, video, swapped, denominator=4)
+    got = order_loss(DotModel(), text, video, swapped, denominator=4)
     # pair 0: 2·0.8 vs 2·0.6; pair 1: 2·0.8 vs 2·0.6 → −log σ(0.4) each, summed, over 4
     want = 2 * -math.log(1 / (1 + math.exp(-0.4))) / 4
     assert float(got) == pytest.approx(want, rel=1e-6)
-    same = order_loss(_Dot(), text, video, video, denominator=2)  # a swap the model cannot see
+    same = order_loss(DotModel(), text, video, video, denominator=2)  # a swap the model cannot see
     assert float(same) == pytest.approx(math.log(2), rel=1e-6)

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from train_testlib import DotModel
 
 from tvr.models.base import TextEmb, VideoEmb
 from tvr.train.text_foils import attribute_words, foil, foil_loss, foils_of
@@ -61,23 +62,13 @@ def test_deterministic_and_none_without_attribute_words():
     assert rows == [1, 3] and foils == [foil(CAPTIONS[1], 1), foil(CAPTIONS[3], 1)]
 
 
-class _Dot(torch.nn.Module):
-    """Cosine of pooled vectors, logit scale 2: enough of the model interface for foil_loss."""
-
-    def similarity(self, text, video):
-        return text.pooled @ video.pooled.t()
-
-    def scale(self):
-        return torch.tensor(2.0)
-
-
 def test_foil_loss_against_a_hand_computation():
     text = TextEmb(pooled=torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     foils = TextEmb(pooled=torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
     video = VideoEmb(pooled=torch.tensor([[0.8, 0.6], [0.3, 0.9]]))
-    got = foil_loss(_Dot(), text, foils, video, denominator=3)
+    got = foil_loss(DotModel(), text, foils, video, denominator=3)
     # pair 0: 2·0.8 vs 2·0.6 → −log σ(0.4); pair 1: 2·0.9 vs 2·0.3 → −log σ(1.2); summed, over 3
     want = (-math.log(1 / (1 + math.exp(-0.4))) - math.log(1 / (1 + math.exp(-1.2)))) / 3
     assert float(got) == pytest.approx(want, rel=1e-6)
-    blind = foil_loss(_Dot(), text, text, video, denominator=2)  # a foil the model cannot tell apart
+    blind = foil_loss(DotModel(), text, text, video, denominator=2)  # a foil the model cannot tell apart
     assert float(blind) == pytest.approx(math.log(2), rel=1e-6)

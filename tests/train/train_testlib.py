@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tvr.cli.main import main
 
@@ -62,3 +63,13 @@ def tvr_subprocess(*args: str, **kw) -> subprocess.CompletedProcess:
 
 def subprocess_env() -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+class DotModel(torch.nn.Module):
+    """Dot product of pooled vectors, logit scale 2: the part of the model interface a pair loss reads."""
+
+    def similarity(self, text, video):
+        return text.pooled @ video.pooled.t()
+
+    def scale(self):
+        return torch.tensor(2.0)

@@ -26,10 +26,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from tvr.data.batch import VideoBatch
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
+from tvr.models.losses import preferred_pair_loss
 
 ORDER_WORDS = re.compile(
     r"\b(then|after|afterwards|afterward|before|first|firstly|finally|later|next|followed|until|once|begins?|ends?|"
@@ -84,8 +84,4 @@ def order_loss(model: RetrievalModel, text: TextEmb, video: VideoEmb, swapped: V
     `text`, `video` and `swapped` hold the same n pairs row by row. The caller divides by the number
     of order captions in the whole batch (several processes: in the global batch, so that the ranks'
     averaged gradients equal one process's)."""
-    scale = model.scale()
-    pos = torch.diagonal(model.similarity(text, video)) * scale
-    neg = torch.diagonal(model.similarity(text, swapped)) * scale
-    logits = torch.stack([pos, neg], dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device), reduction="sum") / denominator
+    return preferred_pair_loss(model, text, video, text, swapped, denominator)

@@ -28,11 +28,10 @@ import re
 import zlib
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
+from tvr.models.losses import preferred_pair_loss
 
 # class -> value -> the words that name it (synonyms share a value: a foil never trades one for another)
 LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
@@ -125,8 +124,4 @@ def foil_loss(model: RetrievalModel, text: TextEmb, foils: TextEmb, video: Video
     """Σ over the given pairs of −log softmax(caption, foil)[caption] on the pair's clip, divided by
     `denominator`. `text`, `foils` and `video` hold the same n pairs row by row; the caller divides by
     the number of foiled captions in the whole (global) batch."""
-    scale = model.scale()
-    pos = torch.diagonal(model.similarity(text, video)) * scale
-    neg = torch.diagonal(model.similarity(foils, video)) * scale
-    logits = torch.stack([pos, neg], dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device), reduction="sum") / denominator
+    return preferred_pair_loss(model, text, video, foils, video, denominator)
