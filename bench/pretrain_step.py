@@ -40,7 +40,7 @@ def main() -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     batches = [P.step_batch(cfg, step, tokenizer, scale) for step in range(args.steps)]
     making = {"wall_s": (time.perf_counter() - t0) / args.steps, "cpu_s": (time.process_time() - c0) / args.steps}
-    lengths = torch.cat([m.sum(dim=1) for _, _, m in batches]).float()
+    lengths = torch.cat([m.sum(dim=1) for _, _, m, _ in batches]).float()
 
     ways = {"one padded pass": 1, f"{P.TEXT_LENGTH_GROUPS} runs by length": P.TEXT_LENGTH_GROUPS}
     results: dict[str, Any] = {w: {"wall_s": [], "cpu_s": [], "losses": None} for w in ways}
@@ -50,7 +50,7 @@ def main() -> None:
             model = P.build_model(cfg, embedding).train()
             optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
             t0, c0, losses = time.perf_counter(), time.process_time(), []
-            for images, ids, mask in batches:
+            for images, ids, mask, _ in batches:
                 loss = P.contrastive_loss(model, images, ids, mask, text_groups=groups)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

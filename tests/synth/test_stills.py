@@ -190,3 +190,18 @@ def test_a_batch_with_twins_puts_the_pairs_first():
         assert re.sub(SHAPE_WORD, "S", caps[a]) == re.sub(SHAPE_WORD, "S", caps[b])
     with pytest.raises(ValueError, match="twin pairs"):
         StillSampler(0, 32).batch_with_foils(4, 0, 3)
+
+
+def test_attribute_targets_mark_each_shown_object():
+    from tvr.synth.stills import ATTRIBUTES, Still, attribute_targets
+    from tvr.synth.world import ObjectSpec
+
+    a = ObjectSpec("red", "cross", "small", "static", 0.08, 0.3, 0.3)
+    b = ObjectSpec("blue", "circle", "large", "static", 0.2, 0.7, 0.7)
+    px = np.zeros((4, 4, 3), np.uint8)
+    got = attribute_targets([Still(px, "x", objects=(a, b)), Still(px, "y", objects=(b,))])
+    assert got.shape == (2, 48) and len(ATTRIBUTES) == 48
+    assert {ATTRIBUTES[i] for i in np.flatnonzero(got[0])} == {("red", "cross", "small"), ("blue", "circle", "large")}
+    assert {ATTRIBUTES[i] for i in np.flatnonzero(got[1])} == {("blue", "circle", "large")}
+    stills = StillSampler([3, 1], 32).stills(6, 2, 1)
+    assert [len(s.objects) for s in stills] == attribute_targets(stills).sum(axis=1).tolist()

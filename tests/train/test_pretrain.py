@@ -86,7 +86,7 @@ def test_token_embeddings_come_from_minilm_and_stay_frozen(tmp_path):
 
 
 def test_killed_build_resumes_to_the_same_weights(tmp_path):
-    cfg = PretrainConfig(**{**asdict(TINY), "steps": 6})
+    cfg = PretrainConfig(**{**asdict(TINY), "steps": 6, "attributes": 1.0})  # the attribute head resumes too
     whole = tmp_path / "whole"
     p = build_in_subprocess(cfg, whole)
     assert p.wait(timeout=240) == 0, p.stderr.read()
@@ -215,6 +215,7 @@ def test_foils_key_and_held_out_shape_check(tmp_path):
     assert PretrainConfig(twins=0.0).key() == PretrainConfig().key() and PretrainConfig(twins=0.5).key() != PretrainConfig().key()
     with pytest.raises(ValueError, match="twins"):
         PretrainConfig(twins=1.5)
+    assert PretrainConfig(attributes=0.0).key() == PretrainConfig().key() != PretrainConfig(attributes=1.0).key()
     cfg = PretrainConfig(**{**asdict(TINY), "steps": 2, "foils": 0.5})
     out = tmp_path / "clip"
     ensure_backbone(cfg, out=out, progress=False)
@@ -249,7 +250,28 @@ def test_a_step_with_twins_holds_the_pairs_and_leaves_room_for_foils():
 
     cfg = PretrainConfig(**{**asdict(TINY), "batch_size": 8, "twins": 0.5, "foils": 1.0})
     tokenizer = lambda texts, n: (texts, n)  # noqa: E731 - the step's captions, as handed to the tokenizer
-    images, captions, _ = step_batch(cfg, 3, tokenizer, pixel_scale())
+    images, captions, _, targets = step_batch(cfg, 3, tokenizer, pixel_scale())
     want_px, want_caps, want_foils = StillSampler([cfg.seed, 3], cfg.image_size).batch_with_foils(8, 4, 2)
     assert images.shape == (8, 3, cfg.image_size, cfg.image_size)
+    stills = StillSampler([cfg.seed, 3], cfg.image_size).stills(8, 4, 2)
+    assert targets.sum(dim=1).tolist() == [len(s.objects) for s in stills]  # one label per object shown
     assert captions == want_caps + want_foils and len(want_foils) == 4  # 2 pairs, then 4 stills with foils
+
+
+def test_attribute_loss_sums_binary_cross_entropy_over_attributes_and_trains_the_image_tower():
+    from tvr.synth.stills import ATTRIBUTES
+    from tvr.train.pretrain import attribute_head, attribute_loss, build_model
+
+    cfg = PretrainConfig(**{**asdict(TINY), "attributes": 1.0})
+    assert attribute_head(TINY) is None  # off by default
+    model, head = build_model(cfg, torch.randn(50, 32)), attribute_head(cfg)
+    images = torch.randn(2, 3, 32, 32)
+    targets = torch.zeros(2, len(ATTRIBUTES))
+    targets[0, 3] = targets[1, 7] = targets[1, 40] = 1.0
+    logits = head(torch.nn.functional.normalize(model.encode_image(images), dim=-1)).detach()
+    p = torch.sigmoid(logits)
+    want = -(targets * torch.log(p) + (1 - targets) * torch.log(1 - p)).sum(dim=1).mean()
+    loss = attribute_loss(model, head, images, targets)
+    assert torch.allclose(loss, want, atol=1e-6)
+    loss.backward()
+    assert model.visual.conv1.weight.grad.abs().sum() > 0  # the tower learns from it, not only the head

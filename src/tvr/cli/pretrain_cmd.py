@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         foils: Annotated[float | None, typer.Option("--foils", help="Fraction of each batch whose caption also enters with one shape changed, as a hard negative (default 0).")] = None,
         beside: Annotated[float | None, typer.Option("--beside", help="Fraction of stills holding a small object right beside a large one, captioned so (default 0).")] = None,
         twins: Annotated[float | None, typer.Option("--twins", help="Fraction of each batch made of twin pairs: a still and the same still with one shape changed, each with its caption (default 0).")] = None,
+        attributes: Annotated[float | None, typer.Option("--attributes", help="Weight of the attribute loss: a linear read-out of the image embedding learns which (colour, shape, size) each still shows (default 0).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Rebuild even if the folder exists (it is replaced only when the new one is finished).")] = False,
         where: Annotated[bool, typer.Option("--where", help="Print the default backbone's folder and whether it is built; build nothing.")] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -45,7 +46,8 @@ def register(app: typer.Typer) -> None:
         from tvr.train.pretrain import INFO_FILE, PretrainConfig, backbone_dir, ensure_backbone
 
         values = {"steps": steps, "batch_size": batch_size, "lr": lr, "image_size": image_size,
-                  "patch_size": patch_size, "seed": seed, "foils": foils, "beside": beside, "twins": twins}
+                  "patch_size": patch_size, "seed": seed, "foils": foils, "beside": beside, "twins": twins,
+                  "attributes": attributes}
         cfg = override(PretrainConfig(), **values)
         target = out if out is not None else backbone_dir(cfg)
         if where:

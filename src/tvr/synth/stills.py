@@ -49,6 +49,7 @@ class Still:
     pixels: np.ndarray  # [H, W, 3] uint8 RGB
     caption: str
     foil: str | None = None
+    objects: tuple[ObjectSpec, ...] = ()  # what the still shows (for attribute targets)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class StillSampler:
 
     def twin_stills(self) -> tuple[Still, Still]:
         """A still and its twin (see `twin_scenes`), rendered."""
-        return tuple(Still(self.render(scene), caption) for scene, caption in self.twin_scenes())
+        return tuple(Still(self.render(scene), caption, objects=scene.objects) for scene, caption in self.twin_scenes())
 
     def twin_scenes(self) -> tuple[tuple[Scene, str], tuple[Scene, str]]:
         """(scene, caption) and its twin: the same scene (background, noise, places, colours, sizes)
@@ -227,8 +228,8 @@ class StillSampler:
         scene = self.scene()
         pixels = self.render(scene)
         if foil:
-            return Still(pixels, *self.caption_and_foil(scene))
-        return Still(pixels, self.caption(scene))
+            return Still(pixels, *self.caption_and_foil(scene), objects=scene.objects)
+        return Still(pixels, self.caption(scene), objects=scene.objects)
 
     def batch(self, n: int) -> tuple[np.ndarray, list[str]]:
         """([n, 3, H, W] uint8, n captions): the layout the image tower takes."""
@@ -238,13 +239,17 @@ class StillSampler:
     def batch_with_foils(self, n: int, n_foils: int, n_twins: int = 0) -> tuple[np.ndarray, list[str], list[str]]:
         """Like `batch`, with `n_twins` twin pairs (`twin_stills`, side by side) first, and the foils
         of the first `n_foils` other stills (0 and 0: the same stills as `batch`)."""
-        if not 0 <= 2 * n_twins <= n:
-            raise ValueError(f"{n_twins} twin pairs do not fit in {n} stills")
-        stills = [s for _ in range(n_twins) for s in self.twin_stills()]
-        stills += [self.still(foil=i < n_foils) for i in range(n - 2 * n_twins)]
+        stills = self.stills(n, n_foils, n_twins)
         pixels = np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2)
         foils = [s.foil for s in stills[2 * n_twins:2 * n_twins + n_foils]]
         return pixels, [s.caption for s in stills], foils
+
+    def stills(self, n: int, n_foils: int = 0, n_twins: int = 0) -> list[Still]:
+        """The `n` stills `batch_with_foils` lays out, as `Still`s (with the objects each shows)."""
+        if not 0 <= 2 * n_twins <= n:
+            raise ValueError(f"{n_twins} twin pairs do not fit in {n} stills")
+        stills = [s for _ in range(n_twins) for s in self.twin_stills()]
+        return stills + [self.still(foil=i < n_foils) for i in range(n - 2 * n_twins)]
 
     def one_object_stills(self, n: int) -> tuple[np.ndarray, list[ObjectSpec]]:
         """([n, 3, H, W] uint8, each still's object): the next n scenes drawn that hold one object
@@ -256,6 +261,19 @@ class StillSampler:
                 objects.append(scene.objects[0])
                 frames.append(self.render(scene))
         return np.stack(frames).transpose(0, 3, 1, 2), objects
+
+
+ATTRIBUTES = tuple((c, s, z) for c in COLOURS for s in SHAPES for z in ("small", "large"))  # 48 presence labels
+
+
+def attribute_targets(stills: list[Still]) -> np.ndarray:
+    """[n, len(ATTRIBUTES)] float32: 1 where the still shows an object of that (colour, shape, size)."""
+    index = {a: i for i, a in enumerate(ATTRIBUTES)}
+    out = np.zeros((len(stills), len(ATTRIBUTES)), dtype=np.float32)
+    for row, still in enumerate(stills):
+        for o in still.objects:
+            out[row, index[(o.colour, o.shape, o.size)]] = 1.0
+    return out
 
 
 def _link(phrases: list[_Phrase], texts: list[str], scene: Scene, relation: str | None) -> list[str]:

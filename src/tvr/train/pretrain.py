@@ -72,6 +72,7 @@ class PretrainConfig:
     foils: float = 0.0  # fraction of each batch whose caption also enters as a shape-swapped hard negative
     beside: float = 0.0  # fraction of stills holding a small object right beside a large one (synth/stills.py)
     twins: float = 0.0  # fraction of each batch made of twin pairs: a still and itself with a shape changed
+    attributes: float = 0.0  # weight of the attribute loss: which (colour, shape, size) each still shows
     checkpoint_every: int = 100  # steps between resumable checkpoints
     seed: int = 0
 
@@ -99,7 +100,7 @@ class PretrainConfig:
     def key(self) -> str:
         """A short hash of everything that changes the weights (not the checkpoint interval)."""
         doc = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
-        for name in ("foils", "beside", "twins"):
+        for name in ("foils", "beside", "twins", "attributes"):
             if not doc[name]:
                 del doc[name]  # added later: backbones built before them keep their folder
         doc["format"] = FORMAT_VERSION
@@ -244,8 +245,10 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     embedding, tok_dir = minilm_token_embedding()
     tokenizer = HFTokenizer(tok_dir)
     model = build_model(cfg, embedding)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "embedding" not in n)]
+    head = attribute_head(cfg)
+    named = [*model.named_parameters(), *(head.named_parameters(prefix="head") if head else ())]
+    decay = [p for n, p in named if p.requires_grad and p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in named if p.requires_grad and not (p.ndim >= 2 and "embedding" not in n)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
               {"params": rest, "weight_decay": 0.0, "base_lr": cfg.lr}]
     optimizer = torch.optim.AdamW(groups,
@@ -258,6 +261,8 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
             raise TvrError(f"{work}: holds a build with another config; remove the folder to start over")
         tensors = load_file(str(work / STATE_TENSORS))
         model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        if head is not None:
+            head.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
         load_optimizer(optimizer, tensors, doc["param_groups"])
         step, spent = int(doc["step"]), doc["spent"]
     scale = pixel_scale()
@@ -266,6 +271,8 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     def checkpoint() -> None:
         opt, groups = optimizer_tensors(optimizer)
         weights = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+        if head is not None:
+            weights |= {f"head.{k}": v.detach().contiguous().clone() for k, v in head.state_dict().items()}
         tmp = work / f".{STATE_TENSORS}.tmp"
         save_file({**weights, **opt}, str(tmp))
         os.replace(tmp, work / STATE_TENSORS)
@@ -277,10 +284,13 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         bar.advance(step)
         while step < cfg.steps:
             apply_lr(optimizer, lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
-            loss = contrastive_loss(model, *step_batch(cfg, step, tokenizer, scale))
+            images, ids, mask, targets = step_batch(cfg, step, tokenizer, scale)
+            loss = contrastive_loss(model, images, ids, mask)
+            if head is not None:
+                loss = loss + cfg.attributes * attribute_loss(model, head, images, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
             optimizer.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(0, 4.6052)  # CLIP: temperature at most 100
@@ -307,18 +317,43 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
 
 
 def step_batch(cfg: PretrainConfig, step: int, tokenizer, scale: tuple[torch.Tensor, torch.Tensor]
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training step `step`'s stills: (images [B, 3, H, W] normalised by `scale` = (mean, std) on the
-    0–255 scale, caption ids, mask), the foils' captions after the images' own."""
-    from tvr.synth.stills import StillSampler
+    0–255 scale, caption ids, mask, attribute targets [B, 48]), the foils' captions after the
+    images' own."""
+    from tvr.synth.stills import StillSampler, attribute_targets
 
     n_twins = round(cfg.twins * cfg.batch_size / 2)
     n_foils = min(round(cfg.foils * cfg.batch_size), cfg.batch_size - 2 * n_twins)
     sampler = StillSampler([cfg.seed, step], cfg.image_size, cfg.beside)
-    pixels, captions, foils = sampler.batch_with_foils(cfg.batch_size, n_foils, n_twins)
-    ids, mask = tokenizer(captions + foils, cfg.context_length)
+    stills = sampler.stills(cfg.batch_size, n_foils, n_twins)
+    pixels = np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2)
+    foils = [s.foil for s in stills[2 * n_twins:2 * n_twins + n_foils]]
+    ids, mask = tokenizer([s.caption for s in stills] + foils, cfg.context_length)
     mean, std = scale
-    return (torch.from_numpy(pixels).float() - mean) / std, ids, mask
+    return (torch.from_numpy(pixels).float() - mean) / std, ids, mask, torch.from_numpy(attribute_targets(stills))
+
+
+def attribute_head(cfg: PretrainConfig) -> torch.nn.Linear | None:
+    """The linear read-out the attribute loss trains on the image embedding (None when it is off).
+    It is not part of the saved CLIPModel: it only shapes what the image tower learns."""
+    from tvr.synth.stills import ATTRIBUTES
+
+    if not cfg.attributes:
+        return None
+    torch.manual_seed(cfg.seed + 1)
+    return torch.nn.Linear(cfg.embed_dim, len(ATTRIBUTES))
+
+
+def attribute_loss(model: ClipModel, head: torch.nn.Linear, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of `head` on the normalised image embeddings against `targets` [B, A]
+    (does the still show an object of each (colour, shape, size)?), summed over the A attributes and
+    averaged over the stills; a mean over all A would weigh the one to three objects shown as 1/A of
+    the absent ones. The renderer knows what it drew, so this is supervised pretraining, as image
+    towers pretrained on labelled images have, added to the contrastive loss: captions name shapes
+    in varied words and a batch rarely holds two stills that differ only by a shape."""
+    img = F.normalize(model.encode_image(images), dim=-1)
+    return F.binary_cross_entropy_with_logits(head(img), targets, reduction="sum") / len(images)
 
 
 def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig,
