@@ -39,8 +39,8 @@ def build(bench_world: Path, videos: int, out: Path) -> dict[str, int]:
     bench_scenes = [json.loads(line) for line in (bench_world / "scenes.jsonl").open()]
     big_scenes = [json.loads(line) for line in (big / "scenes.jsonl").open()]
     train_ids = {s["video_id"] for s in bench_scenes if s["split"] == "train"}
-    val_ids = sorted(s["video_id"] for s in bench_scenes if s["split"] == "val")
-    dropped = {s["video_id"] for s in big_scenes if s["video_id"] in set(val_ids)}
+    val_ids = {s["video_id"] for s in bench_scenes if s["split"] == "val"}
+    dropped = {s["video_id"] for s in big_scenes} & val_ids  # the same ids hold the same scenes (checked below)
     for a, b in zip(bench_scenes, big_scenes):  # the shared prefix is the same scenes, val included
         if a["split"] == "test":
             break
