@@ -239,10 +239,7 @@ class StillSampler:
     def batch_with_foils(self, n: int, n_foils: int, n_twins: int = 0) -> tuple[np.ndarray, list[str], list[str]]:
         """Like `batch`, with `n_twins` twin pairs (`twin_stills`, side by side) first, and the foils
         of the first `n_foils` other stills (0 and 0: the same stills as `batch`)."""
-        stills = self.stills(n, n_foils, n_twins)
-        pixels = np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2)
-        foils = [s.foil for s in stills[2 * n_twins:2 * n_twins + n_foils]]
-        return pixels, [s.caption for s in stills], foils
+        return lay_out(self.stills(n, n_foils, n_twins), n_foils, n_twins)
 
     def stills(self, n: int, n_foils: int = 0, n_twins: int = 0) -> list[Still]:
         """The `n` stills `batch_with_foils` lays out, as `Still`s (with the objects each shows)."""
@@ -263,16 +260,23 @@ class StillSampler:
         return np.stack(frames).transpose(0, 3, 1, 2), objects
 
 
+def lay_out(stills: list[Still], n_foils: int, n_twins: int) -> tuple[np.ndarray, list[str], list[str]]:
+    """([n, 3, H, W] uint8, the n captions, the foils) of `stills` as `StillSampler.stills` orders
+    them: `n_twins` pairs first, then the `n_foils` stills that carry a foil."""
+    pixels = np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2)
+    return pixels, [s.caption for s in stills], [s.foil for s in stills[2 * n_twins:2 * n_twins + n_foils]]
+
+
 ATTRIBUTES = tuple((c, s, z) for c in COLOURS for s in SHAPES for z in ("small", "large"))  # 48 presence labels
+_ATTRIBUTE_INDEX = {a: i for i, a in enumerate(ATTRIBUTES)}
 
 
 def attribute_targets(stills: list[Still]) -> np.ndarray:
     """[n, len(ATTRIBUTES)] float32: 1 where the still shows an object of that (colour, shape, size)."""
-    index = {a: i for i, a in enumerate(ATTRIBUTES)}
     out = np.zeros((len(stills), len(ATTRIBUTES)), dtype=np.float32)
     for row, still in enumerate(stills):
         for o in still.objects:
-            out[row, index[(o.colour, o.shape, o.size)]] = 1.0
+            out[row, _ATTRIBUTE_INDEX[(o.colour, o.shape, o.size)]] = 1.0
     return out
 
 

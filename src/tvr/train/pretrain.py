@@ -321,15 +321,14 @@ def step_batch(cfg: PretrainConfig, step: int, tokenizer, scale: tuple[torch.Ten
     """Training step `step`'s stills: (images [B, 3, H, W] normalised by `scale` = (mean, std) on the
     0–255 scale, caption ids, mask, attribute targets [B, 48]), the foils' captions after the
     images' own."""
-    from tvr.synth.stills import StillSampler, attribute_targets
+    from tvr.synth.stills import StillSampler, attribute_targets, lay_out
 
     n_twins = round(cfg.twins * cfg.batch_size / 2)
     n_foils = min(round(cfg.foils * cfg.batch_size), cfg.batch_size - 2 * n_twins)
     sampler = StillSampler([cfg.seed, step], cfg.image_size, cfg.beside)
     stills = sampler.stills(cfg.batch_size, n_foils, n_twins)
-    pixels = np.stack([s.pixels for s in stills]).transpose(0, 3, 1, 2)
-    foils = [s.foil for s in stills[2 * n_twins:2 * n_twins + n_foils]]
-    ids, mask = tokenizer([s.caption for s in stills] + foils, cfg.context_length)
+    pixels, captions, foils = lay_out(stills, n_foils, n_twins)
+    ids, mask = tokenizer(captions + foils, cfg.context_length)
     mean, std = scale
     return (torch.from_numpy(pixels).float() - mean) / std, ids, mask, torch.from_numpy(attribute_targets(stills))
 
