@@ -11,12 +11,14 @@ def test_cpu_small_gives_each_method_its_measured_recipe():
     _, seq, seq_train, _ = resolve(None, "clip4clip-seqtransf")
     assert seq["backbone"]["text_context"] == "minilm" and seq["frame_position_std"] == 1.0
     assert seq_train.order_negatives == 1.0 and seq_train.hard_negatives == 0.5
-    _, meanp, _, _ = resolve(None, "clip4clip-meanp")
+    _, meanp, meanp_train, _ = resolve(None, "clip4clip-meanp")
     assert "frame_position_std" not in meanp  # meanP has no frame positions
     _, mmt, mmt_train, _ = resolve(None, "mmt")
     assert mmt["backbone"]["text_context"] == "none"  # MMT reads captions with its own MiniLM
-    assert mmt["loss"] == "infonce" and mmt_train.epochs == 25  # measured: the margin loss stalls by epoch 3
-    assert seq_train.epochs == 15
+    assert mmt["loss"] == "infonce"  # measured: the margin loss stalls by epoch 3
+    assert mmt_train.init == "synthetic-videos" and mmt_train.epochs == 8  # measured: fine-tuned from itself pretrained
+    assert seq_train.init == "synthetic-videos" and meanp_train.init == ""
+    assert seq_train.epochs == 8
     _, _, rerank_train, _ = resolve(None, "crosstvr")
     assert rerank_train.order_negatives == 0.0  # measured worse for the re-ranker
 

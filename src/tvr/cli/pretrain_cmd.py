@@ -1,4 +1,5 @@
-"""`tvr pretrain` — build the synthetic CLIP backbone the default presets fine-tune from."""
+"""`tvr pretrain` — build the synthetic CLIP backbone the default presets fine-tune from, and (--method)
+a method pretrained on synthetic videos (`train.init: "synthetic-videos"`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def register(app: typer.Typer) -> None:
         beside: Annotated[float | None, typer.Option("--beside", help="Fraction of stills holding a small object right beside a large one, captioned so (default 0).")] = None,
         twins: Annotated[float | None, typer.Option("--twins", help="Fraction of each batch made of twin pairs: a still and the same still with one shape changed, each with its caption (default 0).")] = None,
         attributes: Annotated[float | None, typer.Option("--attributes", help="Weight of the attribute loss: a linear read-out of the image embedding learns which (colour, shape, size) each still shows (default 0).")] = None,
+        method: Annotated[str | None, typer.Option("--method", "-m", help="Also pretrain this method on synthetic videos, as `tvr train` does on first use when its train.init is \"synthetic-videos\" (MMT's default). Its recipe and backbone come from the preset or --config.")] = None,
+        config: Annotated[Path | None, typer.Option("--config", help="With --method: the `tvr train --config` file whose recipe to pretrain.")] = None,
         force: Annotated[bool, typer.Option("--force", help="Rebuild even if the folder exists (it is replaced only when the new one is finished).")] = False,
         where: Annotated[bool, typer.Option("--where", help="Print the default backbone's folder and whether it is built; build nothing.")] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -41,10 +44,20 @@ def register(app: typer.Typer) -> None:
         import shutil
 
         from tvr.cli.output import print_json
+        from tvr.errors import TvrError
         from tvr.progress import stderr_console
         from tvr.train.presets import override
         from tvr.train.pretrain import INFO_FILE, PretrainConfig, backbone_dir, ensure_backbone
 
+        if method is not None:
+            _pretrain_method(method, config, values_given=[name for name, v in (
+                ("--out", out), ("--steps", steps), ("--batch-size", batch_size), ("--lr", lr), ("--image-size", image_size),
+                ("--patch-size", patch_size), ("--seed", seed), ("--foils", foils), ("--beside", beside),
+                ("--twins", twins), ("--attributes", attributes)) if v is not None] + (["--force"] if force else []),
+                where=where, json_out=json_out, quiet=quiet)
+            return
+        if config is not None:
+            raise TvrError("--config is only read with --method")
         values = {"steps": steps, "batch_size": batch_size, "lr": lr, "image_size": image_size,
                   "patch_size": patch_size, "seed": seed, "foils": foils, "beside": beside, "twins": twins,
                   "attributes": attributes}
@@ -78,3 +91,30 @@ def register(app: typer.Typer) -> None:
                 f"{verb}: {result.path}  ({info['steps']} steps, {info.get('build_wall_s', 0):.0f} s wall / "
                 f"{info.get('build_cpu_s', 0):.0f} CPU-s; held-out stills image→text R@1 {held.get('i2t_R@1', '–')})"
             )
+
+
+def _pretrain_method(method: str, config: Path | None, *, values_given: list[str], where: bool, json_out: bool,
+                     quiet: bool) -> None:
+    from tvr.cli.output import print_json
+    from tvr.errors import TvrError
+    from tvr.progress import stderr_console
+    from tvr.train.video_pretrain import ensure_method_init, info, method_init
+
+    if values_given:
+        raise TvrError(f"{values_given[0]} is not taken with --method: the recipe comes from the preset or --config")
+    if where:
+        target = method_init(method, config).folder()
+        built = (target / "tvr_video_pretrain.json").is_file()
+        print_json({"path": str(target), "built": built}) if json_out else print(f"{target} ({'built' if built else 'not built'})")
+        return
+    result = ensure_method_init(method, config, progress=not quiet)
+    doc = info(result.path)
+    if json_out:
+        print_json({"path": str(result.path), "built": result.built, "wall_s": round(result.wall_s, 1),
+                    "cpu_s": round(result.cpu_s, 1), "info": doc})
+    elif not quiet:
+        verb = "built" if result.built else "already built"
+        stderr_console().print(
+            f"{verb}: {result.path}  ({method} on {doc['videos']} synthetic videos, kept epoch {doc['kept_epoch']} of "
+            f"{doc['epochs']}, {doc['wall_s']:.0f} s wall / {doc['cpu_s']:.0f} CPU-s)"
+        )

@@ -200,32 +200,43 @@ def load_model(
     run_dir: str | Path, method: str | None = None, device: str | torch.device = "cpu"
 ) -> RetrievalModel:
     """Load a checkpoint directory; `method`, when given, must match the one it was trained as."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     run_dir = Path(run_dir)
     found, config, _ = read_checkpoint_config(run_dir)
     if method is not None and found != method:
         raise TvrError(f"{run_dir}: checkpoint is a {found!r} model, expected {method!r}")
+    model = build(found, config)
+    load_weights(model, run_dir)
+    return model.to(device).eval()
+
+
+def load_weights(model: RetrievalModel, run_dir: str | Path, what: str = "") -> None:
+    """Copy a checkpoint directory's weights into `model`: the same method, and exactly its tensor
+    names and shapes (a mismatch names the first tensor that differs)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir)
+    where = f"{what}: " if what else ""
+    found, _, _ = read_checkpoint_config(run_dir)
+    if found != model.method:
+        raise TvrError(f"{where}{run_dir}: checkpoint is a {found!r} model, expected {model.method!r}")
     weights = run_dir / WEIGHTS_FILE
     if not weights.is_file():
-        raise TvrError(f"{weights}: missing")
-    model = build(found, config)
+        raise TvrError(f"{where}{weights}: missing")
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
-        raise TvrError(f"{weights}: unreadable safetensors file ({exc})") from None
+        raise TvrError(f"{where}{weights}: unreadable safetensors file ({exc})") from None
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise TvrError(f"{weights}: weights do not fit a {found!r} model with this config ({what})")
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise TvrError(f"{where}{weights}: weights do not fit a {found!r} model with this config ({detail})")
     for k, v in state.items():
         if v.shape != own[k].shape:
-            raise TvrError(f"{weights}: tensor {k!r} has shape {tuple(v.shape)}, model needs {tuple(own[k].shape)}")
+            raise TvrError(f"{where}{weights}: tensor {k!r} has shape {tuple(v.shape)}, model needs {tuple(own[k].shape)}")
     model.load_state_dict(state)
-    return model.to(device).eval()
 
 
 def first_stage_sha(first_stage_dir: Path) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from torch import Tensor
 from tvr.errors import TvrError
 
 E = TypeVar("E")
+BARRIER_TIMEOUT = datetime.timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ def init_from_env(device: torch.device) -> Dist:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
+        # the other ranks wait at a barrier while rank 0 builds what is built once per machine (the synthetic
+        # backbone, a method pretrained on synthetic videos: about 20 + 15 min on 2 cores), longer than the default 30 min
+        dist.init_process_group(backend=backend, timeout=BARRIER_TIMEOUT)
     rank = dist.get_rank()
     if dist.get_world_size() != world:
         raise TvrError(f"WORLD_SIZE is {world} but the process group has {dist.get_world_size()} ranks")

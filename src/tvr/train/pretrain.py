@@ -160,7 +160,7 @@ def ensure_backbone(cfg: PretrainConfig, *, out: Path | None = None, progress: b
     if _finished(final):
         return PretrainResult(final, _info(final)["steps"], 0.0, 0.0, built=False)
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(final):
+    with build_lock(final):
         if _finished(final):  # another process built it while this one waited
             return PretrainResult(final, _info(final)["steps"], 0.0, 0.0, built=False)
         if final.exists():
@@ -177,7 +177,7 @@ def _info(path: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _build_lock(final: Path) -> Iterator[None]:
+def build_lock(final: Path) -> Iterator[None]:
     """Hold FINAL.lock (flock: the kernel drops it when the holder dies); waits for another builder."""
     fd = os.open(final.parent / f"{final.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:

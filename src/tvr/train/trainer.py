@@ -42,6 +42,7 @@ from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, step
 from tvr.train.negatives import neighbour_batches
 from tvr.train.presets import TrainConfig, override, resolve
 from tvr.train.pretrain import SYNTHETIC_BACKBONE, backbone_to_build, stand_in_config, with_synthetic_backbone
+from tvr.train.video_pretrain import config_for_init, describe, init_spec, init_to_build, load_init, resolve_init
 
 FRAMES_DIR = "frames"  # feature store of decoded frames, reused by `tvr eval --checkpoint RUN`
 
@@ -136,6 +137,14 @@ def train(
                       resume_previous=resume_previous, seed=seed, progress=progress and dist.is_main, dist=dist)
 
 
+def train_in_process(manifest_path: Path, method: str, run_dir: Path, *, config_file: Path, dev: torch.device,
+                     resume: bool, progress: bool) -> TrainResult:
+    """`train` inside a job that is already running (one process, no torchrun join): the pretraining of
+    `train.init: "synthetic-videos"` (train/video_pretrain.py) runs here."""
+    return _train(manifest_path, method, run_dir, config_file=config_file, epochs=None, dev=dev, resume=resume,
+                  resume_previous=False, seed=None, progress=progress, dist=Dist())
+
+
 def _train(
     manifest_path: Path, method: str, run_dir: Path, *, config_file: Path | None, epochs: int | None, dev: torch.device,
     resume: bool, resume_previous: bool, seed: int | None, progress: bool, dist: Dist,
@@ -168,46 +177,61 @@ def _train(
     train_m, val_m = split_for_training(manifest, train_cfg)
     both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
     store = run_dir / FRAMES_DIR
-    for turn in range(dist.world):  # rank 0 builds the backbone and decodes; the others then find both done
+    init_record = None
+    for turn in range(dist.world):  # rank 0 builds the pretrained parts and decodes; the others then find them done
         if turn == dist.rank:
-            model_cfg, model = _prepare(method, run_dir, model_cfg, pretrain_cfg if not resume else None, train_cfg,
-                                        train_m, both, store, config_file, dev, resume, progress)
+            model_cfg, model, init_record = _prepare(method, preset, run_dir, model_cfg, pretrain_cfg if not resume else None,
+                                                     train_cfg, train_m, both, store, config_file, dev, resume, progress)
         dist.barrier()
+    if resume:
+        init_record = saved.get("training", {}).get("init")
     spec = model.input_spec()
     train_pairs = load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False)
     val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
-    return _fit(method, run_dir, manifest_path, manifest, model, train_cfg, preset, pretrain_record, state, train_m,
+    return _fit(method, run_dir, manifest_path, manifest, model, train_cfg, preset, pretrain_record, init_record, state, train_m,
                 train_pairs, val_pairs, dev, resume, progress, dist, t0)
 
 
-def _prepare(method: str, run_dir: Path, model_cfg: Any, pretrain_cfg: Any, train_cfg: TrainConfig, train_m: Manifest,
+def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_cfg: Any, train_cfg: TrainConfig, train_m: Manifest,
              both: Manifest, store: Path, config_file: Path | None, dev: torch.device, resume: bool, progress: bool):
-    """(the final model config, the model): the synthetic backbone built if needed, every clip decoded once."""
-    if not resume and backbone_to_build(model_cfg, pretrain_cfg):
-        # decode first (a bad manifest fails in seconds, not after the build), with the backbone's input size
-        stand_in = lookup(method)[0].adapt_config(stand_in_config(model_cfg, pretrain_cfg), [e.caption for e in train_m.entries])
-        run_dir.mkdir(parents=True, exist_ok=True)
-        load_pairs(both, build(method, stand_in).input_spec(), store, workers=train_cfg.workers, progress=progress)
+    """(the final model config, the model, where its weights started or None): the synthetic backbone
+    and `train.init`'s pretrained model built if needed, every clip decoded once."""
+    init = None
     if not resume:
+        needs_backbone = backbone_to_build(model_cfg, pretrain_cfg)
+        spec = init_spec(method, preset, model_cfg, train_cfg, pretrain_cfg)  # the backbone still by name: in its key
+        if needs_backbone or init_to_build(train_cfg.init, spec):
+            # decode first (a bad manifest fails in seconds, not after a build), with the backbone's input size
+            stand_in = stand_in_config(model_cfg, pretrain_cfg) if needs_backbone else with_synthetic_backbone(model_cfg, pretrain_cfg)
+            stand_in = lookup(method)[0].adapt_config(stand_in, [e.caption for e in train_m.entries])
+            run_dir.mkdir(parents=True, exist_ok=True)
+            load_pairs(both, build(method, stand_in).input_spec(), store, workers=train_cfg.workers, progress=progress)
         model_cfg = with_synthetic_backbone(model_cfg, pretrain_cfg, progress=progress)  # built on first use
         model_cfg = lookup(method)[0].adapt_config(model_cfg, [e.caption for e in train_m.entries])
+        init = resolve_init(train_cfg.init, spec, dev=dev, workers=train_cfg.workers, progress=progress)
+        if init is not None:
+            model_cfg = config_for_init(model_cfg, init)
     torch.manual_seed(train_cfg.seed)  # parameter init
     try:
         model = build(method, model_cfg).to(dev)
     except ValueError as exc:  # a combination of values the model cannot be built with
         raise TvrError(f"{config_file or run_dir / 'config.json'}: model: {exc}") from None
+    if init is not None:
+        load_init(model, init)
     run_dir.mkdir(parents=True, exist_ok=True)
     load_pairs(both, model.input_spec(), store, workers=train_cfg.workers, progress=progress)  # decode everything once
-    return model_cfg, model
+    return model_cfg, model, (describe(init) if init is not None else None)
 
 
 def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, model: RetrievalModel, train_cfg: TrainConfig,
-         preset: str, pretrain_record: Any, state: dict[str, Any] | None, train_m: Manifest, train_pairs: PairSet,
+         preset: str, pretrain_record: Any, init_record: Any, state: dict[str, Any] | None, train_m: Manifest, train_pairs: PairSet,
          val_pairs: PairSet | None, dev: torch.device, resume: bool, progress: bool, dist: Dist, t0: float) -> TrainResult:
     optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
     extra: dict[str, Any] = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
     if pretrain_record is not None:
         extra["training"]["pretrain"] = pretrain_record
+    if init_record is not None:
+        extra["training"]["init"] = init_record  # where the weights started (train.init)
 
     use_order = train_cfg.order_negatives > 0 and order_negatives.applies_to(model)
 

@@ -1,0 +1,160 @@
+"""`train.init`: fine-tuning from a model pretrained on synthetic videos (built once, cached, only its
+weights kept) or from a user's earlier run; wrong runs are refused with the tensor or method named."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_testlib import tiny_world
+
+from tvr.errors import TvrError
+from tvr.models.registry import build, load_model, make_config
+from tvr.train.presets import TrainConfig
+from tvr.train.pretrain import PretrainConfig
+from tvr.train.video_pretrain import (
+    INFO_FILE,
+    SYNTHETIC_VIDEOS,
+    InitResult,
+    init_spec,
+    init_to_build,
+    load_init,
+    resolve_init,
+)
+
+METHOD = "clip4clip-meanp"
+INIT = {"init": SYNTHETIC_VIDEOS, "init_videos": 12, "init_epochs": 2, "batch_size": 4, "workers": 1, "epochs": 1}
+
+
+def tiny_model_config():
+    return make_config(METHOD, {"num_frames": 4, "image_size": 32,
+                                "backbone": {"embed_dim": 32, "patch_size": 8, "vision_width": 32, "vision_layers": 1,
+                                             "vision_heads": 2, "text_width": 32, "text_layers": 1, "text_heads": 2}})
+
+
+def write_config(path: Path, **train) -> Path:
+    path.write_text(json.dumps({"preset": "tiny", "train": {**INIT, **train}}))
+    return path
+
+
+def spec_of(cfg, train_cfg, backbone=PretrainConfig(), method=METHOD, preset="tiny"):
+    return init_spec(method, preset, cfg, train_cfg, backbone)
+
+
+def test_key_follows_the_pretraining_recipe_not_the_fine_tuning_run():
+    cfg, base, backbone = tiny_model_config(), TrainConfig(**INIT), PretrainConfig()
+    key = spec_of(cfg, base).key()
+    # the fine-tuning run's own seed, lr, epochs and decode workers leave the pretrained model as it is
+    for same in (replace(base, workers=7), replace(base, epochs=9), replace(base, seed=1), replace(base, lr=2e-3)):
+        assert spec_of(cfg, same).key() == key
+    assert spec_of(cfg, base).train.epochs == 2 and spec_of(cfg, base).train.init == ""
+    for changed in (replace(base, init_videos=13), replace(base, init_epochs=3)):
+        assert spec_of(cfg, changed).key() != key
+    assert spec_of(cfg, base, preset="cpu-small").key() != key  # another preset, another recipe
+    assert spec_of(replace(cfg, num_frames=5), base).key() != key
+    assert spec_of(cfg, base, method="clip4clip-seqtransf").key() != key
+    assert spec_of(cfg, base, backbone=replace(backbone, steps=7)).key() != key
+
+
+def test_train_builds_the_pretrained_model_once_and_starts_from_its_weights(run_cli, tmp_path, tmp_path_factory):
+    world = tiny_world(tmp_path_factory) / "w"
+    config = write_config(tmp_path / "c.json")
+    first, second = tmp_path / "first", tmp_path / "second"
+    r = run_cli("train", world / "train.jsonl", "--method", METHOD, "--out", first, "--config", config, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    init = Path(json.loads((first / "config.json").read_text())["training"]["init"]["path"])
+    assert sorted(p.name for p in init.iterdir()) == sorted(["config.json", "model.safetensors", "metrics.jsonl", INFO_FILE])
+    info = json.loads((init / INFO_FILE).read_text())
+    assert info["videos"] == 12 and info["epochs"] == 2 and info["method"] == METHOD
+    assert not any(p.name.endswith(".partial") for p in init.parent.iterdir())  # the rendered world is gone
+    pretrained = load_file(str(init / "model.safetensors"))
+    stamp = (init / "model.safetensors").stat().st_mtime_ns
+
+    # a second run reuses the folder, and its weights before fine-tuning are exactly the pretrained ones
+    r = run_cli("train", world / "train.jsonl", "--method", METHOD, "--out", second, "--config", config, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert (init / "model.safetensors").stat().st_mtime_ns == stamp
+    saved = json.loads((second / "config.json").read_text())
+    assert saved["training"]["init"]["path"] == str(init)
+    torch.manual_seed(0)
+    model = build(METHOD, make_config(METHOD, saved["config"]))
+    assert any(not torch.equal(v, pretrained[k]) for k, v in model.state_dict().items())
+    load_init(model, InitResult(init, built=False, wall_s=0.0, cpu_s=0.0))
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, pretrained[name]), name
+    tuned = load_model(second).state_dict()
+    assert any(not torch.equal(tuned[k], pretrained[k]) for k in pretrained)  # and fine-tuning moved them
+
+
+def test_the_pretraining_is_deterministic(tmp_path, monkeypatch, tmp_path_factory):
+    spec = spec_of(tiny_model_config(), TrainConfig(**INIT))
+    built = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("TVR_CACHE_DIR", str(tmp_path / name))
+        assert init_to_build(SYNTHETIC_VIDEOS, spec) and not init_to_build("", spec)
+        result = resolve_init(SYNTHETIC_VIDEOS, spec, workers=1, progress=False)
+        assert result.built and result.path == spec.folder() and str(tmp_path / name) in str(result.path)
+        assert not init_to_build(SYNTHETIC_VIDEOS, spec)
+        built.append(load_file(str(result.path / "model.safetensors")))
+    assert built[0].keys() == built[1].keys()
+    for k in built[0]:
+        assert torch.equal(built[0][k], built[1][k]), k
+
+
+def test_init_from_a_user_run_and_the_refusals(run_cli, tmp_path, tmp_path_factory):
+    world = tiny_world(tmp_path_factory) / "w"
+    base = tmp_path / "base"
+    config = tmp_path / "plain.json"
+    config.write_text(json.dumps({"preset": "tiny", "train": {"batch_size": 4, "workers": 1, "epochs": 1}}))
+    assert run_cli("train", world / "train.jsonl", "--method", METHOD, "--out", base, "--config", config,
+                   "--quiet").exit_code == 0
+    tuned = tmp_path / "tuned"
+    r = run_cli("train", world / "train.jsonl", "--method", METHOD, "--out", tuned, "--quiet",
+                "--config", write_config(tmp_path / "from_run.json", init=str(base)))
+    assert r.exit_code == 0, r.stderr
+    assert json.loads((tuned / "config.json").read_text())["training"]["init"] == {"path": str(base)}
+
+    r = run_cli("train", world / "train.jsonl", "--method", "clip4clip-seqtransf", "--out", tmp_path / "other",
+                "--quiet", "--config", write_config(tmp_path / "wrong_method.json", init=str(base)))
+    assert r.exit_code == 2 and "is a 'clip4clip-meanp' model, expected 'clip4clip-seqtransf'" in r.stderr
+
+    wide = tmp_path / "wide.json"
+    wide.write_text(json.dumps({"preset": "tiny", "model": {"backbone": {"embed_dim": 48}},
+                                "train": {**INIT, "init": str(base)}}))
+    r = run_cli("train", world / "train.jsonl", "--method", METHOD, "--out", tmp_path / "wide", "--quiet", "--config", wide)
+    assert r.exit_code == 2 and "has shape" in r.stderr and "train.init" in r.stderr
+
+    r = run_cli("train", world / "train.jsonl", "--method", METHOD, "--out", tmp_path / "nowhere", "--quiet",
+                "--config", write_config(tmp_path / "missing.json", init=str(tmp_path / "no-such-run")))
+    assert r.exit_code == 2 and "no-such-run is not a finished tvr run" in r.stderr
+
+
+def test_out_of_range_recipe_is_refused():
+    with pytest.raises(ValueError, match="init_videos"):
+        TrainConfig(init_videos=1)
+    with pytest.raises(ValueError, match="init_epochs"):
+        TrainConfig(init_epochs=0)
+    with pytest.raises(TvrError, match="not a finished tvr run"):
+        resolve_init("/nonexistent", spec_of(tiny_model_config(), TrainConfig()), progress=False)
+
+
+def test_pretrain_cli_builds_a_method_where_train_finds_it(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("TVR_CACHE_DIR", str(tmp_path / "cache"))  # the other tests built this recipe already
+    config = write_config(tmp_path / "c.json")
+    r = run_cli("pretrain", "--method", METHOD, "--config", config, "--where", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["built"] is False
+    target = Path(json.loads(r.stdout)["path"])
+    r = run_cli("pretrain", "--method", METHOD, "--config", config, "--json", "--quiet")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["built"] is True and Path(doc["path"]) == target and doc["info"]["videos"] == 12
+    r = run_cli("pretrain", "--method", METHOD, "--config", config, "--json", "--quiet")
+    assert json.loads(r.stdout)["built"] is False
+    r = run_cli("pretrain", "--method", METHOD, "--steps", "3")
+    assert r.exit_code == 2 and "--steps is not taken with --method" in r.stderr
+    r = run_cli("pretrain", "--method", "crosstvr")
+    assert r.exit_code == 2 and "not pretrained on videos" in r.stderr
