@@ -98,13 +98,13 @@ def _pretrain_method(method: str, config: Path | None, *, values_given: list[str
     from tvr.cli.output import print_json
     from tvr.errors import TvrError
     from tvr.progress import stderr_console
-    from tvr.train.video_pretrain import ensure_method_init, info, method_init
+    from tvr.train.video_pretrain import INFO_FILE, ensure_method_init, info, method_init
 
     if values_given:
         raise TvrError(f"{values_given[0]} is not taken with --method: the recipe comes from the preset or --config")
     if where:
         target = method_init(method, config).folder()
-        built = (target / "tvr_video_pretrain.json").is_file()
+        built = (target / INFO_FILE).is_file()
         print_json({"path": str(target), "built": built}) if json_out else print(f"{target} ({'built' if built else 'not built'})")
         return
     result = ensure_method_init(method, config, progress=not quiet)
