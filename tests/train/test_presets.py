@@ -18,6 +18,9 @@ def test_cpu_small_gives_each_method_its_measured_recipe():
     assert mmt["loss"] == "infonce"  # measured: the margin loss stalls by epoch 3
     assert mmt_train.init == "synthetic-videos" and mmt_train.epochs == 8  # measured: fine-tuned from itself pretrained
     assert seq_train.init == "synthetic-videos" and meanp_train.init == ""
+    _, _, ts2net_train, _ = resolve(None, "ts2net")
+    _, _, prost_train, _ = resolve(None, "prost")
+    assert ts2net_train.init == "synthetic-videos" and ts2net_train.epochs == 8 and prost_train.init == ""
     assert seq_train.epochs == 8
     _, _, rerank_train, _ = resolve(None, "crosstvr")
     assert rerank_train.order_negatives == 0.0  # measured worse for the re-ranker
