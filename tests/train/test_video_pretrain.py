@@ -90,7 +90,7 @@ def test_train_builds_the_pretrained_model_once_and_starts_from_its_weights(run_
     assert any(not torch.equal(tuned[k], pretrained[k]) for k in pretrained)  # and fine-tuning moved them
 
 
-def test_the_pretraining_is_deterministic(tmp_path, monkeypatch, tmp_path_factory):
+def test_the_pretraining_is_deterministic(tmp_path, monkeypatch):
     spec = spec_of(tiny_model_config(), TrainConfig(**INIT))
     built = []
     for name in ("a", "b"):

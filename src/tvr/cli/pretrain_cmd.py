@@ -49,23 +49,20 @@ def register(app: typer.Typer) -> None:
         from tvr.train.presets import override
         from tvr.train.pretrain import INFO_FILE, PretrainConfig, backbone_dir, ensure_backbone
 
-        if method is not None:
-            _pretrain_method(method, config, values_given=[name for name, v in (
-                ("--out", out), ("--steps", steps), ("--batch-size", batch_size), ("--lr", lr), ("--image-size", image_size),
-                ("--patch-size", patch_size), ("--seed", seed), ("--foils", foils), ("--beside", beside),
-                ("--twins", twins), ("--attributes", attributes)) if v is not None] + (["--force"] if force else []),
-                where=where, json_out=json_out, quiet=quiet)
-            return
-        if config is not None:
-            raise TvrError("--config is only read with --method")
         values = {"steps": steps, "batch_size": batch_size, "lr": lr, "image_size": image_size,
                   "patch_size": patch_size, "seed": seed, "foils": foils, "beside": beside, "twins": twins,
                   "attributes": attributes}
+        if method is not None:
+            given = ["--out"] * (out is not None) + [f"--{k.replace('_', '-')}" for k, v in values.items() if v is not None]
+            _pretrain_method(method, config, values_given=given + ["--force"] * force, where=where, json_out=json_out,
+                             quiet=quiet)
+            return
+        if config is not None:
+            raise TvrError("--config is only read with --method")
         cfg = override(PretrainConfig(), **values)
         target = out if out is not None else backbone_dir(cfg)
         if where:
-            doc = {"path": str(target), "built": (target / INFO_FILE).is_file()}
-            print_json(doc) if json_out else print(f"{target} ({'built' if doc['built'] else 'not built'})")
+            _print_where(target, (target / INFO_FILE).is_file(), json_out)
             return
         if force and target.exists():
             old = target.with_name(f".{target.name}.old")
@@ -104,8 +101,7 @@ def _pretrain_method(method: str, config: Path | None, *, values_given: list[str
         raise TvrError(f"{values_given[0]} is not taken with --method: the recipe comes from the preset or --config")
     if where:
         target = method_init(method, config).folder()
-        built = (target / INFO_FILE).is_file()
-        print_json({"path": str(target), "built": built}) if json_out else print(f"{target} ({'built' if built else 'not built'})")
+        _print_where(target, (target / INFO_FILE).is_file(), json_out)
         return
     result = ensure_method_init(method, config, progress=not quiet)
     doc = info(result.path)
@@ -118,3 +114,10 @@ def _pretrain_method(method: str, config: Path | None, *, values_given: list[str
             f"{verb}: {result.path}  ({method} on {doc['videos']} synthetic videos, kept epoch {doc['kept_epoch']} of "
             f"{doc['epochs']}, {doc['wall_s']:.0f} s wall / {doc['cpu_s']:.0f} CPU-s)"
         )
+
+
+def _print_where(target: Path, built: bool, json_out: bool) -> None:
+    """`--where`: the folder and whether it is built, as JSON or one line."""
+    from tvr.cli.output import print_json
+
+    print_json({"path": str(target), "built": built}) if json_out else print(f"{target} ({'built' if built else 'not built'})")

@@ -209,15 +209,16 @@ def _build(spec: InitSpec, final: Path, dev: torch.device, workers: int, progres
         shutil.copy2(run_dir / name, staging / name)
     kept = best_epoch(result.history) if result.history else None
     best = next((h for h in result.history if h.get("epoch") == kept), {})
+    wall_s, cpu_s = time.monotonic() - t0, _cpu_s() - c0
     atomic_write_json(staging / INFO_FILE, {
         "format": FORMAT_VERSION, "method": method, "key": spec.key(), "videos": n, "epochs": spec.train.epochs,
         "world_seed": WORLD_SEED, "render": {"size": RENDER_SIZE, "seconds": RENDER_SECONDS, "fps": RENDER_FPS},
         "kept_epoch": best.get("epoch"), "val_t2v_r1": best.get("val", {}).get("t2v", {}).get("R@1"),
-        "wall_s": round(time.monotonic() - t0, 1), "cpu_s": round(_cpu_s() - c0, 1),
+        "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1),
     })
     staging.rename(final)
     shutil.rmtree(work, ignore_errors=True)
-    return InitResult(final, built=True, wall_s=time.monotonic() - t0, cpu_s=_cpu_s() - c0)
+    return InitResult(final, built=True, wall_s=wall_s, cpu_s=cpu_s)
 
 
 def describe(init: InitResult) -> dict[str, Any]:
