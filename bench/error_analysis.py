@@ -1,7 +1,7 @@
 """Why do text→video queries miss? Each test caption whose video is not ranked first is classed by the
 video that was: a near-duplicate of its own group, or another group's video that lacks a colour the
 caption names, lacks a shape it names, or has every named colour and shape (then binding, size,
-motion, order or sound decided it). The synthetic world's scene records say what each video holds.
+motion, order or sound decided it); overall and per tag of the test captions. The synthetic world's scene records say what each video holds.
 
     python bench/error_analysis.py --run meanP-v2 --run ensemble-3   # finished runs of synthetic_methods.py
 
@@ -61,10 +61,21 @@ def analyse(run_dir: Path, data: Path, device: str) -> dict[str, Any]:
         ranks = Path(tmp) / "ranks.jsonl"
         evaluate_model(model, pairs, device=device, split="test", ranks_out=ranks)
         rows = [json.loads(line) for line in ranks.read_text().splitlines()]
-    counts = Counter(classify(r, scenes) for r in rows)
+    classes = [classify(r, scenes) for r in rows]
+    counts = Counter(classes)
     misses = len(rows) - counts["right"]
+    by_tag: dict[str, Counter] = {}
+    confused: dict[str, Counter] = {}  # tag of the query → the near-duplicate ranked first, by its own tag
+    for row, cls in zip(rows, classes, strict=True):
+        for tag in row.get("tags") or ():
+            by_tag.setdefault(tag, Counter())[cls] += 1
+            if cls == "near-duplicate":
+                top_tags = scenes[Path(row["top"][0]["video"]).stem].get("tags") or ["?"]
+                confused.setdefault(tag, Counter())[top_tags[0]] += 1
     return {"queries": len(rows), "counts": {c: counts[c] for c in CLASSES},
-            "share_of_misses": {c: round(100 * counts[c] / misses, 1) for c in CLASSES[1:]} if misses else {}}
+            "share_of_misses": {c: round(100 * counts[c] / misses, 1) for c in CLASSES[1:]} if misses else {},
+            "counts_by_tag": {t: {c: n[c] for c in CLASSES} for t, n in sorted(by_tag.items())},
+            "near_duplicate_ranked_first_by_tag": {t: dict(sorted(n.items())) for t, n in sorted(confused.items())}}
 
 
 def main() -> None:
@@ -74,10 +85,12 @@ def main() -> None:
     for name in args.run:
         doc["runs"][name] = analyse(args.runs_dir / name, args.data, args.device)
         atomic_write_json(args.out, doc)
-    print("| run | " + " | ".join(CLASSES) + " |")
-    print("|---|" + "---|" * len(CLASSES))
+    print("| run | queries | " + " | ".join(CLASSES) + " |")
+    print("|---|---|" + "---|" * len(CLASSES))
     for name, r in doc["runs"].items():
-        print(f"| {name} | " + " | ".join(str(r["counts"][c]) for c in CLASSES) + " |")
+        print(f"| {name} | all | " + " | ".join(str(r["counts"][c]) for c in CLASSES) + " |")
+        for tag, counts in r.get("counts_by_tag", {}).items():
+            print(f"| {name} | {tag} | " + " | ".join(str(counts[c]) for c in CLASSES) + " |")
 
 
 if __name__ == "__main__":

@@ -189,3 +189,52 @@ def test_cached_frozen_prefix_equals_full_minilm_forward(model):
     _, full = model.text_encoder.eval()(ids[:, :width], mask[:, :width])
     torch.testing.assert_close(model.text_pooled(texts, torch.device("cpu")), full)
     torch.testing.assert_close(model.text_pooled(texts[::-1], torch.device("cpu")), full.flip(0))  # from the cache
+
+
+def test_stream_norm_standardises_valid_features_only():
+    """Training: each stream dimension is standardised with the valid rows' mean and biased variance
+    (padding, even garbage, neither counts nor changes); eval: the running statistics are used."""
+    from tvr.models.layers import MaskedStandardize
+
+    torch.manual_seed(3)
+    norm = MaskedStandardize(5, momentum=1.0)  # momentum 1: the running stats become the last batch's
+    x = 3.0 + 10.0 * torch.randn(4, 3, 5)
+    mask = torch.tensor([[True, True, False], [True, False, False], [True, True, True], [False, False, False]])
+    x[~mask] = 1e6  # padding garbage
+    out = norm.train()(x, mask)
+    rows = x[mask]
+    mean, var = rows.mean(0), rows.var(0, unbiased=False)
+    torch.testing.assert_close(out[mask], (rows - mean) / torch.sqrt(var + 1e-5))
+    assert torch.all(out[~mask] == 0)
+    torch.testing.assert_close(norm.norm.running_mean, mean)
+    torch.testing.assert_close(norm.norm.running_var, rows.var(0, unbiased=True))  # BatchNorm keeps the unbiased one
+    y = torch.randn(2, 3, 5)
+    ymask = torch.tensor([[True, False, True], [False, True, False]])
+    got = norm.eval()(y, ymask)
+    torch.testing.assert_close(got[ymask], (y[ymask] - mean) / torch.sqrt(rows.var(0, unbiased=True) + 1e-5))
+    before = norm.norm.running_mean.clone()
+    single = norm.train()(y[:1, :2], torch.tensor([[True, False]]))  # one valid row: the running statistics
+    torch.testing.assert_close(single[0, 0], (y[0, 0] - mean) / torch.sqrt(rows.var(0, unbiased=True) + 1e-5))
+    torch.testing.assert_close(norm.norm.running_mean, before)
+
+
+def test_stream_norm_applies_to_streams_not_the_backbone():
+    torch.manual_seed(0)
+    plain = create("mmt", **TINY).eval()
+    torch.manual_seed(0)
+    normed = create("mmt", **TINY, stream_norm=True)
+    assert sorted(normed.stream_norms) == ["appearance", "audio", "motion"]  # "frames" is a stream here
+    assert len(plain.stream_norms) == 0
+    experts = _experts(4)
+    normed.train().input_sequence(experts)  # one training batch sets the running statistics
+    normed.eval()
+    seq, _, _ = normed.input_sequence(experts)
+    motion = experts[1]
+    stats = normed.stream_norms["motion"].norm
+    expected = F.normalize(normed.expert_proj["motion"]((motion.feats - stats.running_mean)
+                                                        / torch.sqrt(stats.running_var + 1e-5)), dim=-1)
+    when = normed.temporal_embedding(temporal_index(motion.times, normed.config.max_seconds))
+    torch.testing.assert_close(seq[0, 3 + 4], expected[0, 0] + normed.expert_embedding.weight[1] + when[0, 0])
+    backbone = create("mmt", **{k: v for k, v in TINY.items() if k not in ("appearance", "expert_dims")},
+                      expert_dims=[0, 5, 7], stream_norm=True)
+    assert sorted(backbone.stream_norms) == ["audio", "motion"]

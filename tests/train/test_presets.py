@@ -20,7 +20,8 @@ def test_cpu_small_gives_each_method_its_measured_recipe():
     assert seq_train.init == "synthetic-videos" and meanp_train.init == ""
     _, _, ts2net_train, _ = resolve(None, "ts2net")
     _, _, prost_train, _ = resolve(None, "prost")
-    assert ts2net_train.init == "synthetic-videos" and ts2net_train.epochs == 8 and prost_train.init == ""
+    assert ts2net_train.init == "synthetic-videos" and ts2net_train.epochs == 8
+    assert prost_train.init == "synthetic-videos" and prost_train.epochs == 8
     assert seq_train.epochs == 8
     _, _, rerank_train, _ = resolve(None, "crosstvr")
     assert rerank_train.order_negatives == 0.0  # measured worse for the re-ranker

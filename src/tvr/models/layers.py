@@ -1,10 +1,12 @@
-"""Blocks shared by several methods: pre-norm transformer with padding masks, masked pooling."""
+"""Blocks shared by several methods: pre-norm transformer with padding masks, masked pooling and
+standardisation."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -16,6 +18,29 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     m = mask.to(x.dtype).unsqueeze(-1)
     x = torch.where(m.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))  # NaN-proof padding
     return (x * m).sum(dim) / m.sum(dim).clamp(min=1.0)
+
+
+class MaskedStandardize(nn.Module):
+    """Per-dimension standardisation of the valid rows of x [B, K, D]: BatchNorm without the affine
+    part, over the features where `mask` [B, K] is True. Training normalises with the batch's
+    statistics and keeps running averages; eval uses the running ones. A training batch with fewer
+    than two valid rows uses the running statistics (and leaves them alone). Padding stays 0.
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim, affine=False, momentum=momentum, eps=eps)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        valid = x[mask]  # [M, D]
+        if self.training and valid.shape[0] > 1:
+            normed = self.norm(valid)
+        else:
+            n = self.norm
+            normed = F.batch_norm(valid, n.running_mean, n.running_var, training=False, eps=n.eps)
+        out = torch.zeros_like(x)
+        out[mask] = normed
+        return out
 
 
 class QuickGELU(nn.Module):

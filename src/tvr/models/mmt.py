@@ -37,7 +37,7 @@ from tvr.models.experts import (
     stream_input,
     temporal_index,
 )
-from tvr.models.layers import ResidualAttentionBlock
+from tvr.models.layers import MaskedStandardize, ResidualAttentionBlock
 from tvr.models.registry import register
 
 APPEARANCE = "appearance"
@@ -58,6 +58,10 @@ class MmtConfig(ModelConfig):
     dropout: float = 0.1  # paper: 0.1
     expert_dims: tuple[int, ...] = ()  # input width per expert; () or 0: known from the stream's encoder
     max_features: int = 30  # features per expert [paper: ≤ 30]; longer streams are subsampled
+    # standardise each stream expert's features per dimension (BatchNorm without affine, over the valid
+    # ones) before its Linear. Raw log-mel statistics share one large offset (mean cosine 0.92 between
+    # videos) and the motion statistics are ~100× smaller than the Linear's bias at init
+    stream_norm: bool = False
     max_seconds: int = 64  # temporal table rows: AGG, unknown, seconds 0 … max_seconds−1 (later clamp)
     text_trainable_layers: int = -1  # -1: fine-tune all of MiniLM; N ≥ 0: only its top N layers (CPU)
     text_lr_scale: float = 0.05  # MiniLM lr = train.lr × this (pretrained weights)
@@ -149,6 +153,10 @@ class Mmt(RetrievalModel):
             raise ValueError(f"expert_dims has {len(c.expert_dims)} entries for {n} experts")
         self.expert_proj = nn.ModuleDict(
             {name: nn.Linear(self._input_dim(i, name), c.d_model) for i, name in enumerate(c.experts)}
+        )
+        self.stream_norms = nn.ModuleDict(
+            {name: MaskedStandardize(self._input_dim(i, name)) for i, name in enumerate(c.experts)
+             if c.stream_norm and not (name == APPEARANCE and c.appearance == "backbone")}
         )
         self.expert_embedding = nn.Embedding(n, c.d_model)
         self.temporal_embedding = nn.Embedding(c.max_seconds + 2, c.d_model)
@@ -295,7 +303,8 @@ class Mmt(RetrievalModel):
     def input_sequence(self, experts: list[ExpertInput]) -> tuple[Tensor, Tensor, Tensor]:
         """(sequence [B, E + ΣK, d], valid [B, E + ΣK], present [B, E]): AGG tokens first.
 
-        Feature = L2norm(Linear(x)) + expert embedding + temporal embedding; AGG_i = max-pool of
+        Feature = L2norm(Linear(x)) + expert embedding + temporal embedding (x standardised first
+        for a stream expert when model.stream_norm is on); AGG_i = max-pool of
         expert i's features + its expert embedding + temporal embedding 0. Missing experts and
         padding are zero and masked as keys.
         """
@@ -304,7 +313,10 @@ class Mmt(RetrievalModel):
         aggs, tokens, valid = [], [], []
         for i, (name, x) in enumerate(zip(c.experts, experts, strict=True)):
             mask = x.mask.to(device)
-            feats = F.normalize(self.expert_proj[name](x.feats.to(device)), dim=-1)
+            feats = x.feats.to(device)
+            if name in self.stream_norms:
+                feats = self.stream_norms[name](feats, mask)
+            feats = F.normalize(self.expert_proj[name](feats), dim=-1)
             feats = feats.masked_fill(~mask.unsqueeze(-1), 0.0)  # garbage in padding never propagates
             expert = self.expert_embedding.weight[i]
             when = self.temporal_embedding(temporal_index(x.times.to(device), c.max_seconds))

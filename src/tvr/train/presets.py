@@ -96,7 +96,8 @@ PRESETS: dict[str, Preset] = {
             "CPU: fine-tune the synthetic CLIP backbone (`tvr pretrain`, built on first use): 64 px, T=8, "
             "ViT 4×192 patch 16, 2-layer text tower over MiniLM word vectors plus a MiniLM context reading; half of "
             "each batch near-neighbour captions; order negatives; frame positions at the frame embeddings' scale; MMT, "
-            "seqTransf and TS2-Net fine-tune from themselves pretrained on synthetic videos (`train.init`, built on first use)",
+            "seqTransf, TS2-Net and ProST fine-tune from themselves pretrained on synthetic videos (`train.init`, built on "
+            "first use)",
             model={"num_frames": 8, "image_size": 64, "frame_position_std": 1.0,
                    "backbone": {"patch_size": 16, "pretrained": SYNTHETIC_BACKBONE, "freeze_token_embedding": True,
                                 "text_context": "minilm"}},
@@ -107,14 +108,16 @@ PRESETS: dict[str, Preset] = {
             # learning for 25 epochs
             per_method={"mmt": {"d_model": 128, "layers": 2, "heads": 4, "ffn": 512, "text_trainable_layers": 2,
                                 "loss": "infonce", "backbone": {"text_context": "none"}}},
-            # measured: order negatives make the re-ranker worse (docs/results.md). MMT, seqTransf and TS2-Net
-            # fine-tune for 8 epochs from themselves pretrained on 4,000 synthetic videos (train/video_pretrain.py):
-            # MMT R@1 32.2 over three seeds against 26.6 over four at 25 epochs without; seqTransf 19.6 / 20.1
-            # against 16.1 / 14.9 at 15 epochs without; TS2-Net 18.1 against 11.7 (bench/results/video_pretrain.json)
+            # measured: order negatives make the re-ranker worse (docs/results.md). MMT, seqTransf, TS2-Net and
+            # ProST fine-tune for 8 epochs from themselves pretrained on 4,000 synthetic videos
+            # (train/video_pretrain.py): MMT R@1 32.2 over three seeds against 26.6 over four at 25 epochs without;
+            # seqTransf 19.6 / 20.1 against 16.1 / 14.9 at 15 epochs without; TS2-Net 18.1 / 16.8 against 11.7;
+            # ProST 15.2 / 14.9 against 12.1 / 12.2 (bench/results/video_pretrain.json)
             per_method_train={"crosstvr": {"order_negatives": 0.0},
                               "mmt": {"epochs": 8, "init": "synthetic-videos"},
                               "clip4clip-seqtransf": {"epochs": 8, "init": "synthetic-videos"},
-                              "ts2net": {"epochs": 8, "init": "synthetic-videos"}},
+                              "ts2net": {"epochs": 8, "init": "synthetic-videos"},
+                              "prost": {"epochs": 8, "init": "synthetic-videos"}},
         ),
         Preset(
             "cpu-scratch",
