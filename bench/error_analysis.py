@@ -1,7 +1,8 @@
 """Why do text→video queries miss? Each test caption whose video is not ranked first is classed by the
 video that was: a near-duplicate of its own group, or another group's video that lacks a colour the
 caption names, lacks a shape it names, or has every named colour and shape (then binding, size,
-motion, order or sound decided it); overall and per tag of the test captions. The synthetic world's scene records say what each video holds.
+motion, order or sound decided it); overall and per tag of the test captions, with the tag of the
+near-duplicate ranked first. The synthetic world's scene records say what each video holds.
 
     python bench/error_analysis.py --run meanP-v2 --run ensemble-3   # finished runs of synthetic_methods.py
 

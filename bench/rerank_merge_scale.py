@@ -42,7 +42,8 @@ def probe(first_dir: Path, rerank_dir: Path, data: Path, k: int) -> dict[str, ob
         pairs = split_pairs(model, first_dir, data / f"{split}.jsonl")
         texts = [e.caption for e in pairs.entries]
         with torch.no_grad():
-            cos = score_matrix(model, encode_texts(model, texts, "cpu"), encode_clips(model, pairs.clips, "cpu")).astype(np.float64)
+            t, v = encode_texts(model, texts, "cpu"), encode_clips(model, pairs.clips, "cpu")
+            cos = score_matrix(model, t, v).astype(np.float64)
         gt = [int(r) for r in pairs.video_rows]
         # the re-ranker's scores of every candidate, computed once and reused for each w
         scorer = rerank_pairs_scorer(model, reranker, texts, pairs.clips, "cpu")
