@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         beside: Annotated[float | None, typer.Option("--beside", help="Fraction of stills holding a small object right beside a large one, captioned so (default 0).")] = None,
         twins: Annotated[float | None, typer.Option("--twins", help="Fraction of each batch made of twin pairs: a still and the same still with one shape changed, each with its caption (default 0).")] = None,
         attributes: Annotated[float | None, typer.Option("--attributes", help="Weight of the attribute loss: a linear read-out of the image embedding learns which (colour, shape, size) each still shows (default 0).")] = None,
-        method: Annotated[str | None, typer.Option("--method", "-m", help="Also pretrain this method on synthetic videos, as `tvr train` does on first use when its train.init is \"synthetic-videos\" (the default of MMT, seqTransf and TS2-Net). Its recipe and backbone come from the preset or --config.")] = None,
+        method: Annotated[str | None, typer.Option("--method", "-m", help="Also pretrain this method on synthetic videos, as `tvr train` does on first use when its train.init is \"synthetic-videos\" (the default of MMT, seqTransf, TS2-Net and ProST). Its recipe and backbone come from the preset or --config.")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="With --method: the `tvr train --config` file whose recipe to pretrain.")] = None,
         force: Annotated[bool, typer.Option("--force", help="Rebuild even if the folder exists (it is replaced only when the new one is finished).")] = False,
         where: Annotated[bool, typer.Option("--where", help="Print the default backbone's folder and whether it is built; build nothing.")] = False,
