@@ -113,3 +113,42 @@ def test_checkpoint_from_another_method(run_cli, world, trained):
 def test_existing_run_without_resume_and_bad_checkpoint(run_cli, world, trained, tmp_path):
     one_line_error(run_cli("train", world / "w" / "all.jsonl", "--method", METHOD, "--out", trained), "--resume")
     one_line_error(run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", tmp_path / "none"), "not found")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd (Linux)")
+def test_loaded_pairs_hold_no_open_frame_store(trained, world):
+    """A set small enough to be held in memory closes its frame store at once: an SQLite connection
+    left for the garbage collector would checkpoint the store's WAL at an arbitrary later moment,
+    rewriting a cache another process may be reading. Its batches still equal the store's frames."""
+    import os
+
+    import numpy as np
+
+    from tvr.data.clips import padded_frames
+    from tvr.data.pairs import load_pairs
+    from tvr.features.store import FeatureStore
+    from tvr.io.manifest import read_manifest
+    from tvr.models.registry import load_model
+    from tvr.train.trainer import FRAMES_DIR
+
+    def open_store_files() -> list[str]:
+        targets = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+        return [t for t in targets if t.startswith(str(trained / FRAMES_DIR))]
+
+    model = load_model(trained)
+    before = open_store_files()
+    pairs = load_pairs(read_manifest(world / "w" / "all.jsonl"), model.input_spec(), trained / FRAMES_DIR,
+                       workers=1, progress=False)
+    assert open_store_files() == before
+    rows = [0, len(pairs.clips) - 1]
+    with FeatureStore(trained / FRAMES_DIR) as store:
+        expected = padded_frames(store.get_many([pairs.clips.keys[r] for r in rows]), model.input_spec())
+    batch = pairs.clips.batch(rows)
+    np.testing.assert_array_equal(batch.frame_mask.numpy(), expected[1])
+    np.testing.assert_array_equal(batch.frames.permute(0, 1, 3, 4, 2).numpy(), expected[0])
+    pairs.clips.close()  # idempotent

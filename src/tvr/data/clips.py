@@ -10,6 +10,7 @@ import torch
 
 from tvr.data.batch import VideoBatch, VideoInputSpec
 from tvr.data.streams import StreamRows
+from tvr.errors import TvrError
 
 PRELOAD_LIMIT_BYTES = 2 << 30  # clips smaller than this in total are held in memory
 
@@ -47,13 +48,14 @@ class Clips:
 
         self.keys = list(keys)
         self.spec = spec
-        self._store = FeatureStore(store_dir)
+        self._store: FeatureStore | None = FeatureStore(store_dir)
         self._index = {k: i for i, k in enumerate(self.keys)}
         self._streams = [StreamRows(s, store_dir, self.keys) for s in spec.streams]
         t, s = spec.num_frames, spec.image_size
         self._preloaded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if len(self.keys) * t * s * s * 3 <= PRELOAD_LIMIT_BYTES:
             self._preloaded = padded_frames(self._store.get_many(self.keys), spec)
+            self.close()  # everything is in memory: no connection left open for the garbage collector to close
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -62,6 +64,8 @@ class Clips:
         rows = list(rows)
         if self._preloaded is not None:
             frames, mask, times = (a[rows] for a in self._preloaded)
+        elif self._store is None:
+            raise TvrError("these clips were closed; load them again to read frames")
         else:
             frames, mask, times = padded_frames(self._store.get_many([self.keys[r] for r in rows]), self.spec)
         features: dict[str, torch.Tensor] = {}
@@ -70,4 +74,7 @@ class Clips:
         return video_batch(frames, mask, times, self.spec, [self.keys[r] for r in rows], features)
 
     def close(self) -> None:
-        self._store.close()
+        """Close the frame store (idempotent; a preloaded set closed it already)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
