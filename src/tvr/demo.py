@@ -22,7 +22,8 @@ from tvr.errors import TvrError
 
 # The default CPU recipe at a smaller size: a backbone pretrained for fewer steps (its own cache
 # folder), smaller batches (a few hundred videos give too few steps at batch 64), and for a method
-# that starts from itself pretrained on synthetic videos (MMT), 400 of them for 3 epochs.
+# that starts from itself pretrained on synthetic videos (MMT, seqTransf, TS2-Net, ProST), 400 of
+# them for 3 epochs.
 DEMO_PRETRAIN_STEPS = 150
 
 

@@ -59,27 +59,36 @@ def decode_failures(manifest: Manifest, store_dir: Path) -> list[DecodeFailure]:
     return out
 
 
-def load_pairs(
+def decode_clips(
     manifest: Manifest, spec: VideoInputSpec, store_dir: Path, *, workers: int = 2, progress: bool = True
-) -> PairSet:
-    """Decode (once; cached in `store_dir`) every clip of `manifest` and pair captions with clips."""
+) -> list[str]:
+    """Decode (once; cached in `store_dir`) every clip of `manifest`, its frames and the streams `spec`
+    asks for; the store keys of the decodable ones, in manifest order (none decodable is an error)."""
     from tvr.features.extract import extract_features
     from tvr.features.store import FeatureStore
 
     check_videos_exist(manifest)
     extract_features(manifest, pixels_encoder(spec), store_dir, workers=workers, progress=progress)
     extract_streams(manifest, spec, store_dir, workers=workers, progress=progress)
-    keys = [store_key(manifest, e) for e in manifest.entries]
+    keys = list(dict.fromkeys(store_key(manifest, e) for e in manifest.entries))
     with FeatureStore(store_dir) as store:
-        ok = {k for k in dict.fromkeys(keys) if store.status(k) == "ok"}
-    gallery = [k for k in dict.fromkeys(keys) if k in ok]
+        gallery = [k for k in keys if store.status(k) == "ok"]
     if not gallery:
         failures = decode_failures(manifest, store_dir)
         example = f"; e.g. {failures[0].video}: {failures[0].error}" if failures else ""
-        raise TvrError(f"{manifest.source}: none of its {len(dict.fromkeys(keys))} videos could be decoded{example}")
+        raise TvrError(f"{manifest.source}: none of its {len(keys)} videos could be decoded{example}")
+    return gallery
+
+
+def load_pairs(
+    manifest: Manifest, spec: VideoInputSpec, store_dir: Path, *, workers: int = 2, progress: bool = True
+) -> PairSet:
+    """Decode every clip of `manifest` (`decode_clips`) and pair captions with the decodable clips."""
+    gallery = decode_clips(manifest, spec, store_dir, workers=workers, progress=progress)
     row = {k: i for i, k in enumerate(gallery)}
+    keys = [store_key(manifest, e) for e in manifest.entries]
     kept = [(e, row[k]) for e, k in zip(manifest.entries, keys, strict=True) if k in row]
-    skipped = tuple(k for k in dict.fromkeys(keys) if k not in ok)
+    skipped = tuple(k for k in dict.fromkeys(keys) if k not in row)
     return PairSet(
         tuple(e for e, _ in kept), np.array([r for _, r in kept], dtype=np.int64), Clips(store_dir, gallery, spec), skipped
     )

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from tvr.data.pairs import PairSet, load_pairs
+from tvr.data.pairs import PairSet, decode_clips, load_pairs
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
@@ -307,7 +307,7 @@ def _train_rerank(
     cache = first_stage / FROZEN_CACHE_DIR
     for turn in range(dist.world):  # rank 0 decodes and freezes (cached); the others then find both done
         if turn == dist.rank:
-            load_pairs(both, spec, store, workers=train_cfg.workers, progress=progress)
+            decode_clips(both, spec, store, workers=train_cfg.workers, progress=progress)
             train_frozen = cached_freeze(first, load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False),
                                          dev, cache, sha)
             val_frozen = None

@@ -20,7 +20,7 @@ import torch
 
 from tvr.atomic import atomic_write_json
 from tvr.data.batch import TextBatch
-from tvr.data.pairs import PairSet, load_pairs, text_batch
+from tvr.data.pairs import PairSet, decode_clips, load_pairs, text_batch
 from tvr.data.sampling import epoch_batches
 from tvr.devices import resolve_device
 from tvr.errors import TvrError
@@ -205,7 +205,7 @@ def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_c
             stand_in = stand_in_config(model_cfg, pretrain_cfg) if needs_backbone else with_synthetic_backbone(model_cfg, pretrain_cfg)
             stand_in = lookup(method)[0].adapt_config(stand_in, [e.caption for e in train_m.entries])
             run_dir.mkdir(parents=True, exist_ok=True)
-            load_pairs(both, build(method, stand_in).input_spec(), store, workers=train_cfg.workers, progress=progress)
+            decode_clips(both, build(method, stand_in).input_spec(), store, workers=train_cfg.workers, progress=progress)
         model_cfg = with_synthetic_backbone(model_cfg, pretrain_cfg, progress=progress)  # built on first use
         model_cfg = lookup(method)[0].adapt_config(model_cfg, [e.caption for e in train_m.entries])
         init = resolve_init(train_cfg.init, spec, dev=dev, workers=train_cfg.workers, progress=progress)
@@ -219,7 +219,7 @@ def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_c
     if init is not None:
         load_init(model, init)
     run_dir.mkdir(parents=True, exist_ok=True)
-    load_pairs(both, model.input_spec(), store, workers=train_cfg.workers, progress=progress)  # decode everything once
+    decode_clips(both, model.input_spec(), store, workers=train_cfg.workers, progress=progress)  # decode everything once
     return model_cfg, model, (describe(init) if init is not None else None)
 
 
