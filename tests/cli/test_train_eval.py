@@ -115,13 +115,45 @@ def test_existing_run_without_resume_and_bad_checkpoint(run_cli, world, trained,
     one_line_error(run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", tmp_path / "none"), "not found")
 
 
+def _open_files_under(folder: Path) -> list[str]:
+    import os
+
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return [t for t in targets if t.startswith(str(folder))]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd (Linux)")
+def test_train_and_eval_close_a_frame_store_they_read_from_disk(run_cli, world, trained, tmp_path, monkeypatch):
+    """Sets too large to hold in memory (here: every set, the limit at 0) read frames from the store
+    during the job; `tvr train` and `tvr eval` close it when they finish, and score as in memory."""
+    import tvr.data.clips
+    from tvr.train.trainer import FRAMES_DIR
+
+    held = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--json")
+    assert held.exit_code == 0, held.stderr
+    monkeypatch.setattr(tvr.data.clips, "PRELOAD_LIMIT_BYTES", 0)
+    before = _open_files_under(trained / FRAMES_DIR)
+    streamed = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--json")
+    assert streamed.exit_code == 0, streamed.stderr
+    assert json.loads(streamed.stdout)["t2v"] == json.loads(held.stdout)["t2v"]
+    assert _open_files_under(trained / FRAMES_DIR) == before
+    out = tmp_path / "run"
+    r = run_cli("train", world / "w" / "all.jsonl", "--method", METHOD, "--config", world / "tiny.json", "--epochs", "1",
+                "--out", out, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert _open_files_under(out / FRAMES_DIR) == []
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc/self/fd (Linux)")
 def test_loaded_pairs_hold_no_open_frame_store(trained, world):
     """A set small enough to be held in memory closes its frame store at once: an SQLite connection
     left for the garbage collector would checkpoint the store's WAL at an arbitrary later moment,
     rewriting a cache another process may be reading. Its batches still equal the store's frames."""
-    import os
-
     import numpy as np
 
     from tvr.data.clips import padded_frames
@@ -132,13 +164,7 @@ def test_loaded_pairs_hold_no_open_frame_store(trained, world):
     from tvr.train.trainer import FRAMES_DIR
 
     def open_store_files() -> list[str]:
-        targets = []
-        for fd in os.listdir("/proc/self/fd"):
-            try:
-                targets.append(os.readlink(f"/proc/self/fd/{fd}"))
-            except OSError:
-                continue
-        return [t for t in targets if t.startswith(str(trained / FRAMES_DIR))]
+        return _open_files_under(trained / FRAMES_DIR)
 
     model = load_model(trained)
     before = open_store_files()

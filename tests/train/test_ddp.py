@@ -74,22 +74,25 @@ def _close_except_key_bias(w1: dict, w2: dict) -> None:
         assert int((diff > 1e-5).sum()) <= 1 and float(diff.max()) <= 1e-4, (name, diff.max())
 
 
-def test_reranker_on_two_gloo_processes_equals_one_process(world, tmp_path, tmp_path_factory):
+@pytest.mark.parametrize("residual", [False, True], ids=["stand-alone", "residual"])
+def test_reranker_on_two_gloo_processes_equals_one_process(world, tmp_path, tmp_path_factory, residual):
     """CrossTVR's training under DDP: each rank scores its share of the batch's pairs (order negatives
-    included, whose count differs between ranks), same result."""
+    included, whose count differs between ranks; a residual re-ranker adds each pair's first-stage
+    logit), same result."""
     import shutil
 
     first = tmp_path / "first"
     shutil.copytree(tiny_run(tmp_path_factory), first)  # a first stage of our own: the re-ranker caches into it
-    (world / "rr-ddp.json").write_text(json.dumps({
-        "preset": "tiny", "model": {"layers": 1, "heads": 2, "num_queries": 2},
+    config = tmp_path / "rr-ddp.json"
+    config.write_text(json.dumps({
+        "preset": "tiny", "model": {"layers": 1, "heads": 2, "num_queries": 2, "residual": residual},
         "train": {"batch_size": 4, "workers": 1, "val_fraction": 0.0, "order_negatives": 1.0},
     }))
     runs = {}
     for name, extra in (("one", ()), ("two", ("--ddp", "2"))):
         done = subprocess.run(
             [sys.executable, "-m", "tvr", "train", str(world / "w" / "train_then.jsonl"), "--method", "crosstvr",
-             "--first-stage", str(first), "--config", str(world / "rr-ddp.json"), "--epochs", "1",
+             "--first-stage", str(first), "--config", str(config), "--epochs", "1",
              "--out", str(tmp_path / name), "--quiet", *extra],
             capture_output=True, text=True, timeout=600, env=subprocess_env(),
         )
@@ -97,6 +100,8 @@ def test_reranker_on_two_gloo_processes_equals_one_process(world, tmp_path, tmp_
         runs[name] = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     assert runs["one"][0]["step"] == runs["two"][0]["step"] == 3 and runs["two"][0]["processes"] == 2
     assert runs["two"][0]["train_loss"] == pytest.approx(runs["one"][0]["train_loss"], abs=1e-5)
+    scales = [json.loads((tmp_path / n / "config.json").read_text())["config"]["first_stage_scale"] for n in ("one", "two")]
+    assert scales[0] == scales[1] and (scales[0] != 1.0) == residual
     _close_except_key_bias(load_file(str(tmp_path / "one" / "model.safetensors")),
                            load_file(str(tmp_path / "two" / "model.safetensors")))
 

@@ -23,8 +23,9 @@ def test_cpu_small_gives_each_method_its_measured_recipe():
     assert ts2net_train.init == "synthetic-videos" and ts2net_train.epochs == 8
     assert prost_train.init == "synthetic-videos" and prost_train.epochs == 8
     assert seq_train.epochs == 8
-    _, _, rerank_train, _ = resolve(None, "crosstvr")
+    _, rerank, rerank_train, _ = resolve(None, "crosstvr")
     assert rerank_train.order_negatives == 0.0  # measured worse for the re-ranker
+    assert rerank["residual"] is True  # measured: the stand-alone match score re-ranks below its first stage
 
 
 def test_a_config_file_overrides_the_per_method_settings(tmp_path):

@@ -88,3 +88,55 @@ def test_hard_negatives_follow_the_first_stage_softmax():
             w = np.where(allowed, np.exp(row.numpy()), 0.0)
             np.testing.assert_allclose(counts[i] / n, w / w.sum(), atol=0.03)
             assert counts[i, ~allowed].sum() == 0
+
+
+def test_first_weight_scales_the_first_stage_before_the_merge():
+    rng = np.random.default_rng(4)
+    first = rng.normal(size=(10, 30))
+    second = rng.normal(size=(10, 30))
+    final = two_stage_scores(first, 6, lambda q, g: second[q, g], first_weight=15.5)
+    cand = top_k_candidates(first, 6)
+    for q in range(10):
+        np.testing.assert_allclose(final[q, cand[q]], 15.5 * first[q, cand[q]] + second[q, cand[q]])
+        rest = np.setdiff1d(np.arange(30), cand[q])
+        assert final[q, cand[q]].min() > final[q, rest].max()
+        assert (np.argsort(-final[q, rest], kind="stable") == np.argsort(-first[q, rest], kind="stable")).all()
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="first_weight"):
+            two_stage_scores(first, 6, lambda q, g: second[q, g], first_weight=bad)
+
+
+def _nll(a: float, b: float, x: np.ndarray, y: np.ndarray) -> float:
+    z = a * x + b
+    return float(np.mean(np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y)))
+
+
+def test_fit_logistic_is_the_maximum_likelihood_fit():
+    from scipy.optimize import minimize
+
+    from tvr.train.rerank_trainer import fit_logistic
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.3, 0.1, size=3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-(20 * x - 7)))).astype(float)
+    a, b = fit_logistic(x, y, fallback_scale=10.0)
+    ref = minimize(lambda p: _nll(p[0], p[1], x, y), np.array([1.0, 0.0]), method="Nelder-Mead",
+                   options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 20000})
+    np.testing.assert_allclose([a, b], ref.x, rtol=1e-3, atol=1e-3)
+    assert abs(a - 20) < 3 and abs(b + 7) < 1  # and near the parameters that drew the labels
+
+
+@pytest.mark.parametrize("flip", [False, True], ids=["separable", "inverted"])
+def test_fit_logistic_falls_back_to_the_given_scale(flip):
+    from tvr.train.rerank_trainer import fit_logistic
+
+    x = np.linspace(-1, 1, 200)
+    y = (x > 0.1).astype(float)
+    if flip:  # lower scores are the positives: a would be negative
+        y = 1 - y
+        y[::7] = 1 - y[::7]  # not separable either
+    a, b = fit_logistic(x, y, fallback_scale=12.0)
+    assert a == 12.0
+    grid = np.linspace(-30, 30, 60001)  # b alone, by brute force
+    best = grid[np.argmin([_nll(12.0, g, x, y) for g in grid])]
+    assert abs(b - best) < 2e-3

@@ -161,3 +161,72 @@ def test_rerank_batches_follow_the_hard_negative_setting(world, tmp_path):
     ref = load_file(str(reference / "model.safetensors"))
     assert all(np.array_equal(weights[0.0][k].numpy(), ref[k].numpy()) for k in ref)
     assert any(not np.array_equal(weights[1.0][k].numpy(), ref[k].numpy()) for k in ref)
+
+
+def test_residual_reranker_starts_from_its_calibrated_first_stage(world, tmp_path):
+    """A residual re-ranker records the first stage's logistic calibration, its first loss is the
+    calibrated first stage's BCE, and untrained it ranks exactly as the first stage does."""
+    import torch
+    from torch.nn import functional as F
+
+    from tvr.data.pairs import load_pairs
+    from tvr.io.manifest import read_manifest
+    from tvr.models.registry import build, load_model, load_reranker
+    from tvr.postproc.two_stage import rerank_pairs_scorer, two_stage_scores
+    from tvr.train.presets import resolve
+    from tvr.train.rerank_trainer import batch_loss, calibrate_first_stage, freeze_pairs, sample_hard_negatives
+    from tvr.train.trainer import FRAMES_DIR, batches_for_epoch, split_for_training
+
+    cfg = tmp_path / "residual.json"
+    cfg.write_text(json.dumps({"preset": "tiny", "model": {"layers": 1, "heads": 2, "num_queries": 2, "residual": True},
+                               "train": {"epochs": 1, "batch_size": 4}}))
+    assert main(["train", str(world / "w" / "all.jsonl"), "--method", "crosstvr", "--first-stage", str(world / "first"),
+                 "--out", str(tmp_path / "rr"), "--config", str(cfg), "--quiet"]) == 0
+    reranker, _, _ = load_reranker(tmp_path / "rr")
+    first = load_model(world / "first")
+    for p in first.parameters():
+        p.requires_grad_(False)  # frozen, as the trainer holds it
+    _, _, train_cfg, _ = resolve(cfg, "crosstvr")
+    train_m, _ = split_for_training(read_manifest(world / "w" / "all.jsonl"), train_cfg)
+    pairs = load_pairs(train_m, first.input_spec(), world / "first" / FRAMES_DIR)
+    frozen = freeze_pairs(first, pairs, torch.device("cpu"))
+    a, b = calibrate_first_stage(first, frozen, train_cfg)
+    assert reranker.config.residual and reranker.merge_weight == pytest.approx(a)
+
+    fresh = build("crosstvr", reranker.config)  # untrained: head weights 0
+    with torch.no_grad():
+        fresh.head.bias.fill_(b)
+    caps, rows = batches_for_epoch(frozen.pairs, train_cfg, 0)[0]
+    got = batch_loss(fresh, frozen, caps, rows, first, np.random.default_rng([train_cfg.seed, 0, 0]), torch.device("cpu"))
+    cos = first.similarity(frozen.first_text.select(torch.as_tensor(caps)), frozen.first_video.select(torch.as_tensor(rows)))
+    neg_t, neg_v = sample_hard_negatives(cos * first.scale(), [frozen.pairs.entries[c].caption for c in caps],
+                                         np.random.default_rng([train_cfg.seed, 0, 0]))
+    every = np.arange(len(caps))
+    x = torch.cat([cos[every, every], cos[neg_t, every], cos[every, neg_v]]).double()
+    y = torch.cat([torch.ones(len(caps)), torch.zeros(2 * len(caps))]).double()
+    want = F.binary_cross_entropy_with_logits(a * x + b, y)  # the calibrated first stage alone
+    assert float(got.detach()) == pytest.approx(float(want), rel=1e-5)
+
+    texts = [e.caption for e in pairs.entries]
+    first_qg = first.similarity(frozen.first_text, frozen.first_video).double().numpy()
+    final = two_stage_scores(first_qg, 5, rerank_pairs_scorer(first, fresh, texts, pairs.clips, "cpu"),
+                             first_weight=fresh.merge_weight)
+    np.testing.assert_array_equal(np.argsort(-final, axis=1, kind="stable")[:, :5],
+                                  np.argsort(-first_qg, axis=1, kind="stable")[:, :5])
+    # search merges on the same scale: with a zero correction, every shown score is a × the first stage's
+    from tvr.index.rerank_searcher import RerankSearcher
+    from tvr.index.search import Searcher
+
+    if not (world / "idx").exists():
+        assert main(["index", str(world / "w" / "all.jsonl"), "--checkpoint", str(world / "first"), "--out", str(world / "idx")]) == 0
+    searcher = Searcher.open(world / "idx")
+    try:
+        plain = searcher.search(texts[:2], k=6)
+        rs = RerankSearcher.open(searcher, tmp_path / "rr", k=3)
+        rs.reranker.head.weight.data.zero_()
+        rs.reranker.head.bias.data.zero_()
+        for p, h in zip(plain, rs.search(texts[:2], k=6)):
+            assert [x.row for x in p] == [x.row for x in h]
+            np.testing.assert_allclose([x.score for x in h[:3]], [a * x.score for x in p[:3]], rtol=1e-6)
+    finally:
+        searcher.close()

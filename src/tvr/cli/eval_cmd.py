@@ -82,10 +82,13 @@ def register(app: typer.Typer) -> None:
         if coverage.partial:
             # plain print: one line, never wrapped to the terminal's width
             print(f"warning: {coverage.warning()}", file=sys.stderr)
-        report = evaluate_model(model, pairs, device=dev, postproc=postproc, querybank_texts=qb_texts,
-                                split=None if m.splits() == {None} else split, ranks_out=ranks_out,
-                                rerank=two_stage, coverage=coverage, report_html=report_html, run_dir=checkpoint,
-                                beta=beta, k=k)
+        try:
+            report = evaluate_model(model, pairs, device=dev, postproc=postproc, querybank_texts=qb_texts,
+                                    split=None if m.splits() == {None} else split, ranks_out=ranks_out,
+                                    rerank=two_stage, coverage=coverage, report_html=report_html, run_dir=checkpoint,
+                                    beta=beta, k=k)
+        finally:  # a set too large to preload reads its frame store until here
+            pairs.clips.close()
         if json_out:
             print_json(report)
             return

@@ -197,7 +197,7 @@ def apply_two_stage(
     from tvr.eval.metrics import retrieval_metrics
 
     scorer = rerank_pairs_scorer(first_stage, two_stage.reranker, texts, clips, device)
-    final = two_stage_scores(first_qg, two_stage.k, scorer)
+    final = two_stage_scores(first_qg, two_stage.k, scorer, first_weight=getattr(two_stage.reranker, "merge_weight", 1.0))
     out = dict(report)
     out["t2v"] = retrieval_metrics(final, list(gt))["t2v"]
     out["hubness"] = hubness(final, report.get("hubness_k", 10))

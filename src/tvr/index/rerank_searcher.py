@@ -137,13 +137,14 @@ class RerankSearcher:
                 videos = VideoEmb(v_mask.float().mean(1, keepdim=True), frame_mask=v_mask, tokens=v_tok)
                 second = self.reranker.score_pairs(text_emb.select([q] * len(head)), videos).double().cpu().numpy()
                 self.pairs_scored += len(head)
-                first = np.array([h.score for h in head])
+                weight = getattr(self.reranker, "merge_weight", 1.0)  # the first stage's logit scale when residual
+                first = np.array([h.score for h in head]) * weight
                 final = first + second
                 order = top_k_candidates(final[None, :], len(head))[0]
                 head = [replace(head[i], score=float(final[i])) for i in order]
                 if tail:  # shown scores stay monotonic: the rest sits below the lowest candidate
-                    shift = max(h.score for h in tail) - float(final.min()) + BELOW_GAP
-                    tail = [replace(h, score=h.score - shift) for h in tail]
+                    shift = max(h.score for h in tail) * weight - float(final.min()) + BELOW_GAP
+                    tail = [replace(h, score=h.score * weight - shift) for h in tail]
             ranked = (head + tail)[: int(k)]
             out.append([replace(h, rank=r + 1) for r, h in enumerate(ranked)])
         return out

@@ -11,6 +11,12 @@ per frame, and scores (text, video) pairs:
   cross-attention to the concatenated selected tokens of every frame);
 - a linear head on the masked mean over frames → one match logit per pair.
 Spatial and temporal blocks share parameters when `share_blocks` (the paper's choice).
+
+With `residual`, the re-ranker learns a correction to the first stage instead of a match score of
+its own: training scores a pair with (first-stage cosine × `first_stage_scale`, the frozen first
+stage's logit scale) + the head's logit, and the two-stage merge adds the head's logit to the same
+scaled first-stage score (`merge_weight`). Training's objective is then the merged score that ranks
+the candidates, and the head starts at zero, so an untrained re-ranker ranks as its first stage does.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class CrossTvrConfig(ModelConfig):
     modules: Literal["both", "spatial", "temporal"] = "both"  # ablation switch
     share_blocks: bool = True  # spatial and temporal modules use the same blocks [paper: shared]
     dropout: float = 0.0
+    residual: bool = False  # learn a correction to the first stage's logit (module docstring)
+    first_stage_scale: float = 1.0  # the first stage's logit scale, recorded by the trainer when residual
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +60,8 @@ class CrossTvrConfig(ModelConfig):
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.tokens_per_frame < 1 or self.num_queries < 1 or self.layers < 1:
             raise ValueError("tokens_per_frame, num_queries and layers must be at least 1")
+        if not (math.isfinite(self.first_stage_scale) and self.first_stage_scale > 0):
+            raise ValueError(f"first_stage_scale must be a positive number, got {self.first_stage_scale}")
 
 
 class CrossBlock(nn.Module):
@@ -134,6 +144,13 @@ class CrossTvrReranker(RetrievalModel):
         self.ln_out = nn.LayerNorm(d)
         self.head = nn.Linear(d, 1)
         nn.init.constant_(self.head.bias, -math.log(2.0))  # training sees 1 positive per 2 negatives
+        if config.residual:  # starts as a constant: the merged ranking is the first stage's
+            nn.init.zeros_(self.head.weight)
+
+    @property
+    def merge_weight(self) -> float:
+        """What the first stage's cosine is multiplied by before the re-ranker's logit is added."""
+        return self.config.first_stage_scale if self.config.residual else 1.0
 
     # -- RetrievalModel interface: embeddings are the frozen tokens ---------------------------------
     def input_spec(self) -> VideoInputSpec:

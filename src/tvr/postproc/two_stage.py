@@ -34,13 +34,19 @@ def top_k_candidates(first_qg: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-np.asarray(first_qg), axis=1, kind="stable")[:, :k]  # stable: ties keep column order
 
 
-def two_stage_scores(first_qg: np.ndarray, k: int, rescore: PairScorer, chunk: int = PAIR_CHUNK) -> np.ndarray:
+def two_stage_scores(
+    first_qg: np.ndarray, k: int, rescore: PairScorer, chunk: int = PAIR_CHUNK, first_weight: float = 1.0
+) -> np.ndarray:
     """The final [n_q, n_g] float64 scores; `first_qg` is never modified.
 
     `rescore(q_rows, g_rows)` returns the re-ranker's score of each (query, gallery) pair; it is
-    called on ceil(n_q·K / chunk) chunks, never on a non-candidate.
+    called on ceil(n_q·K / chunk) chunks, never on a non-candidate. A candidate's final score is
+    `first_weight` × its first-stage score + the re-ranker's (the re-ranker's `merge_weight`: 1 for
+    the paper's merge, the first stage's logit scale for a residual re-ranker).
     """
-    first = np.asarray(first_qg, dtype=np.float64)
+    if not (np.isfinite(first_weight) and first_weight > 0):
+        raise ValueError(f"first_weight must be a positive number, got {first_weight}")
+    first = np.asarray(first_qg, dtype=np.float64) * float(first_weight)
     n_q, _ = first.shape
     cand = top_k_candidates(first, k)  # [n_q, K]
     q_rows = np.repeat(np.arange(n_q), cand.shape[1])

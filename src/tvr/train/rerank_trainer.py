@@ -15,6 +15,11 @@ negatives of its slice of the batch, encoding only the captions and videos those
 rank divides its BCE sum by the global batch's pair count, so the averaged gradients are those of
 one process on the global batch. With `train.order_negatives`, each caption that states a time order
 is also paired with its own clip, halves swapped (`tvr.train.order_negatives`), as a negative.
+
+With the re-ranker's `residual`, every pair's logit is a · (first-stage cosine) + the re-ranker's,
+where a (and the head's starting bias) is the first stage's own logistic fit on the first epoch's
+pairs (`calibrate_first_stage`): the re-ranker learns a correction to its first stage, and the
+merge at search time adds it to the same a · cosine (`tvr.models.crosstvr`).
 """
 
 from __future__ import annotations
@@ -137,6 +142,17 @@ def cached_freeze(first: RetrievalModel, pairs: PairSet, device: torch.device, c
     return frozen
 
 
+def frozen_from_store(first: RetrievalModel, manifest: Manifest, spec: Any, store: Path, workers: int, device: torch.device,
+                      cache_dir: Path, sha: str) -> FrozenPairs:
+    """`cached_freeze` of a manifest's decoded clips; the frames are closed once frozen (training
+    reads only the frozen tokens and embeddings, never a frame)."""
+    pairs = load_pairs(manifest, spec, store, workers=workers, progress=False)
+    try:
+        return cached_freeze(first, pairs, device, cache_dir, sha)
+    finally:
+        pairs.clips.close()
+
+
 def sample_hard_negatives(
     first_logits: torch.Tensor, captions: list[str], rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +191,9 @@ def batch_loss(
 
     caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
     with torch.no_grad():
-        logits = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)) * first.scale().cpu()
+        cosine = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)).float().cpu()
+        logits = cosine * first.scale().cpu()
+    residual = bool(getattr(reranker.config, "residual", False))
     captions = [frozen.pairs.entries[c].caption for c in caps]
     neg_t, neg_v = sample_hard_negatives(logits, captions, rng)  # the whole batch's, the same on every rank
     mine = np.array(dist.local_slice(list(range(len(caps)))), dtype=np.int64)
@@ -190,6 +208,8 @@ def batch_loss(
     t = text_emb_from_tokens(reranker, frozen.text_tokens[t_rows].to(device), frozen.text_mask[t_rows].to(device))
     v = video_emb_from_tokens(reranker, frozen.frame_tokens[v_rows].to(device), frozen.frame_mask[v_rows].to(device))
     scores = reranker.score_pairs(t.select(torch.as_tensor(text_pos)), v.select(torch.as_tensor(video_pos)))
+    if residual:  # the merged score: first-stage logit + the re-ranker's correction
+        scores = scores + (cosine[text_idx, video_idx] * reranker.merge_weight).to(device)
     if order_weight > 0:
         frames = frozen.frame_mask[rows_t].sum(1).tolist()
         every = order_rows(captions, frames)  # the global batch's: the pair count every rank divides by
@@ -200,11 +220,76 @@ def batch_loss(
             mask = frozen.frame_mask[own]
             swapped = video_emb_from_tokens(reranker, swap_frames(frozen.frame_tokens[own], mask).to(device), mask.to(device))
             at = torch.as_tensor(np.searchsorted(texts, ordered))  # their rows among the encoded captions
-            scores = torch.cat([scores, reranker.score_pairs(t.select(at), swapped)])
+            swapped_scores = reranker.score_pairs(t.select(at), swapped)
+            if residual:  # the first stage's score of the clip as it was: the re-ranker alone must see the swap
+                swapped_scores = swapped_scores + (cosine[ordered, ordered] * reranker.merge_weight).to(device)
+            scores = torch.cat([scores, swapped_scores])
             labels = torch.cat([labels, torch.zeros(len(ordered), device=device)])
             weights = torch.cat([weights, torch.full((len(ordered),), float(order_weight), device=device)])
     bce = F.binary_cross_entropy_with_logits(scores, labels, weight=weights, reduction="sum")
     return bce * dist.world / n_pairs
+
+
+@torch.no_grad()
+def calibrate_first_stage(first: RetrievalModel, frozen: FrozenPairs, cfg: TrainConfig) -> tuple[float, float]:
+    """(a, b): the logistic calibration σ(a·cosine + b) of the frozen first stage alone on the pairs
+    of the first epoch (its positives and hard negatives, drawn as one process's training draws
+    them), fitted by maximum likelihood. A residual re-ranker starts from it: `first_stage_scale` = a,
+    head bias = b, head weights 0, so its first logits are the first stage's best BCE fit and the
+    training loss starts where the first stage alone stands.
+
+    Why not the first stage's own logit scale and −log 2: InfoNCE fits its scale for a softmax over
+    the batch, not for a sigmoid; at seqTransf's 17.4 with that bias the first loss was 4.2 (chance
+    is 0.64), and the bias, moving at the optimiser's pace, took epochs to recover."""
+    xs, ys = [], []
+    for b, (caps, rows) in enumerate(batches_for_epoch(frozen.pairs, cfg, 0)):
+        caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
+        cosine = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)).float().cpu()
+        captions = [frozen.pairs.entries[c].caption for c in caps]
+        rng = np.random.default_rng([cfg.seed, 0, b])  # the first epoch's draws, as `batch_loss` makes them
+        neg_t, neg_v = sample_hard_negatives(cosine * first.scale().cpu(), captions, rng)
+        cosine = cosine.double()
+        every = np.arange(len(caps))
+        xs += [cosine[every, every].numpy(), cosine[neg_t, every].numpy(), cosine[every, neg_v].numpy()]
+        ys += [np.ones(len(caps)), np.zeros(2 * len(caps))]
+    return fit_logistic(np.concatenate(xs), np.concatenate(ys), fallback_scale=float(first.scale()))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, fallback_scale: float) -> tuple[float, float]:
+    """Maximum-likelihood (a, b) of P(y = 1) = σ(a·x + b) by Newton's method (the negative
+    log-likelihood is convex in (a, b)). Separable data (every positive above every negative, where
+    a diverges) or a fit that does not rank positives higher (a ≤ 0) falls back to a =
+    `fallback_scale` with b fitted alone."""
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def nll(p: np.ndarray) -> float:
+        z = p[0] * x + p[1]
+        return float(-(y * log_expit(z) + (1 - y) * log_expit(-z)).mean())
+
+    def grad(p: np.ndarray) -> np.ndarray:
+        r = expit(p[0] * x + p[1]) - y
+        return np.array([(r * x).mean(), r.mean()])
+
+    def hess(p: np.ndarray) -> np.ndarray:
+        w = expit(p[0] * x + p[1])
+        w = w * (1 - w)
+        return np.array([[(w * x * x).mean(), (w * x).mean()], [(w * x).mean(), w.mean()]])
+
+    a0 = fallback_scale
+    b0 = -a0 * float(x.mean())
+    positives, negatives = x[y > 0.5], x[y <= 0.5]
+    separable = len(positives) == 0 or len(negatives) == 0 or positives.min() > negatives.max()
+    if not separable:
+        fit = minimize(nll, np.array([a0, b0]), jac=grad, hess=hess, method="trust-exact", options={"gtol": 1e-10})
+        a, b = (float(v) for v in fit.x)
+        if fit.success and a > 0:
+            return a, b
+    one = minimize(lambda q: nll(np.array([a0, q[0]])), np.array([b0]), jac=lambda q: grad(np.array([a0, q[0]]))[1:],
+                   method="BFGS")
+    return a0, float(one.x[0])
 
 
 @torch.no_grad()
@@ -221,7 +306,7 @@ def validate_two_stage(first: RetrievalModel, reranker: Any, frozen: FrozenPairs
     def rescore(q: np.ndarray, g: np.ndarray) -> np.ndarray:
         return reranker.score_pairs(t.select(torch.as_tensor(q)), v.select(torch.as_tensor(g))).double().cpu().numpy()
 
-    final = two_stage_scores(first_qg, k, rescore)
+    final = two_stage_scores(first_qg, k, rescore, first_weight=reranker.merge_weight)
     return {"t2v": retrieval_metrics(final, gt)["t2v"], "first_stage_t2v": retrieval_metrics(first_qg, gt)["t2v"]}
 
 
@@ -308,23 +393,25 @@ def _train_rerank(
     for turn in range(dist.world):  # rank 0 decodes and freezes (cached); the others then find both done
         if turn == dist.rank:
             decode_clips(both, spec, store, workers=train_cfg.workers, progress=progress)
-            train_frozen = cached_freeze(first, load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False),
-                                         dev, cache, sha)
-            val_frozen = None
-            if val_m:
-                val_frozen = cached_freeze(first, load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False),
-                                           dev, cache, sha)
+            train_frozen = frozen_from_store(first, train_m, spec, store, train_cfg.workers, dev, cache, sha)
+            val_frozen = frozen_from_store(first, val_m, spec, store, train_cfg.workers, dev, cache, sha) if val_m else None
         dist.barrier()
     width = int(train_frozen.frame_tokens.shape[-1])
     if int(train_frozen.text_tokens.shape[-1]) != width:
         raise TvrError(f"{first_stage}: text tokens ({train_frozen.text_tokens.shape[-1]}) and frame tokens ({width}) differ in width")
     if not resume:
         model_cfg = replace(model_cfg, width=width)
+        if getattr(model_cfg, "residual", False):
+            scale, bias = calibrate_first_stage(first, train_frozen, train_cfg)
+            model_cfg = replace(model_cfg, first_stage_scale=scale)
     if model_cfg.width != width:
         raise TvrError(f"{run_dir}: re-ranker width {model_cfg.width} does not fit the first stage's tokens ({width})")
 
     torch.manual_seed(train_cfg.seed)  # parameter init
     model = build(method, model_cfg).to(dev)
+    if not resume and getattr(model_cfg, "residual", False):
+        with torch.no_grad():
+            model.head.bias.fill_(bias)
     run_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
     extra = {
