@@ -2,8 +2,10 @@
 
 The two-stage merge is final = first + rerank over each query's top K (`tvr.postproc.two_stage`),
 with `first` the first stage's cosine and `rerank` the re-ranker's logit. This evaluates a finished
-re-ranker with the cosine multiplied by w before the sum, for several w (1 = today's merge; the first
-stage's own logit scale = the scale it was trained at), on the validation and test splits:
+re-ranker with the cosine multiplied by w before the sum, for several w (1 = the paper's merge, which
+a stand-alone re-ranker uses; the first stage's own logit scale = the scale it was trained at), on the
+validation and test splits. It probes stand-alone re-rankers: a residual one (`model.residual`, the
+default now) was trained with its own weight, `merge_weight`, and is merged with it:
 
     python bench/rerank_merge_scale.py --first-stage runs/synth-bench-g4/seqTransf-video-init-e8 \
         --rerank runs/synth-bench-g4/crosstvr-seqTransf-video-init

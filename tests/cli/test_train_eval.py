@@ -137,11 +137,19 @@ def test_train_and_eval_close_a_frame_store_they_read_from_disk(run_cli, world, 
     held = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--json")
     assert held.exit_code == 0, held.stderr
     monkeypatch.setattr(tvr.data.clips, "PRELOAD_LIMIT_BYTES", 0)
+    closed: list[bool] = []  # the command closes the store itself: reference counting would close it too, later
+    real_close = tvr.data.clips.Clips.close
+
+    def close(self) -> None:
+        closed.append(self._store is not None)
+        real_close(self)
+
+    monkeypatch.setattr(tvr.data.clips.Clips, "close", close)
     before = _open_files_under(trained / FRAMES_DIR)
     streamed = run_cli("eval", world / "w" / "all.jsonl", "--checkpoint", trained, "--json")
     assert streamed.exit_code == 0, streamed.stderr
     assert json.loads(streamed.stdout)["t2v"] == json.loads(held.stdout)["t2v"]
-    assert _open_files_under(trained / FRAMES_DIR) == before
+    assert _open_files_under(trained / FRAMES_DIR) == before and True in closed
     out = tmp_path / "run"
     r = run_cli("train", world / "w" / "all.jsonl", "--method", METHOD, "--config", world / "tiny.json", "--epochs", "1",
                 "--out", out, "--quiet")

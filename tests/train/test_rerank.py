@@ -140,3 +140,16 @@ def test_fit_logistic_falls_back_to_the_given_scale(flip):
     grid = np.linspace(-30, 30, 60001)  # b alone, by brute force
     best = grid[np.argmin([_nll(12.0, g, x, y) for g in grid])]
     assert abs(b - best) < 2e-3
+
+
+def test_fit_logistic_caps_the_scale_of_nearly_separable_data():
+    from tvr.train.rerank_trainer import fit_logistic
+
+    x = np.concatenate([np.linspace(0.0, 0.2, 100), np.linspace(0.199, 0.4, 50)])
+    y = np.concatenate([np.zeros(100), np.ones(50)])  # the lowest positive sits below the highest negative
+    assert fit_logistic(x, y, fallback_scale=12.0, max_scale=1e9)[0] > 500  # uncapped, a runs away
+    a, b = fit_logistic(x, y, fallback_scale=12.0)
+    assert a == 100.0
+    grid = np.linspace(-100, 0, 100001)
+    best = grid[np.argmin([_nll(100.0, g, x, y) for g in grid])]
+    assert abs(b - best) < 2e-3

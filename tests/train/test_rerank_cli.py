@@ -163,7 +163,7 @@ def test_rerank_batches_follow_the_hard_negative_setting(world, tmp_path):
     assert any(not np.array_equal(weights[1.0][k].numpy(), ref[k].numpy()) for k in ref)
 
 
-def test_residual_reranker_starts_from_its_calibrated_first_stage(world, tmp_path):
+def test_residual_reranker_starts_from_its_calibrated_first_stage(world, tmp_path, monkeypatch):
     """A residual re-ranker records the first stage's logistic calibration, its first loss is the
     calibrated first stage's BCE, and untrained it ranks exactly as the first stage does."""
     import torch
@@ -206,6 +206,18 @@ def test_residual_reranker_starts_from_its_calibrated_first_stage(world, tmp_pat
     y = torch.cat([torch.ones(len(caps)), torch.zeros(2 * len(caps))]).double()
     want = F.binary_cross_entropy_with_logits(a * x + b, y)  # the calibrated first stage alone
     assert float(got.detach()) == pytest.approx(float(want), rel=1e-5)
+    # with order negatives, each order caption's own clip (halves swapped) is scored at its unswapped first-stage logit
+    from tvr.train.order_negatives import order_rows
+
+    caps_all = [frozen.pairs.entries[c].caption for c in caps]
+    ordered = order_rows(caps_all, frozen.frame_mask[torch.as_tensor(rows)].sum(1).tolist())
+    assert ordered, caps_all  # the check below needs an order caption in the batch
+    got = batch_loss(fresh, frozen, caps, rows, first, np.random.default_rng([train_cfg.seed, 0, 0]), torch.device("cpu"),
+                     order_weight=2.0)
+    swapped = cos[ordered, ordered].double()
+    total = F.binary_cross_entropy_with_logits(a * x + b, y, reduction="sum") + 2.0 * F.binary_cross_entropy_with_logits(
+        a * swapped + b, torch.zeros(len(ordered), dtype=torch.float64), reduction="sum")
+    assert float(got.detach()) == pytest.approx(float(total) / (len(y) + len(ordered)), rel=1e-5)
 
     texts = [e.caption for e in pairs.entries]
     first_qg = first.similarity(frozen.first_text, frozen.first_video).double().numpy()
@@ -213,6 +225,40 @@ def test_residual_reranker_starts_from_its_calibrated_first_stage(world, tmp_pat
                              first_weight=fresh.merge_weight)
     np.testing.assert_array_equal(np.argsort(-final, axis=1, kind="stable")[:, :5],
                                   np.argsort(-first_qg, axis=1, kind="stable")[:, :5])
+    # eval and the trainer's validation merge on the same scale: a · first + the re-ranker's score
+    from tvr.eval.evaluate import apply_two_stage
+    from tvr.eval.metrics import retrieval_metrics
+    from tvr.postproc.two_stage import TwoStage
+    from tvr.train.rerank_trainer import validate_two_stage
+
+    gain = [1.0]
+
+    def spread(self, t, v):  # a deterministic score of each pair
+        return gain[0] * (t.pooled * v.pooled).sum(-1)
+
+    monkeypatch.setattr(type(fresh), "score_pairs", spread)
+    gt = [int(r) for r in frozen.pairs.video_rows]
+    scorer = rerank_pairs_scorer(first, fresh, texts, pairs.clips, "cpu")
+    every = np.arange(first_qg.size)
+    gain[0] = a * first_qg.std() / scorer(every // first_qg.shape[1], every % first_qg.shape[1]).std()  # as spread as a · first
+    want = two_stage_scores(first_qg, 5, scorer, first_weight=a)
+    unweighted = two_stage_scores(first_qg, 5, scorer)
+    assert not np.array_equal(np.argsort(-want, axis=1)[:, :5], np.argsort(-unweighted, axis=1)[:, :5])  # sensitive
+    _, final = apply_two_stage({"t2v": {}}, TwoStage(fresh, 5, "rr"), first, texts, pairs.clips, first_qg, gt, "cpu")
+    np.testing.assert_allclose(final, want)
+    val = validate_two_stage(first, fresh, frozen, torch.device("cpu"), 5)
+    assert val["t2v"] == retrieval_metrics(want, gt)["t2v"]
+    assert val["t2v"] != retrieval_metrics(unweighted, gt)["t2v"]
+
+    monkeypatch.undo()  # the re-ranker scores pairs itself again
+
+    # a residual run resumes from its config (the recorded slope) and weights
+    assert main(["train", str(world / "w" / "all.jsonl"), "--method", "crosstvr", "--out", str(tmp_path / "rr"),
+                 "--resume", "--epochs", "2", "--quiet"]) == 0
+    resumed, _, _ = load_reranker(tmp_path / "rr")
+    assert resumed.config.first_stage_scale == reranker.config.first_stage_scale
+    assert [json.loads(x)["epoch"] for x in (tmp_path / "rr" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
     # search merges on the same scale: with a zero correction, every shown score is a × the first stage's
     from tvr.index.rerank_searcher import RerankSearcher
     from tvr.index.search import Searcher

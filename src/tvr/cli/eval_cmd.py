@@ -78,11 +78,11 @@ def register(app: typer.Typer) -> None:
                 raise TvrError(f"--postproc {postproc} needs a querybank: pass --querybank MANIFEST ({manifest} has no train captions)")
         store = checkpoint / FRAMES_DIR
         pairs = load_pairs(part, model.input_spec(), store, workers=workers, progress=not json_out)
-        coverage = coverage_of(part, pairs, store)
-        if coverage.partial:
-            # plain print: one line, never wrapped to the terminal's width
-            print(f"warning: {coverage.warning()}", file=sys.stderr)
         try:
+            coverage = coverage_of(part, pairs, store)
+            if coverage.partial:
+                # plain print: one line, never wrapped to the terminal's width
+                print(f"warning: {coverage.warning()}", file=sys.stderr)
             report = evaluate_model(model, pairs, device=dev, postproc=postproc, querybank_texts=qb_texts,
                                     split=None if m.splits() == {None} else split, ranks_out=ranks_out,
                                     rerank=two_stage, coverage=coverage, report_html=report_html, run_dir=checkpoint,

@@ -137,7 +137,7 @@ class RerankSearcher:
                 videos = VideoEmb(v_mask.float().mean(1, keepdim=True), frame_mask=v_mask, tokens=v_tok)
                 second = self.reranker.score_pairs(text_emb.select([q] * len(head)), videos).double().cpu().numpy()
                 self.pairs_scored += len(head)
-                weight = getattr(self.reranker, "merge_weight", 1.0)  # the first stage's logit scale when residual
+                weight = getattr(self.reranker, "merge_weight", 1.0)  # the calibrated slope when residual
                 first = np.array([h.score for h in head]) * weight
                 final = first + second
                 order = top_k_candidates(final[None, :], len(head))[0]

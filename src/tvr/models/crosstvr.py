@@ -13,8 +13,9 @@ per frame, and scores (text, video) pairs:
 Spatial and temporal blocks share parameters when `share_blocks` (the paper's choice).
 
 With `residual`, the re-ranker learns a correction to the first stage instead of a match score of
-its own: training scores a pair with (first-stage cosine × `first_stage_scale`, the frozen first
-stage's logit scale) + the head's logit, and the two-stage merge adds the head's logit to the same
+its own: training scores a pair with (first-stage cosine × `first_stage_scale`, the slope of the
+frozen first stage's logistic calibration, fitted by the trainer) + the head's logit, and the
+two-stage merge adds the head's logit to the same
 scaled first-stage score (`merge_weight`). Training's objective is then the merged score that ranks
 the candidates, and the head starts at zero, so an untrained re-ranker ranks as its first stage does.
 """
@@ -52,7 +53,7 @@ class CrossTvrConfig(ModelConfig):
     share_blocks: bool = True  # spatial and temporal modules use the same blocks [paper: shared]
     dropout: float = 0.0
     residual: bool = False  # learn a correction to the first stage's logit (module docstring)
-    first_stage_scale: float = 1.0  # the first stage's logit scale, recorded by the trainer when residual
+    first_stage_scale: float = 1.0  # slope of the first stage's logistic calibration, fitted by the trainer when residual
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,6 +1,7 @@
 """Two-stage scoring (CrossTVR, DESIGN §3): a first stage picks top-K candidates, a re-ranker rescores them.
 
-final(q, g) = first(q, g) + rerank(q, g) for the K candidates of q; every other item is shifted
+final(q, g) = w · first(q, g) + rerank(q, g) for the K candidates of q (w = 1 for the paper's merge,
+the calibrated slope for a residual re-ranker: its `merge_weight`); every other item is shifted
 below the lowest candidate while keeping its first-stage order (so ranks past K, MdR and MnR stay
 meaningful). Post-processing (IS/DIS/…) belongs to the first stage: pass its output as `first_qg`.
 The re-ranker is called on exactly n_queries × K pairs, whatever the gallery size.
@@ -42,7 +43,7 @@ def two_stage_scores(
     `rescore(q_rows, g_rows)` returns the re-ranker's score of each (query, gallery) pair; it is
     called on ceil(n_q·K / chunk) chunks, never on a non-candidate. A candidate's final score is
     `first_weight` × its first-stage score + the re-ranker's (the re-ranker's `merge_weight`: 1 for
-    the paper's merge, the first stage's logit scale for a residual re-ranker).
+    the paper's merge, the slope of the first stage's calibration for a residual re-ranker).
     """
     if not (np.isfinite(first_weight) and first_weight > 0):
         raise ValueError(f"first_weight must be a positive number, got {first_weight}")

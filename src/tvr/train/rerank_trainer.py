@@ -24,6 +24,7 @@ merge at search time adds it to the same a · cosine (`tvr.models.crosstvr`).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,7 +37,7 @@ from torch.nn import functional as F
 from tvr.data.pairs import PairSet, decode_clips, load_pairs
 from tvr.errors import TvrError
 from tvr.io.manifest import Manifest, read_manifest
-from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
+from tvr.models.base import MAX_LOGIT_SCALE, RetrievalModel, TextEmb, VideoEmb
 from tvr.models.crosstvr import frozen_frame_tokens, frozen_text_tokens, text_emb_from_tokens, video_emb_from_tokens
 from tvr.models.registry import build, config_from_dict, first_stage_sha, load_model, lookup, make_config
 from tvr.train.checkpoint import (
@@ -243,6 +244,8 @@ def calibrate_first_stage(first: RetrievalModel, frozen: FrozenPairs, cfg: Train
     is 0.64), and the bias, moving at the optimiser's pace, took epochs to recover."""
     xs, ys = [], []
     for b, (caps, rows) in enumerate(batches_for_epoch(frozen.pairs, cfg, 0)):
+        if len(caps) < 2:  # no negative to draw (a one-video set fails with its own message later)
+            continue
         caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
         cosine = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)).float().cpu()
         captions = [frozen.pairs.entries[c].caption for c in caps]
@@ -252,14 +255,17 @@ def calibrate_first_stage(first: RetrievalModel, frozen: FrozenPairs, cfg: Train
         every = np.arange(len(caps))
         xs += [cosine[every, every].numpy(), cosine[neg_t, every].numpy(), cosine[every, neg_v].numpy()]
         ys += [np.ones(len(caps)), np.zeros(2 * len(caps))]
+    if not xs:
+        return float(first.scale()), -math.log(2.0)
     return fit_logistic(np.concatenate(xs), np.concatenate(ys), fallback_scale=float(first.scale()))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, fallback_scale: float) -> tuple[float, float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray, fallback_scale: float, max_scale: float = MAX_LOGIT_SCALE) -> tuple[float, float]:
     """Maximum-likelihood (a, b) of P(y = 1) = σ(a·x + b) by Newton's method (the negative
     log-likelihood is convex in (a, b)). Separable data (every positive above every negative, where
     a diverges) or a fit that does not rank positives higher (a ≤ 0) falls back to a =
-    `fallback_scale` with b fitted alone."""
+    `fallback_scale` with b fitted alone. Nearly separable data drives a towards infinity too: a is
+    capped at `max_scale` (CLIP's largest logit scale), with b refitted for it."""
     from scipy.optimize import minimize
     from scipy.special import expit, log_expit
 
@@ -285,8 +291,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, fallback_scale: float) -> tuple[f
     if not separable:
         fit = minimize(nll, np.array([a0, b0]), jac=grad, hess=hess, method="trust-exact", options={"gtol": 1e-10})
         a, b = (float(v) for v in fit.x)
-        if fit.success and a > 0:
+        if fit.success and 0 < a <= max_scale:
             return a, b
+        if a > max_scale:
+            a0 = max_scale
+            b0 = -a0 * float(x.mean())
     one = minimize(lambda q: nll(np.array([a0, q[0]])), np.array([b0]), jac=lambda q: grad(np.array([a0, q[0]]))[1:],
                    method="BFGS")
     return a0, float(one.x[0])

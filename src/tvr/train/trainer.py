@@ -187,8 +187,9 @@ def _train(
         init_record = saved.get("training", {}).get("init")
     spec = model.input_spec()
     train_pairs = load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False)
-    val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
+    val_pairs = None
     try:
+        val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
         return _fit(method, run_dir, manifest_path, manifest, model, train_cfg, preset, pretrain_record, init_record, state,
                     train_m, train_pairs, val_pairs, dev, resume, progress, dist, t0)
     finally:  # a set too large to preload reads its frame store until here
