@@ -276,3 +276,15 @@ def test_residual_reranker_starts_from_its_calibrated_first_stage(world, tmp_pat
             np.testing.assert_allclose([x.score for x in h[:3]], [a * x.score for x in p[:3]], rtol=1e-6)
     finally:
         searcher.close()
+
+
+def test_a_one_video_training_set_is_one_line_for_a_residual_reranker(run_cli, world, tmp_path):
+    lines = [json.loads(x) for x in (world / "w" / "all.jsonl").read_text().splitlines() if x.strip()]
+    one = [dict(e, split="train") for e in lines if e["video"] == lines[0]["video"]]
+    manifest = world / "w" / "one-video.jsonl"
+    manifest.write_text("".join(json.dumps(e) + "\n" for e in one))
+    config = tmp_path / "residual.json"
+    config.write_text(json.dumps({"preset": "tiny", "model": {"layers": 1, "heads": 2, "num_queries": 2, "residual": True},
+                                  "train": {"epochs": 1, "batch_size": 4}}))
+    one_line_error(run_cli("train", manifest, "--method", "crosstvr", "--first-stage", world / "first", "--out", tmp_path / "rr",
+                           "--config", config), "fewer than 2 decodable training videos")
