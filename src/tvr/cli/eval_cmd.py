@@ -77,8 +77,7 @@ def register(app: typer.Typer) -> None:
             if not qb_texts:
                 raise TvrError(f"--postproc {postproc} needs a querybank: pass --querybank MANIFEST ({manifest} has no train captions)")
         store = checkpoint / FRAMES_DIR
-        pairs = load_pairs(part, model.input_spec(), store, workers=workers, progress=not json_out)
-        try:
+        with load_pairs(part, model.input_spec(), store, workers=workers, progress=not json_out) as pairs:
             coverage = coverage_of(part, pairs, store)
             if coverage.partial:
                 # plain print: one line, never wrapped to the terminal's width
@@ -87,8 +86,6 @@ def register(app: typer.Typer) -> None:
                                     split=None if m.splits() == {None} else split, ranks_out=ranks_out,
                                     rerank=two_stage, coverage=coverage, report_html=report_html, run_dir=checkpoint,
                                     beta=beta, k=k)
-        finally:  # a set too large to preload reads its frame store until here
-            pairs.clips.close()
         if json_out:
             print_json(report)
             return

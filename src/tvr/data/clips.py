@@ -78,3 +78,9 @@ class Clips:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    def __enter__(self) -> Clips:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

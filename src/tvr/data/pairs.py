@@ -24,6 +24,13 @@ class PairSet:
     clips: Clips
     skipped: tuple[str, ...]  # store keys that failed to decode
 
+    def __enter__(self) -> PairSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Closes the clips' frame store: a set too large to preload reads it until here."""
+        self.clips.close()
+
     def captions_of_video(self) -> list[list[int]]:
         out: list[list[int]] = [[] for _ in range(len(self.clips))]
         for i, r in enumerate(self.video_rows):

@@ -147,11 +147,8 @@ def frozen_from_store(first: RetrievalModel, manifest: Manifest, spec: Any, stor
                       cache_dir: Path, sha: str) -> FrozenPairs:
     """`cached_freeze` of a manifest's decoded clips; the frames are closed once frozen (training
     reads only the frozen tokens and embeddings, never a frame)."""
-    pairs = load_pairs(manifest, spec, store, workers=workers, progress=False)
-    try:
+    with load_pairs(manifest, spec, store, workers=workers, progress=False) as pairs:
         return cached_freeze(first, pairs, device, cache_dir, sha)
-    finally:
-        pairs.clips.close()
 
 
 def sample_hard_negatives(
@@ -179,6 +176,20 @@ def sample_hard_negatives(
     return neg_text_for_video, neg_video_for_text
 
 
+@torch.no_grad()
+def first_stage_draws(
+    first: RetrievalModel, frozen: FrozenPairs, caps: list[int], rows: list[int], rng: np.random.Generator
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(the batch's first-stage cosines [B, B] on the CPU, the hard negative caption of each video,
+    the hard negative video of each caption): the draws of one training batch (`sample_hard_negatives`
+    over the first stage's logits)."""
+    caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
+    cosine = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)).float().cpu()
+    captions = [frozen.pairs.entries[c].caption for c in caps]
+    neg_t, neg_v = sample_hard_negatives(cosine * first.scale().cpu(), captions, rng)
+    return cosine, neg_t, neg_v
+
+
 def batch_loss(
     reranker: Any, frozen: FrozenPairs, caps: list[int], rows: list[int], first: RetrievalModel, rng: np.random.Generator,
     device: torch.device, dist: Dist = Dist(), order_weight: float = 0.0,
@@ -191,12 +202,8 @@ def batch_loss(
     from tvr.train.order_negatives import order_rows, swap_frames
 
     caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
-    with torch.no_grad():
-        cosine = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)).float().cpu()
-        logits = cosine * first.scale().cpu()
+    cosine, neg_t, neg_v = first_stage_draws(first, frozen, caps, rows, rng)  # the whole batch's, the same on every rank
     residual = bool(getattr(reranker.config, "residual", False))
-    captions = [frozen.pairs.entries[c].caption for c in caps]
-    neg_t, neg_v = sample_hard_negatives(logits, captions, rng)  # the whole batch's, the same on every rank
     mine = np.array(dist.local_slice(list(range(len(caps)))), dtype=np.int64)
     text_idx = np.concatenate([mine, neg_t[mine], mine])  # positions within the batch
     video_idx = np.concatenate([mine, mine, neg_v[mine]])
@@ -213,7 +220,7 @@ def batch_loss(
         scores = scores + (cosine[text_idx, video_idx] * reranker.merge_weight).to(device)
     if order_weight > 0:
         frames = frozen.frame_mask[rows_t].sum(1).tolist()
-        every = order_rows(captions, frames)  # the global batch's: the pair count every rank divides by
+        every = order_rows([frozen.pairs.entries[c].caption for c in caps], frames)  # the global batch's: the pair count every rank divides by
         n_pairs += len(every)
         ordered = np.array(sorted(set(every) & set(mine.tolist())), dtype=np.int64)
         if len(ordered):
@@ -246,11 +253,8 @@ def calibrate_first_stage(first: RetrievalModel, frozen: FrozenPairs, cfg: Train
     for b, (caps, rows) in enumerate(batches_for_epoch(frozen.pairs, cfg, 0)):
         if len(caps) < 2:  # no negative to draw (a one-video set fails with its own message later)
             continue
-        caps_t, rows_t = torch.as_tensor(caps), torch.as_tensor(rows)
-        cosine = first.similarity(frozen.first_text.select(caps_t), frozen.first_video.select(rows_t)).float().cpu()
-        captions = [frozen.pairs.entries[c].caption for c in caps]
         rng = np.random.default_rng([cfg.seed, 0, b])  # the first epoch's draws, as `batch_loss` makes them
-        neg_t, neg_v = sample_hard_negatives(cosine * first.scale().cpu(), captions, rng)
+        cosine, neg_t, neg_v = first_stage_draws(first, frozen, caps, rows, rng)
         cosine = cosine.double()
         every = np.arange(len(caps))
         xs += [cosine[every, every].numpy(), cosine[neg_t, every].numpy(), cosine[every, neg_v].numpy()]
@@ -408,19 +412,20 @@ def _train_rerank(
     width = int(train_frozen.frame_tokens.shape[-1])
     if int(train_frozen.text_tokens.shape[-1]) != width:
         raise TvrError(f"{first_stage}: text tokens ({train_frozen.text_tokens.shape[-1]}) and frame tokens ({width}) differ in width")
+    start_bias = None  # a new residual re-ranker's head bias: the first stage's calibration
     if not resume:
         model_cfg = replace(model_cfg, width=width)
         if getattr(model_cfg, "residual", False):
-            scale, bias = calibrate_first_stage(first, train_frozen, train_cfg)
+            scale, start_bias = calibrate_first_stage(first, train_frozen, train_cfg)
             model_cfg = replace(model_cfg, first_stage_scale=scale)
     if model_cfg.width != width:
         raise TvrError(f"{run_dir}: re-ranker width {model_cfg.width} does not fit the first stage's tokens ({width})")
 
     torch.manual_seed(train_cfg.seed)  # parameter init
     model = build(method, model_cfg).to(dev)
-    if not resume and getattr(model_cfg, "residual", False):
+    if start_bias is not None:
         with torch.no_grad():
-            model.head.bias.fill_(bias)
+            model.head.bias.fill_(start_bias)
     run_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
     extra = {

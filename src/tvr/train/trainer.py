@@ -11,6 +11,7 @@ machine reproduces the uninterrupted run's weights exactly.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -186,16 +187,11 @@ def _train(
     if resume:
         init_record = saved.get("training", {}).get("init")
     spec = model.input_spec()
-    train_pairs = load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False)
-    val_pairs = None
-    try:
-        val_pairs = load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False) if val_m else None
+    with ExitStack() as sets:  # a set too large to preload reads its frame store until the end
+        train_pairs = sets.enter_context(load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False))
+        val_pairs = sets.enter_context(load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False)) if val_m else None
         return _fit(method, run_dir, manifest_path, manifest, model, train_cfg, preset, pretrain_record, init_record, state,
                     train_m, train_pairs, val_pairs, dev, resume, progress, dist, t0)
-    finally:  # a set too large to preload reads its frame store until here
-        for pairs in (train_pairs, val_pairs):
-            if pairs is not None:
-                pairs.clips.close()
 
 
 def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_cfg: Any, train_cfg: TrainConfig, train_m: Manifest,
