@@ -42,6 +42,33 @@ def evaluate(first_dir: Path, data: Path, rerank_dir: Path | None, ks: list[int]
     return out
 
 
+def ensure_train_world(path: Path, videos: int, seed: int) -> None:
+    """Render the stacking world once, as `train.init: "synthetic-videos"` renders its own: train
+    scenes only, every colour-shape pair allowed, the benchmark's frame size, length and rate."""
+    from tvr.synth.generate import RenderConfig, generate
+    from tvr.synth.world import WorldConfig
+    from tvr.train.video_pretrain import RENDER_FPS, RENDER_SECONDS, RENDER_SIZE, WORLD_GROUP_SIZE
+
+    if (path / "train.jsonl").is_file():
+        return
+    world = WorldConfig(videos=videos, seed=seed, val_fraction=0.0, test_fraction=0.0, heldout_pairs=0,
+                        group_size=WORLD_GROUP_SIZE)
+    generate(path, world, RenderConfig(size=RENDER_SIZE, seconds=RENDER_SECONDS, fps=RENDER_FPS), force=True)
+
+
+def stacking_manifest(train_world: Path, data: Path, out: Path) -> Path:
+    """A manifest of `train_world`'s train split and `data`'s val split, videos by absolute path."""
+    lines = []
+    for world, split in ((train_world, "train"), (data, "val")):
+        for line in (world / f"{split}.jsonl").read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                entry["video"] = str((world / entry["video"]).resolve())
+                lines.append(json.dumps(entry | {"split": split}))
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    return out
+
+
 def markdown(doc: dict[str, Any]) -> str:
     head = ["run", "K", "R@1", "R@5", "R@10", "MdR"] + [f"R@1 {t}" for t in TAGS] + [f"R@5 {t}" for t in ("small", "order")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -71,6 +98,10 @@ def main() -> None:
     ap.add_argument("--run", action="append", default=[], help="NAME=CONFIG.json (method crosstvr)")
     ap.add_argument("--first-stage", type=Path, default=Path("runs/synth-bench-g4/meanP"))
     ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"))
+    ap.add_argument("--train-data", type=Path, default=None,
+                    help="a world whose train split the re-rankers train on (default: --data's); rendered if absent")
+    ap.add_argument("--train-videos", type=int, default=1200, help="videos of a --train-data world rendered here")
+    ap.add_argument("--train-seed", type=int, default=7919, help="seed of a --train-data world rendered here")
     ap.add_argument("--runs-dir", type=Path, default=Path("runs/synth-bench-g4"))
     ap.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     ap.add_argument("--ks", type=int, nargs="+", default=[15])
@@ -83,19 +114,24 @@ def main() -> None:
         doc = {"runs": {}}  # another first stage: a new table (the old one is in git)
     doc.update({"benchmark": "rerank_synthetic", "first_stage_dir": str(args.first_stage),
                 "first_stage_name": args.first_stage.name, "epochs": args.epochs})
+    if args.train_data is not None:
+        ensure_train_world(args.train_data, args.train_videos, args.train_seed)
     doc["first_stage"] = evaluate(args.first_stage, args.data, None, args.ks, args.device)
     atomic_write_json(args.out, doc)
     for item in args.run:
         name, _, config = item.partition("=")
         run_dir = args.runs_dir / f"crosstvr-{name}"
         t0 = time.monotonic()
+        manifest = args.data / "all.jsonl"
+        if args.train_data is not None:
+            manifest = stacking_manifest(args.train_data, args.data, args.runs_dir / f"crosstvr-{name}.manifest.jsonl")
         if not finished(run_dir, args.epochs):
-            train_rerank(args.data / "all.jsonl", "crosstvr", run_dir, first_stage=args.first_stage,
+            train_rerank(manifest, "crosstvr", run_dir, first_stage=args.first_stage,
                          config_file=Path(config) if config else None, epochs=args.epochs, device=args.device,
                          resume=has_checkpoint(run_dir), progress=True)
         history = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
         doc["runs"][name] = {
-            "config": config or None, "epochs": len(history), "train_wall_s_this_call": round(time.monotonic() - t0, 1),
+            "config": config or None, "train_data": str(args.train_data or args.data), "epochs": len(history), "train_wall_s_this_call": round(time.monotonic() - t0, 1),
             "selected_epoch": json.loads((run_dir / "config.json").read_text()).get("selected_epoch"),
             "epoch_s": [h.get("epoch_s") for h in history], "val": [h.get("val") for h in history],
             "results": evaluate(args.first_stage, args.data, run_dir, args.ks, args.device),

@@ -126,6 +126,24 @@ def test_fit_logistic_is_the_maximum_likelihood_fit():
     assert abs(a - 20) < 3 and abs(b + 7) < 1  # and near the parameters that drew the labels
 
 
+def test_fit_logistic_accepts_an_optimum_scipy_calls_a_bad_approximation():
+    """scipy's trust-exact ends with success False ("a bad approximation caused failure to predict
+    improvement") at this optimum, where float rounding hides any further gain: still the fit, not
+    the fallback. Scores as the first stage gives them, positives above the hard negatives."""
+    from scipy.optimize import minimize
+
+    from tvr.train.rerank_trainer import fit_logistic
+
+    rng = np.random.default_rng(3)
+    n = 4151
+    x = np.concatenate([rng.normal(0.607, 0.129, n), rng.normal(0.356, 0.155, 2 * n)]).astype(np.float32).astype(np.float64)
+    y = np.concatenate([np.ones(n), np.zeros(2 * n)])
+    a, b = fit_logistic(x, y, fallback_scale=17.4)
+    ref = minimize(lambda p: _nll(p[0], p[1], x, y), np.array([1.0, 0.0]), method="Nelder-Mead",
+                   options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 20000})
+    np.testing.assert_allclose([a, b], ref.x, rtol=1e-3, atol=1e-3)
+
+
 @pytest.mark.parametrize("flip", [False, True], ids=["separable", "inverted"])
 def test_fit_logistic_falls_back_to_the_given_scale(flip):
     from tvr.train.rerank_trainer import fit_logistic
