@@ -12,7 +12,8 @@ weights) on the test split's full score matrices and evaluates the sum overall a
 
 A fusion of inner-product members only must equal the `tvr ensemble` run of the same members
 (`bench/results/video_pretrain.json`); the script reports both when the ensemble run exists.
-Score matrices are cached per run under RUNS_DIR/NAME/fusion-scores-test.npy. Results are merged by
+Score matrices are cached per run under RUNS_DIR/NAME/fusion-scores-test.npy (recomputed when the
+run's weights are newer). Results are merged by
 fusion name into bench/results/score_fusion.json (+ .md).
 """
 
@@ -34,13 +35,13 @@ def run_scores(run_dir: Path, manifest: Path) -> tuple[np.ndarray, float, list[i
     import torch
 
     from tvr.models.encode import encode_clips, encode_texts, score_matrix
-    from tvr.models.registry import load_model
+    from tvr.models.registry import WEIGHTS_FILE, load_model
 
     model = load_model(run_dir, device="cpu")
     scale = float(model.scale().detach())
     with split_pairs(model, run_dir, manifest) as pairs:
         cache = run_dir / f"fusion-scores-{manifest.stem}.npy"
-        if cache.is_file():
+        if cache.is_file() and cache.stat().st_mtime_ns >= (run_dir / WEIGHTS_FILE).stat().st_mtime_ns:  # not stale
             scores = np.load(cache)
         else:
             with torch.no_grad():

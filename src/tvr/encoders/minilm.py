@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tvr.encoders.base import TextEncoder, TextFeatures
 from tvr.devices import resolve_device
+from tvr.encoders.base import TextEncoder, TextFeatures
 from tvr.encoders.registry import TEXT_ENCODERS
 from tvr.encoders.tokenizer import HFTokenizer
 from tvr.errors import TvrError

@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import torch
 
-from tvr.encoders.base import TextEncoder, TextFeatures
 from tvr.devices import resolve_device
+from tvr.encoders.base import TextEncoder, TextFeatures
 from tvr.encoders.clip import FrozenTowerEncoder, PreprocessInfo, encode_captions
 from tvr.encoders.clip_model import ClipModel, TextConfig, VisionConfig
 from tvr.encoders.registry import TEXT_ENCODERS, VIDEO_ENCODERS

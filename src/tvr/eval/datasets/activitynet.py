@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from tvr.errors import TvrError
 from tvr.eval.datasets.annotations import (
-    as_number_pair, get_field, get_number, get_string_list, infer_split, read_json,
+    as_number_pair,
+    get_field,
+    get_number,
+    get_string_list,
+    infer_split,
+    read_json,
 )
 from tvr.eval.datasets.paragraphs import Sentence, paragraph_entry
 from tvr.eval.datasets.registry import Benchmark, Converted, Sources, register

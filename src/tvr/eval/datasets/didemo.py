@@ -15,7 +15,12 @@ from pathlib import Path
 
 from tvr.errors import TvrError
 from tvr.eval.datasets.annotations import (
-    as_number_pair, get_field, get_text, infer_split, read_json, read_name_list,
+    as_number_pair,
+    get_field,
+    get_text,
+    infer_split,
+    read_json,
+    read_name_list,
 )
 from tvr.eval.datasets.paragraphs import Sentence, paragraph_entry
 from tvr.eval.datasets.registry import Benchmark, Converted, Sources, register
