@@ -21,6 +21,17 @@ def fmt(value: Any) -> str:
     return "–" if value is None else (f"{value:.1f}" if isinstance(value, float) else str(value))
 
 
+def metric_cells(result: dict[str, Any]) -> list[str]:
+    """The table cells of a `summarise`d result: t2v R@1, R@5, R@10, MdR, then R@1 per tag."""
+    return [fmt(result["t2v"][m]) for m in METRIC_KEYS] + [fmt(result["by_tag"].get(t, {}).get("R@1")) for t in TAGS]
+
+
+def markdown_rows(head: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table's lines: the header, its rule, then one line per row of cells."""
+    line = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+    return [line(head), "|" + "---|" * len(head), *map(line, rows)]
+
+
 def summarise(report: dict[str, Any], directions: tuple[str, ...] = ("t2v",)) -> dict[str, Any]:
     """The headline metrics of an `evaluate_model` report: each direction, and t2v per tag (with its size)."""
     out: dict[str, Any] = {d: {k: report[d][k] for k in METRIC_KEYS} for d in directions}

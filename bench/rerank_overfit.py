@@ -20,7 +20,6 @@ import argparse
 import json
 import resource
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +35,16 @@ def cpu_s() -> float:
 
 def main() -> None:
     from tvr.io.manifest import read_manifest
-    from tvr.models.registry import build, load_model, make_config
+    from tvr.models.registry import load_model, make_config
     from tvr.train.presets import resolve
-    from tvr.train.rerank_trainer import FROZEN_CACHE_DIR, batch_loss, calibrate_first_stage, first_stage_sha, frozen_from_store
+    from tvr.train.rerank_trainer import (
+        FROZEN_CACHE_DIR,
+        batch_loss,
+        build_reranker,
+        first_stage_sha,
+        frozen_from_store,
+        new_reranker_config,
+    )
     from tvr.train.trainer import FRAMES_DIR, batches_for_epoch, param_groups, split_for_training
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,16 +68,8 @@ def main() -> None:
     frozen = frozen_from_store(first, train_m, spec, first_dir / FRAMES_DIR, cfg.workers, dev, first_dir / FROZEN_CACHE_DIR,
                                first_stage_sha(first_dir))
     model_cfg = make_config("crosstvr", {**overrides, "num_frames": spec.num_frames, "image_size": spec.image_size}, where="config")
-    model_cfg = replace(model_cfg, width=int(frozen.frame_tokens.shape[-1]))
-    bias = None
-    if model_cfg.residual:
-        scale, bias = calibrate_first_stage(first, frozen, cfg)
-        model_cfg = replace(model_cfg, first_stage_scale=scale)
-    torch.manual_seed(cfg.seed)
-    model = build("crosstvr", model_cfg)
-    if bias is not None:
-        with torch.no_grad():
-            model.head.bias.fill_(bias)
+    model_cfg, bias = new_reranker_config(model_cfg, first, frozen, cfg)
+    model = build_reranker("crosstvr", model_cfg, cfg.seed, bias)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr)
     caps, rows = next(iter(batches_for_epoch(frozen.pairs, cfg, 0)))
     curve = []

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import METRIC_KEYS, TAGS, finished, fmt, split_pairs, summarise
+from benchlib import METRIC_KEYS, TAGS, finished, fmt, markdown_rows, metric_cells, split_pairs, summarise
 
 from tvr.atomic import atomic_write_json, atomic_write_text
 
@@ -70,24 +70,18 @@ def stacking_manifest(train_world: Path, data: Path, out: Path) -> Path:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    head = ["run", "K", "R@1", "R@5", "R@10", "MdR"] + [f"R@1 {t}" for t in TAGS] + [f"R@5 {t}" for t in ("small", "order")]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = ["run", "K", *METRIC_KEYS] + [f"R@1 {t}" for t in TAGS] + [f"R@5 {t}" for t in ("small", "order")]
 
-    def row(name: str, k: str, r: dict[str, Any]) -> str:
-        cells = [name, k] + [fmt(r["t2v"][m]) for m in METRIC_KEYS]
-        cells += [fmt(r["by_tag"].get(t, {}).get("R@1")) for t in TAGS]
-        cells += [fmt(r["by_tag"].get(t, {}).get("R@5")) for t in ("small", "order")]
-        return "| " + " | ".join(cells) + " |"
+    def row(name: str, k: str, r: dict[str, Any]) -> list[str]:
+        return [name, k, *metric_cells(r)] + [fmt(r["by_tag"].get(t, {}).get("R@5")) for t in ("small", "order")]
 
-    lines.append(row(f"first stage ({doc.get('first_stage_name', 'meanP')})", "–", doc["first_stage"]["first_stage"]))
+    rows = [row(f"first stage ({doc.get('first_stage_name', 'meanP')})", "–", doc["first_stage"]["first_stage"])]
     for name, run in doc["runs"].items():
-        for key, r in run["results"].items():
-            if key.startswith("K="):
-                lines.append(row(name, key[2:], r))
+        rows += [row(name, key[2:], r) for key, r in run["results"].items() if key.startswith("K=")]
     fs = doc["first_stage"]
-    lines.append(f"\nTest split: {fs['n_test_queries']} captions, {fs['n_test_videos']} videos. "
-                 "Each re-ranker keeps its epoch with the best validation R@1 (two-stage).")
-    return "\n".join(lines) + "\n"
+    note = (f"\nTest split: {fs['n_test_queries']} captions, {fs['n_test_videos']} videos. "
+            "Each re-ranker keeps its epoch with the best validation R@1 (two-stage).")
+    return "\n".join([*markdown_rows(head, rows), note]) + "\n"
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchlib import METRIC_KEYS, TAGS, fmt, split_pairs, summarise
+from benchlib import METRIC_KEYS, TAGS, markdown_rows, metric_cells, split_pairs, summarise
 
 from tvr.atomic import atomic_write_json, atomic_write_text
 
@@ -73,13 +73,9 @@ def fuse(members: list[Path], manifest: Path) -> dict[str, Any]:
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    head = ["fusion", "members", "R@1", "R@5", "R@10", "MdR"] + [f"R@1 {t}" for t in TAGS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, r in doc["fusions"].items():
-        cells = [name, str(len(r["members"]))] + [fmt(r["t2v"][m]) for m in METRIC_KEYS]
-        cells += [fmt(r["by_tag"].get(t, {}).get("R@1")) for t in TAGS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    head = ["fusion", "members", *METRIC_KEYS] + [f"R@1 {t}" for t in TAGS]
+    rows = [[name, str(len(r["members"])), *metric_cells(r)] for name, r in doc["fusions"].items()]
+    return "\n".join(markdown_rows(head, rows)) + "\n"
 
 
 def main() -> None:

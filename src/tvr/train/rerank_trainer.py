@@ -326,6 +326,27 @@ def validate_two_stage(first: RetrievalModel, reranker: Any, frozen: FrozenPairs
     return {"t2v": retrieval_metrics(final, gt)["t2v"], "first_stage_t2v": retrieval_metrics(first_qg, gt)["t2v"]}
 
 
+def new_reranker_config(model_cfg: Any, first: RetrievalModel, frozen: FrozenPairs, cfg: TrainConfig) -> tuple[Any, float | None]:
+    """A new run's re-ranker config, with the width of the frozen tokens and, when residual, the
+    slope of the first stage's calibration; and the head's starting bias (the calibration's b), or
+    None when not residual."""
+    model_cfg = replace(model_cfg, width=int(frozen.frame_tokens.shape[-1]))
+    if not getattr(model_cfg, "residual", False):
+        return model_cfg, None
+    scale, bias = calibrate_first_stage(first, frozen, cfg)
+    return replace(model_cfg, first_stage_scale=scale), bias
+
+
+def build_reranker(method: str, model_cfg: Any, seed: int, start_bias: float | None) -> Any:
+    """The re-ranker with its parameters drawn from `seed`, its head bias at `start_bias` if given."""
+    torch.manual_seed(seed)  # parameter init
+    model = build(method, model_cfg)
+    if start_bias is not None:
+        with torch.no_grad():
+            model.head.bias.fill_(start_bias)
+    return model
+
+
 def train_rerank(
     manifest_path: Path,
     method: str,
@@ -417,18 +438,10 @@ def _train_rerank(
         raise TvrError(f"{first_stage}: text tokens ({train_frozen.text_tokens.shape[-1]}) and frame tokens ({width}) differ in width")
     start_bias = None  # a new residual re-ranker's head bias: the first stage's calibration
     if not resume:
-        model_cfg = replace(model_cfg, width=width)
-        if getattr(model_cfg, "residual", False):
-            scale, start_bias = calibrate_first_stage(first, train_frozen, train_cfg)
-            model_cfg = replace(model_cfg, first_stage_scale=scale)
+        model_cfg, start_bias = new_reranker_config(model_cfg, first, train_frozen, train_cfg)
     if model_cfg.width != width:
         raise TvrError(f"{run_dir}: re-ranker width {model_cfg.width} does not fit the first stage's tokens ({width})")
-
-    torch.manual_seed(train_cfg.seed)  # parameter init
-    model = build(method, model_cfg).to(dev)
-    if start_bias is not None:
-        with torch.no_grad():
-            model.head.bias.fill_(start_bias)
+    model = build_reranker(method, model_cfg, train_cfg.seed, start_bias).to(dev)
     run_dir.mkdir(parents=True, exist_ok=True)
     optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
     extra = {
