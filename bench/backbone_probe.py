@@ -89,38 +89,23 @@ def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every:
     """Shape-check accuracy (%) on decoded test-video frames, by object size and surroundings."""
     from collections import defaultdict
 
-    from tvr.encoders.frames import pixel_scale
-    from tvr.io.decoded import DecodeSpec
-    from tvr.io.video import decode
-    from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
-    from tvr.synth.render import frame_times
-    from tvr.synth.stills import apart
-    from tvr.synth.world import SHAPES, ObjectSpec
+    from benchlib import test_frame_objects
 
-    scenes = [s for s in map(json.loads, (world / "scenes.jsonl").read_text().splitlines()) if s["split"] == "test"]
-    seconds, fps = (json.loads((world / "world.json").read_text())["render"][k] for k in ("seconds", "fps"))
-    times = frame_times(seconds, fps)
+    from tvr.encoders.frames import pixel_scale
+    from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
+    from tvr.synth.world import SHAPES, ObjectSpec
 
     def phrase(obj: ObjectSpec, shape: str | None = None) -> str:
         return f"a {SIZE_WORDS[obj.size][0]} {COLOUR_WORDS[obj.colour][0]} {SHAPE_WORDS[shape or obj.shape][0]}"
 
-    frames, checks, texts = [], [], []  # checks: (frame index, group, right shape, first of its 4 texts)
-    for scene in scenes[::every]:
-        objects = [ObjectSpec(**o) for o in scene["objects"]]
-        video = decode(world / "videos" / f"{scene['video_id']}{scene['extension']}", DecodeSpec(num_frames=8, size=pre.image_size))
-        for pixels, ts in zip(video.frames, video.timestamps_s):
-            t = times[min(int(round(ts * fps)), len(times) - 1)]
-            shown = [o for o in objects if o.t_start <= t < o.t_end]
-            for obj in shown:
-                others = [o for o in shown if o is not obj]
-                near = [o for o in others if not apart(o, obj)]  # closer than any two objects of a still
-                where = "beside" if near else "apart" if others else "alone"
-                checks.append((len(frames), f"{obj.size}_{where}", SHAPES.index(obj.shape), len(texts)))
-                texts += [phrase(obj, s) for s in SHAPES]
-                if obj.size == "small" and near:  # the same, naming its neighbour too, as captions do
-                    checks.append((len(frames), "small_beside_pair_text", SHAPES.index(obj.shape), len(texts)))
-                    texts += [f"{phrase(obj, s)} next to {phrase(near[0])}" for s in SHAPES]
-            frames.append(pixels)
+    frames, objects = test_frame_objects(world, pre.image_size, every)
+    checks, texts = [], []  # checks: (frame index, group, right shape, first of its 4 texts)
+    for frame, group, obj, near in objects:
+        checks.append((frame, group, SHAPES.index(obj.shape), len(texts)))
+        texts += [phrase(obj, s) for s in SHAPES]
+        if obj.size == "small" and near:  # the same, naming its neighbour too, as captions do
+            checks.append((frame, "small_beside_pair_text", SHAPES.index(obj.shape), len(texts)))
+            texts += [f"{phrase(obj, s)} next to {phrase(near[0])}" for s in SHAPES]
     mean, std = pixel_scale(pre.mean, pre.std)
     with torch.no_grad():
         txt = torch.cat([F.normalize(model.encode_text(*tokenizer(texts[i:i + 512], 32)), dim=-1)
@@ -130,7 +115,7 @@ def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every:
     right: dict[str, list[bool]] = defaultdict(list)
     for frame, group, shape, first in checks:
         right[group].append(int((txt[first:first + len(SHAPES)] @ img[frame]).argmax()) == shape)
-    return {"videos": len(scenes[::every]), "frames": len(frames), "chance": 25.0,
+    return {"videos": len(frames) // 8, "frames": len(frames), "chance": 25.0,
             "shape_R@1": {g: round(100 * float(np.mean(v)), 1) for g, v in sorted(right.items())},
             "n": {g: len(v) for g, v in sorted(right.items())}}
 

@@ -76,3 +76,34 @@ def finished_runs_parser(doc: str | None, benchmark: str) -> argparse.ArgumentPa
 def read_results(out: Path, benchmark: str) -> dict[str, Any]:
     """The results document at `out` (merged into by run name), or a new one."""
     return json.loads(out.read_text()) if out.is_file() else {"benchmark": benchmark, "runs": {}}
+
+
+def test_frame_objects(world: Path, image_size: int, every: int = 2) -> tuple[list[Any], list[tuple[int, str, Any, list[Any]]]]:
+    """8 decoded frames (at `image_size`) from every `every`-th test video of `world`, and for each
+    object visible in a frame (frame index, "SIZE_WHERE", the object, the objects beside it): WHERE is
+    "alone" in the frame, "apart" from the others, or "beside" another (closer than the stills'
+    spacing rule allows, judged from the start positions: a world "beside" pair moves together)."""
+    from tvr.io.decoded import DecodeSpec
+    from tvr.io.video import decode
+    from tvr.synth.render import frame_times
+    from tvr.synth.stills import apart
+    from tvr.synth.world import ObjectSpec
+
+    scenes = [s for s in map(json.loads, (world / "scenes.jsonl").read_text().splitlines()) if s["split"] == "test"]
+    seconds, fps = (json.loads((world / "world.json").read_text())["render"][k] for k in ("seconds", "fps"))
+    times = frame_times(seconds, fps)
+    frames: list[Any] = []
+    checks: list[tuple[int, str, Any, list[Any]]] = []
+    for scene in scenes[::every]:
+        objects = [ObjectSpec(**o) for o in scene["objects"]]
+        video = decode(world / "videos" / f"{scene['video_id']}{scene['extension']}", DecodeSpec(num_frames=8, size=image_size))
+        for pixels, ts in zip(video.frames, video.timestamps_s):
+            t = times[min(int(round(ts * fps)), len(times) - 1)]
+            shown = [o for o in objects if o.t_start <= t < o.t_end]
+            for obj in shown:
+                others = [o for o in shown if o is not obj]
+                near = [o for o in others if not apart(o, obj)]
+                where = "beside" if near else "apart" if others else "alone"
+                checks.append((len(frames), f"{obj.size}_{where}", obj, near))
+            frames.append(pixels)
+    return frames, checks

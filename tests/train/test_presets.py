@@ -16,6 +16,7 @@ def test_cpu_small_gives_each_method_its_measured_recipe():
     _, mmt, mmt_train, _ = resolve(None, "mmt")
     assert mmt["backbone"]["text_context"] == "none"  # MMT reads captions with its own MiniLM
     assert mmt["loss"] == "infonce"  # measured: the margin loss stalls by epoch 3
+    assert mmt["experts"] == ["appearance", "motion", "audio", "objects"]  # measured: the objects expert lifts R@1
     assert mmt_train.init == "synthetic-videos" and mmt_train.epochs == 8  # measured: fine-tuned from itself pretrained
     assert seq_train.init == "synthetic-videos" and meanp_train.init == ""
     _, _, ts2net_train, _ = resolve(None, "ts2net")

@@ -1,10 +1,12 @@
-"""`tvr pretrain` — build the synthetic CLIP backbone the default presets fine-tune from, and (--method)
-a method pretrained on synthetic videos (`train.init: "synthetic-videos"`)."""
+"""`tvr pretrain` — build the synthetic CLIP backbone the default presets fine-tune from, (--method)
+a method pretrained on synthetic videos (`train.init: "synthetic-videos"`), or (--objects) the CNN of
+MMT's `objects` expert."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,6 +31,7 @@ def register(app: typer.Typer) -> None:
         attributes: Annotated[float | None, typer.Option("--attributes", help="Weight of the attribute loss: a linear read-out of the image embedding learns which (colour, shape, size) each still shows (default 0).")] = None,
         method: Annotated[str | None, typer.Option("--method", "-m", help="Also pretrain this method on synthetic videos, as `tvr train` does on first use when its train.init is \"synthetic-videos\" (the default of MMT, seqTransf, TS2-Net and ProST). Its recipe and backbone come from the preset or --config.")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="With --method: the `tvr train --config` file whose recipe to pretrain.")] = None,
+        objects: Annotated[bool, typer.Option("--objects", help="Build the `objects` expert's CNN (named \"synthetic-objects\" in model configs) instead of the backbone: it learns to name the (colour, shape, size) objects of rendered stills. Takes --out --steps --batch-size --lr --image-size --seed --beside (defaults 600, 128, 2e-3, 64, 0, 0.5).")] = False,
         force: Annotated[bool, typer.Option("--force", help="Rebuild even if the folder exists (it is replaced only when the new one is finished).")] = False,
         where: Annotated[bool, typer.Option("--where", help="Print the default backbone's folder and whether it is built; build nothing.")] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -41,7 +44,6 @@ def register(app: typer.Typer) -> None:
         in its own cache folder, or in --out.
         """
         import json
-        import shutil
 
         from tvr.cli.output import print_json
         from tvr.errors import TvrError
@@ -52,6 +54,10 @@ def register(app: typer.Typer) -> None:
         values = {"steps": steps, "batch_size": batch_size, "lr": lr, "image_size": image_size,
                   "patch_size": patch_size, "seed": seed, "foils": foils, "beside": beside, "twins": twins,
                   "attributes": attributes}
+        if objects:
+            _pretrain_objects(out, values, method=method, config=config, force=force, where=where, json_out=json_out,
+                              quiet=quiet)
+            return
         if method is not None:
             given = ["--out"] * (out is not None) + [f"--{k.replace('_', '-')}" for k, v in values.items() if v is not None]
             _pretrain_method(method, config, values_given=given + ["--force"] * force, where=where, json_out=json_out,
@@ -64,19 +70,7 @@ def register(app: typer.Typer) -> None:
         if where:
             _print_where(target, (target / INFO_FILE).is_file(), json_out)
             return
-        if force and target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)  # back in place if the build fails
-            try:
-                result = ensure_backbone(cfg, out=target, progress=not quiet)
-            except BaseException:
-                if not target.exists():
-                    old.rename(target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            result = ensure_backbone(cfg, out=target, progress=not quiet)
+        result = _rebuilt(target, force, lambda: ensure_backbone(cfg, out=target, progress=not quiet))
         info = json.loads((result.path / INFO_FILE).read_text(encoding="utf-8"))
         if json_out:
             print_json({"path": str(result.path), "built": result.built, "steps": result.steps,
@@ -88,6 +82,59 @@ def register(app: typer.Typer) -> None:
                 f"{verb}: {result.path}  ({info['steps']} steps, {info.get('build_wall_s', 0):.0f} s wall / "
                 f"{info.get('build_cpu_s', 0):.0f} CPU-s; held-out stills image→text R@1 {held.get('i2t_R@1', '–')})"
             )
+
+
+def _rebuilt(target: Path, force: bool, build: Callable[[], Any]) -> Any:
+    """`build()`, after moving an existing `target` aside when `force` (put back if the build fails)."""
+    import shutil
+
+    if not (force and target.exists()):
+        return build()
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    target.rename(old)
+    try:
+        result = build()
+    except BaseException:
+        if not target.exists():
+            old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return result
+
+
+def _pretrain_objects(out: Path | None, values: dict[str, Any], *, method: str | None, config: Path | None, force: bool,
+                      where: bool, json_out: bool, quiet: bool) -> None:
+    import json
+
+    from tvr.cli.output import print_json
+    from tvr.errors import TvrError
+    from tvr.progress import stderr_console
+    from tvr.train.object_pretrain import INFO_FILE, ObjectPretrainConfig, ensure_objects, objects_dir
+    from tvr.train.presets import override
+
+    taken = {"steps", "batch_size", "lr", "image_size", "seed", "beside"}
+    refused = [f"--{k.replace('_', '-')}" for k, v in values.items() if v is not None and k not in taken]
+    refused += ["--method"] * (method is not None) + ["--config"] * (config is not None)
+    if refused:
+        raise TvrError(f"{refused[0]} is not taken with --objects")
+    cfg = override(ObjectPretrainConfig(), **{k: v for k, v in values.items() if k in taken})
+    target = out if out is not None else objects_dir(cfg)
+    if where:
+        _print_where(target, (target / INFO_FILE).is_file(), json_out)
+        return
+    result = _rebuilt(target, force, lambda: ensure_objects(cfg, out=target, progress=not quiet))
+    info = json.loads((result.path / INFO_FILE).read_text(encoding="utf-8"))
+    if json_out:
+        print_json({"path": str(result.path), "built": result.built, "wall_s": round(result.wall_s, 1),
+                    "cpu_s": round(result.cpu_s, 1), "info": info})
+    elif not quiet:
+        held = info.get("heldout_stills", {})
+        stderr_console().print(
+            f"{'built' if result.built else 'already built'}: {result.path}  ({info['steps']} steps, "
+            f"{info.get('build_wall_s', 0):.0f} s wall / {info.get('build_cpu_s', 0):.0f} CPU-s; held-out stills: "
+            f"small shapes {held.get('shape_small', '–')} %, large {held.get('shape_large', '–')} %)"
+        )
 
 
 def _pretrain_method(method: str, config: Path | None, *, values_given: list[str], where: bool, json_out: bool,

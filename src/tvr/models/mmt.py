@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from tvr.data.batch import TextBatch, VideoBatch, VideoInputSpec
+from tvr.encoders.objects import SYNTHETIC_OBJECTS
 from tvr.errors import TvrError
 from tvr.models.backbone import BackboneConfig, ClipBackbone, adapt_to_backbone
 from tvr.models.base import ModelConfig, RetrievalModel, TextEmb, VideoEmb
@@ -50,6 +51,8 @@ class MmtConfig(ModelConfig):
     image_size: int = 64
     experts: tuple[str, ...] = (APPEARANCE, "motion", "audio")  # "appearance" or feature-store stream names
     appearance: str = "backbone"  # "backbone": trainable ViT on pixels; else a stream with "frame_cls"
+    # the "objects" expert's network (`tvr pretrain --objects`): a folder, or the default one by name
+    objects: str = SYNTHETIC_OBJECTS
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     d_model: int = 512  # paper: 512
     layers: int = 4  # paper: 4
@@ -192,7 +195,9 @@ class Mmt(RetrievalModel):
 
     def _stream_of(self, name: str) -> str:
         c: MmtConfig = self.config  # type: ignore[assignment]
-        return c.appearance if name == APPEARANCE else name
+        if name == APPEARANCE:
+            return c.appearance
+        return f"objects:weights={c.objects}" if name == "objects" else name
 
     def _freeze_text(self, trainable_layers: int) -> None:
         """Keep the embeddings and all but the top `trainable_layers` MiniLM layers fixed (CPU option)."""
@@ -385,7 +390,10 @@ def default_stream_dim(stream: str) -> int:
     from tvr.encoders.registry import create_video_encoder
 
     name, options = parse_stream(stream)
-    config = getattr(create_video_encoder(name, **options), "config", None)
+    encoder = create_video_encoder(name, **options)
+    if hasattr(encoder, "feature_dim"):  # known once its weights are read (objects)
+        return int(encoder.feature_dim)
+    config = getattr(encoder, "config", None)
     if hasattr(config, "dim"):
         return int(config.dim)
     if hasattr(config, "output_dim"):  # CLIP-layout frame encoders ("frame_cls")

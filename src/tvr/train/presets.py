@@ -109,8 +109,12 @@ PRESETS: dict[str, Preset] = {
             # The re-ranker learns a correction to its calibrated first stage (models/crosstvr.py): measured on the
             # default seqTransf, R@1 19.4 against 17.3 as the paper's stand-alone match score, 19.6 for the first
             # stage alone (bench/results/rerank_seqtransf_video_init.json)
+            # MMT adds a fourth expert, `objects` (a CNN trained on rendered stills to name their objects,
+            # encoders/objects.py): R@1 37.1 / 37.1 over two seeds against 32.4 / 31.8 / 32.4 with the
+            # paper's three, small object ≈ 34 → 48 (bench/results/objects_expert.json)
             per_method={"mmt": {"d_model": 128, "layers": 2, "heads": 4, "ffn": 512, "text_trainable_layers": 2,
-                                "loss": "infonce", "backbone": {"text_context": "none"}},
+                                "loss": "infonce", "backbone": {"text_context": "none"},
+                                "experts": ["appearance", "motion", "audio", "objects"]},
                         "crosstvr": {"residual": True}},
             # measured: order negatives make the re-ranker worse (docs/results.md). MMT, seqTransf, TS2-Net and
             # ProST fine-tune for 8 epochs from themselves pretrained on 4,000 synthetic videos

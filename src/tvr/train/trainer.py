@@ -41,6 +41,7 @@ from tvr.train.checkpoint import has_checkpoint, read_trainer_state
 from tvr.train.distributed import Dist, joined
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, steps_per_epoch
 from tvr.train.negatives import neighbour_batches
+from tvr.train.object_pretrain import with_synthetic_objects
 from tvr.train.presets import TrainConfig, override, resolve
 from tvr.train.pretrain import SYNTHETIC_BACKBONE, backbone_to_build, stand_in_config, with_synthetic_backbone
 from tvr.train.video_pretrain import config_for_init, describe, init_spec, init_to_build, load_init, resolve_init
@@ -202,6 +203,7 @@ def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_c
     if not resume:
         needs_backbone = backbone_to_build(model_cfg, pretrain_cfg)
         spec = init_spec(method, preset, model_cfg, train_cfg, pretrain_cfg)  # the backbone still by name: in its key
+        model_cfg = with_synthetic_objects(model_cfg, progress=progress)  # built on first use
         if needs_backbone or init_to_build(train_cfg.init, spec):
             # decode first (a bad manifest fails in seconds, not after a build), with the backbone's input size
             stand_in = stand_in_config(model_cfg, pretrain_cfg) if needs_backbone else with_synthetic_backbone(model_cfg, pretrain_cfg)
