@@ -176,3 +176,18 @@ def test_train_resolves_the_synthetic_name_for_an_mmt_objects_expert(run_cli, tm
 
     model = load_model(run)
     assert model.expert_proj["objects"].in_features == 12
+
+
+def test_the_video_pretraining_key_follows_the_objects_recipe_only_where_it_is_used(monkeypatch):
+    from tvr.models.registry import make_config
+    from tvr.train import video_pretrain as VP
+    from tvr.train.presets import TrainConfig
+    from tvr.train.pretrain import PretrainConfig
+
+    def key(experts):
+        return VP.init_spec("mmt", "tiny", make_config("mmt", {"experts": experts}), TrainConfig(), PretrainConfig()).key()
+
+    with_objects, without = key(["appearance", "audio", "objects"]), key(["appearance", "audio"])
+    monkeypatch.setattr(VP, "ObjectPretrainConfig", lambda: TINY)  # another default recipe for the network
+    assert key(["appearance", "audio", "objects"]) != with_objects  # a new network, a new pretrained MMT
+    assert key(["appearance", "audio"]) == without

@@ -110,7 +110,7 @@ PRESETS: dict[str, Preset] = {
             # default seqTransf, R@1 19.4 against 17.3 as the paper's stand-alone match score, 19.6 for the first
             # stage alone (bench/results/rerank_seqtransf_video_init.json)
             # MMT adds a fourth expert, `objects` (a CNN trained on rendered stills to name their objects,
-            # encoders/objects.py): R@1 37.1 / 37.1 over two seeds against 32.4 / 31.8 / 32.4 with the
+            # encoders/objects.py): R@1 37.1 / 37.1 / 36.3 over three seeds against 32.4 / 31.8 / 32.4 with the
             # paper's three, small object ≈ 34 → 48 (bench/results/objects_expert.json)
             per_method={"mmt": {"d_model": 128, "layers": 2, "heads": 4, "ffn": 512, "text_trainable_layers": 2,
                                 "loss": "infonce", "backbone": {"text_context": "none"},

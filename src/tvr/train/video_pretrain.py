@@ -34,9 +34,11 @@ from typing import Any
 import torch
 
 from tvr.atomic import atomic_write_json
+from tvr.encoders.objects import SYNTHETIC_OBJECTS
 from tvr.errors import TvrError
 from tvr.models.base import RetrievalModel
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, config_to_dict, load_weights, read_checkpoint_config
+from tvr.train.object_pretrain import ObjectPretrainConfig
 from tvr.train.presets import TrainConfig
 from tvr.train.pretrain import PretrainConfig, build_lock, cache_root
 
@@ -80,6 +82,8 @@ class InitSpec:
                       "size": RENDER_SIZE, "seconds": RENDER_SECONDS, "fps": RENDER_FPS},
             "format": FORMAT_VERSION,
         }
+        if "objects" in getattr(self.model, "experts", ()) and getattr(self.model, "objects", None) == SYNTHETIC_OBJECTS:
+            doc["objects"] = ObjectPretrainConfig().key()  # the default network's recipe, like the backbone's
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def folder(self) -> Path:
