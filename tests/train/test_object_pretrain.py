@@ -145,6 +145,14 @@ def test_unbuilt_or_foreign_folders_are_refused_with_one_line(tmp_path):
     (tmp_path / "config.json").write_text('{"format": "something-else"}')
     with pytest.raises(TvrError, match="format"):
         load_object_net(tmp_path)
+    built = ensure_objects(TINY, out=tmp_path / "o", progress=False).path
+    (built / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(TvrError, match="model.safetensors: not weights of this network"):
+        load_object_net(built)
+    doc = json.loads((built / "config.json").read_text())
+    (built / "config.json").write_text(json.dumps({**doc, "strides": [3, 1]}))
+    with pytest.raises(TvrError, match="strides"):
+        load_object_net(built)
 
 
 def test_cli_builds_where_and_refuses_backbone_flags(run_cli, tmp_path):

@@ -109,11 +109,14 @@ def load_object_net(folder: str | Path) -> ObjectNet:
     for key in ("widths", "strides", "labels"):
         if key in fields:
             fields[key] = tuple(fields[key])
-    net = ObjectNet(ObjectNetConfig(**fields))
+    try:
+        net = ObjectNet(ObjectNetConfig(**fields))
+    except (TypeError, ValueError) as exc:
+        raise TvrError(f"{folder / CONFIG_FILE}: {exc}") from None
     try:
         net.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
-    except (OSError, RuntimeError) as exc:
-        raise TvrError(f"{folder / WEIGHTS_FILE}: does not fit its config ({exc})") from None
+    except Exception as exc:  # missing, not safetensors, or tensors of other shapes
+        raise TvrError(f"{folder / WEIGHTS_FILE}: not weights of this network ({str(exc).splitlines()[0]})") from None
     return net.eval()
 
 
