@@ -89,7 +89,7 @@ def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every:
     """Shape-check accuracy (%) on decoded test-video frames, by object size and surroundings."""
     from collections import defaultdict
 
-    from benchlib import test_frame_objects
+    from benchlib import frames_with_objects
 
     from tvr.encoders.frames import pixel_scale
     from tvr.synth.captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
@@ -98,7 +98,7 @@ def video_frame_shapes(model: Any, tokenizer: Any, pre: Any, world: Path, every:
     def phrase(obj: ObjectSpec, shape: str | None = None) -> str:
         return f"a {SIZE_WORDS[obj.size][0]} {COLOUR_WORDS[obj.colour][0]} {SHAPE_WORDS[shape or obj.shape][0]}"
 
-    frames, objects = test_frame_objects(world, pre.image_size, every)
+    frames, objects = frames_with_objects(world, pre.image_size, every)
     checks, texts = [], []  # checks: (frame index, group, right shape, first of its 4 texts)
     for frame, group, obj, near in objects:
         checks.append((frame, group, SHAPES.index(obj.shape), len(texts)))

@@ -78,7 +78,7 @@ def read_results(out: Path, benchmark: str) -> dict[str, Any]:
     return json.loads(out.read_text()) if out.is_file() else {"benchmark": benchmark, "runs": {}}
 
 
-def test_frame_objects(world: Path, image_size: int, every: int = 2) -> tuple[list[Any], list[tuple[int, str, Any, list[Any]]]]:
+def frames_with_objects(world: Path, image_size: int, every: int = 2) -> tuple[list[Any], list[tuple[int, str, Any, list[Any]]]]:
     """8 decoded frames (at `image_size`) from every `every`-th test video of `world`, and for each
     object visible in a frame (frame index, "SIZE_WHERE", the object, the objects beside it): WHERE is
     "alone" in the frame, "apart" from the others, or "beside" another (closer than the stills'

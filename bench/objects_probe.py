@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchlib import test_frame_objects
+from benchlib import frames_with_objects
 
 from tvr.atomic import atomic_write_json
 
@@ -40,7 +40,7 @@ def frame_shapes(net: Any, world: Path, every: int = 2) -> dict[str, Any]:
     from tvr.synth.stills import ATTRIBUTES
     from tvr.synth.world import SHAPES
 
-    frames, objects = test_frame_objects(world, net.config.image_size, every)
+    frames, objects = frames_with_objects(world, net.config.image_size, every)
     with torch.no_grad():
         pixels = frames_to_unit(np.stack(frames))
         logits = torch.cat([net(pixels[i:i + 256]) for i in range(0, len(pixels), 256)])
