@@ -170,7 +170,7 @@ def test_cli_builds_where_and_refuses_backbone_flags(run_cli, tmp_path):
 
 
 def test_train_resolves_the_synthetic_name_for_an_mmt_objects_expert(run_cli, tmp_path, tmp_path_factory, monkeypatch):
-    monkeypatch.setattr(OP, "ObjectPretrainConfig", lambda: TINY)  # the default recipe, at test size
+    monkeypatch.setattr(OP, "default_config", lambda: TINY)  # the default recipe, at test size
     world = tiny_world(tmp_path_factory)
     config = {"preset": "tiny", "model": {"experts": ["appearance", "audio", "objects"]},
               "train": {"epochs": 1, "batch_size": 4, "workers": 1}}
@@ -196,6 +196,6 @@ def test_the_video_pretraining_key_follows_the_objects_recipe_only_where_it_is_u
         return VP.init_spec("mmt", "tiny", make_config("mmt", {"experts": experts}), TrainConfig(), PretrainConfig()).key()
 
     with_objects, without = key(["appearance", "audio", "objects"]), key(["appearance", "audio"])
-    monkeypatch.setattr(VP, "ObjectPretrainConfig", lambda: TINY)  # another default recipe for the network
+    monkeypatch.setattr(OP, "default_config", lambda: TINY)  # another default recipe for the network
     assert key(["appearance", "audio", "objects"]) != with_objects  # a new network, a new pretrained MMT
     assert key(["appearance", "audio"]) == without

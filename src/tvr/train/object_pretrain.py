@@ -83,6 +83,11 @@ class ObjectsResult:
     cpu_s: float
 
 
+def default_config() -> ObjectPretrainConfig:
+    """The recipe the name "synthetic-objects" stands for."""
+    return ObjectPretrainConfig()
+
+
 def objects_dir(cfg: ObjectPretrainConfig) -> Path:
     return cache_root() / "pretrained" / f"{SYNTHETIC_OBJECTS}-{cfg.key()}"
 
@@ -96,7 +101,7 @@ def with_synthetic_objects(model_cfg: Any, cfg: ObjectPretrainConfig | None = No
     machine has none) when its experts use it; any other config is returned as it is."""
     if getattr(model_cfg, "objects", None) != SYNTHETIC_OBJECTS or "objects" not in getattr(model_cfg, "experts", ()):
         return model_cfg
-    return replace(model_cfg, objects=str(ensure_objects(cfg or ObjectPretrainConfig(), progress=progress).path))
+    return replace(model_cfg, objects=str(ensure_objects(cfg or default_config(), progress=progress).path))
 
 
 def ensure_objects(cfg: ObjectPretrainConfig, *, out: Path | None = None, progress: bool = True) -> ObjectsResult:

@@ -38,7 +38,7 @@ from tvr.encoders.objects import SYNTHETIC_OBJECTS
 from tvr.errors import TvrError
 from tvr.models.base import RetrievalModel
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, config_to_dict, load_weights, read_checkpoint_config
-from tvr.train.object_pretrain import ObjectPretrainConfig
+from tvr.train import object_pretrain
 from tvr.train.presets import TrainConfig
 from tvr.train.pretrain import PretrainConfig, build_lock, cache_root
 
@@ -83,7 +83,7 @@ class InitSpec:
             "format": FORMAT_VERSION,
         }
         if "objects" in getattr(self.model, "experts", ()) and getattr(self.model, "objects", None) == SYNTHETIC_OBJECTS:
-            doc["objects"] = ObjectPretrainConfig().key()  # the default network's recipe, like the backbone's
+            doc["objects"] = object_pretrain.default_config().key()  # the default network's recipe, like the backbone's
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def folder(self) -> Path:
