@@ -36,8 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from tvr.atomic import atomic_write_json
+from benchlib import run_named
 
 FIT, SCORE = 2000, 1000
 
@@ -146,18 +145,15 @@ def main() -> None:
     args = ap.parse_args()
     world = args.world if (args.world / "test.jsonl").is_file() else None
     doc = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "backbone_probe", "backbones": {}}
-    for item in args.backbones:
-        name, _, folder = item.partition("=")
-        if not folder:
-            raise SystemExit(f"{item!r}: expected NAME=FOLDER or NAME=RECIPE-JSON")
+
+    def probe_named(folder: str) -> dict[str, Any]:
         if folder.lstrip().startswith("{"):
             from tvr.train.pretrain import PretrainConfig, ensure_backbone
 
             folder = str(ensure_backbone(PretrainConfig(**json.loads(folder))).path)
-        doc["backbones"][name] = probe(Path(folder).expanduser(), world)
-        atomic_write_json(args.out, doc)
-        print(json.dumps({name: doc["backbones"][name]}, indent=1))
+        return probe(Path(folder).expanduser(), world)
 
+    run_named(args.backbones, args.out, doc, "backbones", probe_named, "NAME=FOLDER or NAME=RECIPE-JSON")
 
 if __name__ == "__main__":
     main()

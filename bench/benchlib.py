@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,30 @@ def finished_runs_parser(doc: str | None, benchmark: str) -> argparse.ArgumentPa
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"{benchmark}.json")
     return ap
+
+
+def write_results(out: Path, doc: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> str:
+    """Write the JSON and its markdown table beside it (so the two never disagree); returns the table."""
+    from tvr.atomic import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out, doc)
+    table = markdown(doc)
+    atomic_write_text(out.with_suffix(".md"), table)
+    return table
+
+
+def run_named(items: list[str], out: Path, doc: dict[str, Any], key: str, compute: Callable[[str], Any], expect: str) -> None:
+    """For each NAME=VALUE of `items`: doc[key][NAME] = compute(VALUE), written to `out` after each (a
+    long sweep keeps what it finished, merged by name with earlier ones) and printed as JSON."""
+    from tvr.atomic import atomic_write_json
+
+    for item in items:
+        name, _, value = item.partition("=")
+        if not value:
+            raise SystemExit(f"{item!r}: expected {expect}")
+        doc[key][name] = compute(value)
+        atomic_write_json(out, doc)
+        print(json.dumps({name: doc[key][name]}, indent=1))
 
 
 def read_results(out: Path, benchmark: str) -> dict[str, Any]:

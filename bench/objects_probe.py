@@ -29,9 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchlib import frames_with_objects
-
-from tvr.atomic import atomic_write_json
+from benchlib import frames_with_objects, run_named
 
 
 def frame_shapes(net: Any, world: Path, every: int = 2) -> dict[str, Any]:
@@ -79,17 +77,14 @@ def main() -> None:
 
     world = args.world if (args.world / "test.jsonl").is_file() else None
     doc = json.loads(args.out.read_text()) if args.out.is_file() else {"benchmark": "objects_probe", "networks": {}}
-    for item in args.networks:
-        name, _, folder = item.partition("=")
-        if not folder:
-            raise SystemExit(f"{item!r}: expected NAME=FOLDER, NAME=synthetic-objects or NAME=RECIPE-JSON")
+
+    def probe_named(folder: str) -> dict[str, Any]:
         if folder == SYNTHETIC_OBJECTS or folder.lstrip().startswith("{"):
             recipe = json.loads(folder) if folder.lstrip().startswith("{") else {}
             folder = str(ensure_objects(ObjectPretrainConfig(**recipe)).path)
-        doc["networks"][name] = probe(Path(folder).expanduser(), world)
-        atomic_write_json(args.out, doc)
-        print(json.dumps({name: doc["networks"][name]}, indent=1))
+        return probe(Path(folder).expanduser(), world)
 
+    run_named(args.networks, args.out, doc, "networks", probe_named, "NAME=FOLDER, NAME=synthetic-objects or NAME=RECIPE-JSON")
 
 if __name__ == "__main__":
     main()

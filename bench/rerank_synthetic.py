@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import METRIC_KEYS, TAGS, finished, fmt, markdown_rows, metric_cells, split_pairs, summarise
+from benchlib import METRIC_KEYS, TAGS, finished, fmt, markdown_rows, metric_cells, split_pairs, summarise, write_results
 
 from tvr.atomic import atomic_write_json, atomic_write_text
 
@@ -131,9 +131,7 @@ def main() -> None:
             "results": evaluate(args.first_stage, args.data, run_dir, args.ks, args.device),
         }
         atomic_write_json(args.out, doc)
-    table = markdown(doc)
-    atomic_write_text(args.out.with_suffix(".md"), table)
-    print(table)
+    print(write_results(args.out, doc, markdown))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchlib import METRIC_KEYS, TAGS, markdown_rows, metric_cells, split_pairs, summarise
+from benchlib import METRIC_KEYS, TAGS, markdown_rows, metric_cells, split_pairs, summarise, write_results
 
-from tvr.atomic import atomic_write_json, atomic_write_text
+from tvr.atomic import atomic_write_json
 
 
 def run_scores(run_dir: Path, manifest: Path) -> tuple[np.ndarray, float, list[int], list[Any], list[str]]:
@@ -91,9 +91,7 @@ def main() -> None:
         name, _, runs = item.partition("=")
         doc["fusions"][name] = fuse([args.runs_dir / r for r in runs.split("+")], args.data / "test.jsonl")
         atomic_write_json(args.out, doc)
-    table = markdown(doc)
-    atomic_write_text(args.out.with_suffix(".md"), table)
-    print(table)
+    print(write_results(args.out, doc, markdown))
 
 
 if __name__ == "__main__":

@@ -27,9 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import METRIC_KEYS, TAGS, finished, fmt, split_pairs, summarise
-
-from tvr.atomic import atomic_write_json, atomic_write_text
+from benchlib import METRIC_KEYS, TAGS, finished, fmt, split_pairs, summarise, write_results
 
 
 def ensure_world(data: Path, shape: dict[str, int], seed: int, size: int) -> None:
@@ -184,16 +182,8 @@ def main() -> None:
         if not spec:
             raise SystemExit(f"--run {item!r}: expected NAME=METHOD[@CONFIG.json]")
         doc["runs"][name] = run_one(name, spec, args.data, args.runs_dir, args.epochs, args.postproc, args.device)
-        write_results(args.out, doc)  # after every run: a long benchmark keeps what it finished
-    print(write_results(args.out, doc))
-
-
-def write_results(out: Path, doc: dict[str, Any]) -> str:
-    """Write the JSON and its markdown table beside it (so the two never disagree); returns the table."""
-    atomic_write_json(out, doc)
-    table = markdown(doc)
-    atomic_write_text(out.with_suffix(".md"), table)
-    return table
+        write_results(args.out, doc, markdown)  # after every run: a long benchmark keeps what it finished
+    print(write_results(args.out, doc, markdown))
 
 
 if __name__ == "__main__":

@@ -46,9 +46,7 @@ def register(app: typer.Typer) -> None:
         """
         import json
 
-        from tvr.cli.output import print_json
         from tvr.errors import TvrError
-        from tvr.progress import stderr_console
         from tvr.train.presets import override
         from tvr.train.pretrain import INFO_FILE, PretrainConfig, backbone_dir, ensure_backbone
 
@@ -73,16 +71,10 @@ def register(app: typer.Typer) -> None:
             return
         result = _rebuilt(target, force, lambda: ensure_backbone(cfg, out=target, progress=not quiet))
         info = json.loads((result.path / INFO_FILE).read_text(encoding="utf-8"))
-        if json_out:
-            print_json({"path": str(result.path), "built": result.built, "steps": result.steps,
-                        "wall_s": round(result.wall_s, 1), "cpu_s": round(result.cpu_s, 1), "info": info})
-        elif not quiet:
-            verb = "built" if result.built else "already built"
-            held = info.get("heldout_stills", {})
-            stderr_console().print(
-                f"{verb}: {result.path}  ({info['steps']} steps, {info.get('build_wall_s', 0):.0f} s wall / "
-                f"{info.get('build_cpu_s', 0):.0f} CPU-s; held-out stills image→text R@1 {held.get('i2t_R@1', '–')})"
-            )
+        held = info.get("heldout_stills", {})
+        _report(result, info, f"{info['steps']} steps, {info.get('build_wall_s', 0):.0f} s wall / "
+                f"{info.get('build_cpu_s', 0):.0f} CPU-s; held-out stills image→text R@1 {held.get('i2t_R@1', '–')}",
+                json_out=json_out, quiet=quiet, steps=result.steps)
 
 
 def _rebuilt(target: Path, force: bool, build: Callable[[], Any]) -> Any:
@@ -108,9 +100,7 @@ def _pretrain_objects(out: Path | None, values: dict[str, Any], *, method: str |
                       where: bool, json_out: bool, quiet: bool) -> None:
     import json
 
-    from tvr.cli.output import print_json
     from tvr.errors import TvrError
-    from tvr.progress import stderr_console
     from tvr.train.object_pretrain import INFO_FILE, ObjectPretrainConfig, ensure_objects, objects_dir
     from tvr.train.presets import override
 
@@ -126,23 +116,15 @@ def _pretrain_objects(out: Path | None, values: dict[str, Any], *, method: str |
         return
     result = _rebuilt(target, force, lambda: ensure_objects(cfg, out=target, progress=not quiet))
     info = json.loads((result.path / INFO_FILE).read_text(encoding="utf-8"))
-    if json_out:
-        print_json({"path": str(result.path), "built": result.built, "wall_s": round(result.wall_s, 1),
-                    "cpu_s": round(result.cpu_s, 1), "info": info})
-    elif not quiet:
-        held = info.get("heldout_stills", {})
-        stderr_console().print(
-            f"{'built' if result.built else 'already built'}: {result.path}  ({info['steps']} steps, "
-            f"{info.get('build_wall_s', 0):.0f} s wall / {info.get('build_cpu_s', 0):.0f} CPU-s; held-out stills: "
-            f"small shapes {held.get('shape_small', '–')} %, large {held.get('shape_large', '–')} %)"
-        )
+    held = info.get("heldout_stills", {})
+    _report(result, info, f"{info['steps']} steps, {info.get('build_wall_s', 0):.0f} s wall / "
+            f"{info.get('build_cpu_s', 0):.0f} CPU-s; held-out stills: small shapes {held.get('shape_small', '–')} %, "
+            f"large {held.get('shape_large', '–')} %", json_out=json_out, quiet=quiet)
 
 
 def _pretrain_method(method: str, config: Path | None, *, values_given: list[str], where: bool, json_out: bool,
                      quiet: bool) -> None:
-    from tvr.cli.output import print_json
     from tvr.errors import TvrError
-    from tvr.progress import stderr_console
     from tvr.train.video_pretrain import INFO_FILE, ensure_method_init, info, method_init
 
     if values_given:
@@ -153,15 +135,21 @@ def _pretrain_method(method: str, config: Path | None, *, values_given: list[str
         return
     result = ensure_method_init(method, config, progress=not quiet)
     doc = info(result.path)
+    _report(result, doc, f"{method} on {doc['videos']} synthetic videos, kept epoch {doc['kept_epoch']} of "
+            f"{doc['epochs']}, {doc['wall_s']:.0f} s wall / {doc['cpu_s']:.0f} CPU-s", json_out=json_out, quiet=quiet)
+
+
+def _report(result: Any, info: dict[str, Any], detail: str, *, json_out: bool, quiet: bool, **extra: Any) -> None:
+    """A finished build: its folder, whether this call built it, its cost and `info` as JSON on stdout,
+    or one line on stderr ("built: FOLDER  (DETAIL)")."""
+    from tvr.cli.output import print_json
+    from tvr.progress import stderr_console
+
     if json_out:
-        print_json({"path": str(result.path), "built": result.built, "wall_s": round(result.wall_s, 1),
-                    "cpu_s": round(result.cpu_s, 1), "info": doc})
+        print_json({"path": str(result.path), "built": result.built, **extra, "wall_s": round(result.wall_s, 1),
+                    "cpu_s": round(result.cpu_s, 1), "info": info})
     elif not quiet:
-        verb = "built" if result.built else "already built"
-        stderr_console().print(
-            f"{verb}: {result.path}  ({method} on {doc['videos']} synthetic videos, kept epoch {doc['kept_epoch']} of "
-            f"{doc['epochs']}, {doc['wall_s']:.0f} s wall / {doc['cpu_s']:.0f} CPU-s)"
-        )
+        stderr_console().print(f"{'built' if result.built else 'already built'}: {result.path}  ({detail})")
 
 
 def _print_where(target: Path, built: bool, json_out: bool) -> None:
