@@ -7,6 +7,11 @@ how often the caption's own video scores the caption above the foil (chance 50 %
 reads a contrast rejects its foils; one that matches captions as bags of words rejects replacements
 but not swaps.
 
+For models that score by inner product it also says which side is blind: `query_shift` is how far a
+foil moves the caption's query vector (mean 1 − cosine), beside `paraphrase_shift`, how far apart
+two captions of the same video are. A swap that moves the query much less than a paraphrase does
+cannot be told apart whatever the video side carries.
+
     python bench/foil_probe.py --run meanP-v2 --run mmt-v2 --split test --split train   # finished runs
 
 Writes bench/results/foil_probe.json (merged by run name and split) and prints a table. Nothing is
@@ -59,8 +64,13 @@ def probe(run_dir: Path, manifest: Path, device: str) -> dict[str, Any]:
     rows = pairs.video_rows
     with torch.no_grad():
         video = encode_clips(model, pairs.clips, device)
-        own = score_matrix(model, encode_texts(model, captions, device), video)[np.arange(len(captions)), rows]
+        text = encode_texts(model, captions, device)
+        own = score_matrix(model, text, video)[np.arange(len(captions)), rows]
+        query = unit_queries(model, text)
         out: dict[str, Any] = {}
+        if query is not None:
+            a, b = paraphrases(rows)
+            out["paraphrase_shift"] = shift(query[a], query[b])
         for kind in KINDS:
             foil = make_foil(kind)
             made = [(i, f) for i, c in enumerate(captions) if (f := foil(c)) is not None]
@@ -68,10 +78,32 @@ def probe(run_dir: Path, manifest: Path, device: str) -> dict[str, Any]:
                 out[kind] = {"captions": 0, "own_above_foil": None}
                 continue
             idx = np.array([i for i, _ in made])
-            scores = score_matrix(model, encode_texts(model, [f for _, f in made], device), video)[np.arange(len(made)), rows[idx]]
+            foils = encode_texts(model, [f for _, f in made], device)
+            scores = score_matrix(model, foils, video)[np.arange(len(made)), rows[idx]]
             out[kind] = {"captions": len(made), "own_above_foil": round(100.0 * float(np.mean(own[idx] > scores)), 1),
                          "ties": round(100.0 * float(np.mean(own[idx] == scores)), 1)}
+            if query is not None:
+                out[kind]["query_shift"] = shift(query[idx], unit_queries(model, foils))
     return out
+
+
+def unit_queries(model: Any, text: Any) -> Any:
+    """L2-normalised query vectors [N, D], or None for a model that does not score by inner product."""
+    import torch
+
+    return torch.nn.functional.normalize(model.query_vectors(text).float(), dim=-1) if model.inner_product else None
+
+
+def paraphrases(rows: np.ndarray) -> tuple[list[int], list[int]]:
+    """(first caption, other caption) index pairs of every video with several captions."""
+    first: dict[int, int] = {}  # video row → its first caption
+    pairs = [(first.setdefault(int(r), i), i) for i, r in enumerate(rows)]
+    return [a for a, b in pairs if a != b], [b for a, b in pairs if a != b]
+
+
+def shift(query: Any, other: Any) -> float:
+    """Mean 1 − cosine between matching unit rows of `query` and `other`."""
+    return round(float((1.0 - (query * other).sum(-1)).mean()), 4)
 
 
 def main() -> None:
@@ -89,6 +121,13 @@ def main() -> None:
     for name, splits in doc["runs"].items():
         for split, r in splits.items():
             print(f"| {name} | {split} | " + " | ".join(str(r[k]["own_above_foil"]) for k in KINDS) + " |")
+    shifted = [(name, split, r) for name, splits in doc["runs"].items() for split, r in splits.items() if "paraphrase_shift" in r]
+    if shifted:
+        print("\nquery shift (mean 1 − cosine of the query vectors): a paraphrase, then each foil")
+        print("| run | split | paraphrase | " + " | ".join(KINDS) + " |")
+        print("|---|---|---|" + "---|" * len(KINDS))
+        for name, split, r in shifted:
+            print(f"| {name} | {split} | {r['paraphrase_shift']} | " + " | ".join(str(r[k].get("query_shift")) for k in KINDS) + " |")
 
 
 if __name__ == "__main__":

@@ -191,6 +191,39 @@ def test_cached_frozen_prefix_equals_full_minilm_forward(model):
     torch.testing.assert_close(model.text_pooled(texts[::-1], torch.device("cpu")), full.flip(0))  # from the cache
 
 
+def test_text_head_starts_as_the_identity_and_learns_at_full_lr(model):
+    """`text_head_layers` adds self-attention layers over MiniLM's token states that change nothing
+    before training (the pooled vector is MiniLM's), take the trainer's full lr, and do learn: one
+    step on a loss that asks two bag-of-words-equal captions to differ moves them apart."""
+    torch.manual_seed(0)
+    headed = create("mmt", **{**TINY, "text_head_layers": 2}).eval()
+    assert len(headed.text_head) == 2
+    missing = headed.load_state_dict(model.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith("text_head.") for k in missing)
+    texts = ["a red cross beside a blue ball", "a blue cross beside a red ball", "x"]
+    with torch.no_grad():
+        torch.testing.assert_close(headed.text_pooled(texts, torch.device("cpu")), model.text_pooled(texts, torch.device("cpu")))
+    assert headed.param_lr_scale("text_head.0.attn.in_proj_weight") is None
+
+    optimiser = torch.optim.SGD([p for n, p in headed.named_parameters() if n.startswith("text_head.")], lr=0.5)
+    def apart() -> torch.Tensor:
+        a, b = headed.text_pooled(texts[:2], torch.device("cpu"))
+        return F.cosine_similarity(a, b, dim=0)
+    before = apart()
+    before.backward()
+    optimiser.step()
+    with torch.no_grad():
+        assert apart() < before - 1e-4
+
+
+def test_bad_text_head_is_refused():
+    from tvr.errors import TvrError
+    from tvr.models.registry import make_config
+
+    with pytest.raises(TvrError, match="text_head_layers"):
+        make_config("mmt", {"text_head_layers": -1})
+
+
 def test_stream_norm_standardises_valid_features_only():
     """Training: each stream dimension is standardised with the valid rows' mean and biased variance
     (padding, even garbage, neither counts nor changes); eval: the running statistics are used."""

@@ -108,3 +108,31 @@ def test_train_eval_index_search_exact(world, run_cli, tmp_path):
         for name, score in got:
             assert score == pytest.approx(float(scores[q, names.index(name)]), abs=1e-5)
         np.testing.assert_allclose([s for _, s in got], np.sort(scores[q])[::-1], atol=1e-5)
+
+
+def test_sound_negatives_change_training_only_through_captions_that_name_a_sound(world, run_cli, tmp_path):
+    """`train.sound_negatives` adds a loss on the batch's captions that name a sound (this world's
+    "beeping" and "silent"): the trained weights differ from a run without it. A world whose captions
+    name no sound trains to exactly the same weights with it as without."""
+    from safetensors.torch import load_file
+
+    from tvr.train.sound_negatives import donors
+
+    def train(name: str, weight: float, manifest: Path) -> dict[str, torch.Tensor]:
+        cfg = json.loads((world / "cfg.json").read_text())
+        cfg["train"]["sound_negatives"] = weight
+        (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
+        r = run_cli("train", manifest, "--method", "mmt", "--out", tmp_path / name, "--config", tmp_path / f"{name}.json")
+        assert r.exit_code == 0, r.stderr
+        return load_file(str(tmp_path / name / "model.safetensors"))
+
+    lines = [json.loads(x) for x in (world / "all.jsonl").read_text().splitlines()]
+    assert donors([x["caption"] for x in lines if x["split"] == "train"])  # the loss has pairs to work on
+    off, on = train("off", 0.0, world / "all.jsonl"), train("on", 1.0, world / "all.jsonl")
+    assert any(not torch.equal(off[k], on[k]) for k in off)
+
+    quiet = world / "quiet.jsonl"  # the same pairs with the sound words gone
+    quiet.write_text("".join(json.dumps({**x, "caption": x["caption"].replace("beeping", "red").replace("silent", "blue")}) + "\n"
+                             for x in lines), encoding="utf-8")
+    off, on = train("quiet-off", 0.0, quiet), train("quiet-on", 1.0, quiet)
+    assert all(torch.equal(off[k], on[k]) for k in off)

@@ -18,6 +18,7 @@ from tvr.train.presets import TrainConfig
 from tvr.train.pretrain import PretrainConfig
 from tvr.train.video_pretrain import (
     INFO_FILE,
+    LATER_FIELDS,
     SYNTHETIC_VIDEOS,
     InitResult,
     init_spec,
@@ -58,6 +59,19 @@ def test_key_follows_the_pretraining_recipe_not_the_fine_tuning_run():
     assert spec_of(replace(cfg, num_frames=5), base).key() != key
     assert spec_of(cfg, base, method="clip4clip-seqtransf").key() != key
     assert spec_of(cfg, base, backbone=replace(backbone, steps=7)).key() != key
+
+
+def test_fields_added_later_enter_the_key_only_when_set():
+    """A field added to the model or training config after the key's format was fixed leaves the keys of
+    recipes that do not set it as they were, so a machine's built models stay valid: this recipe's key
+    is the one it had before `train.sound_negatives` and MMT's `text_head_layers` existed."""
+    spec = spec_of(tiny_model_config(), TrainConfig(**INIT))
+    assert spec.key() == "7c29b72c94"
+    assert replace(spec, train=replace(spec.train, sound_negatives=1.0)).key() != spec.key()
+    mmt = spec_of(make_config("mmt", {"experts": ["motion", "audio"]}), TrainConfig(**INIT), method="mmt")
+    assert replace(mmt, model=replace(mmt.model, text_head_layers=1)).key() != mmt.key()
+    assert set(LATER_FIELDS["model"]) <= set(mmt.model.__dataclass_fields__)
+    assert set(LATER_FIELDS["train"]) <= set(TrainConfig.__dataclass_fields__)
 
 
 def test_train_builds_the_pretrained_model_once_and_starts_from_its_weights(run_cli, tmp_path, tmp_path_factory):

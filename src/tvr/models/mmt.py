@@ -68,6 +68,11 @@ class MmtConfig(ModelConfig):
     max_seconds: int = 64  # temporal table rows: AGG, unknown, seconds 0 … max_seconds−1 (later clamp)
     text_trainable_layers: int = -1  # -1: fine-tune all of MiniLM; N ≥ 0: only its top N layers (CPU)
     text_lr_scale: float = 0.05  # MiniLM lr = train.lr × this (pretrained weights)
+    # fresh self-attention layers over MiniLM's token states before pooling, at the full lr. Each starts
+    # as the identity (zero output projections), so training begins from MiniLM's own sentence vector;
+    # they give a slowly fine-tuned MiniLM room to learn which word goes with which ("a red cross
+    # beside a blue ball" against "a blue cross beside a red ball"), which its mean pool hardly tells
+    text_head_layers: int = 0
     context_length: int = 32  # caption tokens incl. [CLS]/[SEP]
     loss: Literal["margin", "infonce"] = "margin"
     margin: float = 0.05  # paper: 0.05
@@ -84,6 +89,8 @@ class MmtConfig(ModelConfig):
             raise ValueError(f"d_model {self.d_model} is not a multiple of heads {self.heads}")
         if self.max_features < 1 or self.max_seconds < 1:
             raise ValueError("max_features and max_seconds must be at least 1")
+        if self.text_head_layers < 0:
+            raise ValueError(f"text_head_layers must be ≥ 0, got {self.text_head_layers}")
 
 
 @dataclass
@@ -173,6 +180,12 @@ class Mmt(RetrievalModel):
         self._freeze_text(c.text_trainable_layers)
         self._text_cache: dict[str, Tensor] = {}  # caption → frozen-prefix MiniLM states [W, width]
         width = self.text_encoder.width
+        self.text_head = nn.ModuleList(ResidualAttentionBlock(width, c.heads, dropout=c.dropout) for _ in range(c.text_head_layers))
+        for block in self.text_head:  # each layer starts as the identity
+            nn.init.zeros_(block.attn.out_proj.weight)
+            nn.init.zeros_(block.attn.out_proj.bias)
+            nn.init.zeros_(block.mlp.c_proj.weight)
+            nn.init.zeros_(block.mlp.c_proj.bias)
         self.text_units = nn.ModuleList(GatedEmbeddingUnit(width, c.d_model) for _ in range(n))
         self.mixture = nn.Linear(width, n)  # row i = a_i: w_i(c) = softmax_i(h(c)ᵀ a_i)
         self._patterns = [p for r in range(1, n + 1) for p in itertools.combinations(range(n), r)]
@@ -226,15 +239,23 @@ class Mmt(RetrievalModel):
         return MmtTextEmb(psi.flatten(1), experts=psi, weight_logits=self.mixture(pooled))
 
     def text_pooled(self, texts: list[str], device: torch.device) -> Tensor:
-        """MiniLM's masked-mean token states [N, width]. With frozen bottom layers
-        (text_trainable_layers ≥ 0) their outputs are computed once per caption (in eval mode, no
-        dropout) and cached: on CPU only the trainable top layers then cost time per step."""
+        """The masked mean [N, width] of MiniLM's token states, after the `text_head` layers."""
         c: MmtConfig = self.config  # type: ignore[assignment]
         ids, mask = self._tokenizer(texts, c.context_length)
         width = max(1, int(mask.sum(dim=1).max())) if texts else 1  # drop all-padding columns
         ids, mask = ids[:, :width].to(device), mask[:, :width].to(device)
-        if c.text_trainable_layers < 0:
-            return self.text_encoder(ids, mask)[1]
+        states = self.text_encoder(ids, mask)[0] if c.text_trainable_layers < 0 else self._text_states(texts, ids, mask)
+        for block in self.text_head:
+            states = block(states, ~mask.bool())
+        weights = mask.to(states.dtype).unsqueeze(-1)
+        return (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+    def _text_states(self, texts: list[str], ids: Tensor, mask: Tensor) -> Tensor:
+        """MiniLM's last token states [N, W, width] with frozen bottom layers (text_trainable_layers ≥ 0):
+        their outputs are computed once per caption (in eval mode, no dropout) and cached, so on CPU
+        only the trainable top layers cost time per step."""
+        c: MmtConfig = self.config  # type: ignore[assignment]
+        device, width = ids.device, ids.shape[1]
         bert = self.text_encoder.bert
         layers = list(bert.encoder.layer)
         split = max(0, len(layers) - c.text_trainable_layers)
@@ -252,8 +273,7 @@ class Mmt(RetrievalModel):
             states[i, : len(cached)] = cached.to(device)
         for layer in layers[split:]:
             states = _run_layer(layer, states, mask)
-        weights = mask.to(states.dtype).unsqueeze(-1)
-        return (states * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return states
 
     def _load_from_state_dict(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         self._text_cache.clear()  # cached MiniLM states belong to the weights they came from

@@ -34,6 +34,7 @@ class TrainConfig:
     negative_group: int = 4  # clips per neighbour group
     order_negatives: float = 0.0  # weight of the order-negative loss (train/order_negatives.py); 0 = off
     text_foils: float = 0.0  # weight of the text-foil loss (train/text_foils.py); 0 = off
+    sound_negatives: float = 0.0  # weight of the sound-negative loss (train/sound_negatives.py); 0 = off
     # where the weights start: "" (the model as built), "synthetic-videos" (the method first trained on
     # init_videos synthetic videos for init_epochs, built once per machine: train/video_pretrain.py), or a run folder
     init: str = ""
@@ -66,6 +67,7 @@ TRAIN_RANGES: dict[str, tuple[float, float | None, bool]] = {
     "negative_group": (2, None, False),
     "order_negatives": (0, None, False),
     "text_foils": (0, None, False),
+    "sound_negatives": (0, None, False),
     "init_videos": (2, 100_000, False),
     "init_epochs": (1, None, False),
 }
@@ -95,7 +97,7 @@ PRESETS: dict[str, Preset] = {
             "cpu-small",
             "CPU: fine-tune the synthetic CLIP backbone (`tvr pretrain`, built on first use): 64 px, T=8, "
             "ViT 4×192 patch 16, 2-layer text tower over MiniLM word vectors plus a MiniLM context reading; half of "
-            "each batch near-neighbour captions; order negatives; frame positions at the frame embeddings' scale; MMT, "
+            "each batch near-neighbour captions; order negatives (sound negatives for MMT); frame positions at the frame embeddings' scale; MMT, "
             "seqTransf, TS2-Net and ProST fine-tune from themselves pretrained on synthetic videos (`train.init`, built on "
             "first use)",
             model={"num_frames": 8, "image_size": 64, "frame_position_std": 1.0,
@@ -120,9 +122,10 @@ PRESETS: dict[str, Preset] = {
             # ProST fine-tune for 8 epochs from themselves pretrained on 4,000 synthetic videos
             # (train/video_pretrain.py): MMT R@1 32.2 over three seeds against 26.6 over four at 25 epochs without;
             # seqTransf 19.6 / 20.1 against 16.1 / 14.9 at 15 epochs without; TS2-Net 18.1 / 16.8 against 11.7;
-            # ProST 15.2 / 14.9 against 12.1 / 12.2 (bench/results/video_pretrain.json)
+            # ProST 15.2 / 14.9 against 12.1 / 12.2 (bench/results/video_pretrain.json). MMT's sound negatives
+            # (train/sound_negatives.py): see bench/results/sound_negatives.json
             per_method_train={"crosstvr": {"order_negatives": 0.0},
-                              "mmt": {"epochs": 8, "init": "synthetic-videos"},
+                              "mmt": {"epochs": 8, "init": "synthetic-videos", "sound_negatives": 1.0},
                               "clip4clip-seqtransf": {"epochs": 8, "init": "synthetic-videos"},
                               "ts2net": {"epochs": 8, "init": "synthetic-videos"},
                               "prost": {"epochs": 8, "init": "synthetic-videos"}},

@@ -36,7 +36,7 @@ from tvr.models.registry import (
     make_config,
     read_checkpoint_config,
 )
-from tvr.train import order_negatives, text_foils
+from tvr.train import order_negatives, sound_negatives, text_foils
 from tvr.train.checkpoint import has_checkpoint, read_trainer_state
 from tvr.train.distributed import Dist, joined
 from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, steps_per_epoch
@@ -238,6 +238,7 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
         extra["training"]["init"] = init_record  # where the weights started (train.init)
 
     use_order = train_cfg.order_negatives > 0 and order_negatives.applies_to(model)
+    sound_streams = sound_negatives.audio_streams(model) if train_cfg.sound_negatives > 0 else ()
 
     def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
         caps, rows = dist.local_slice(batch[0]), dist.local_slice(batch[1])  # all of it in one process
@@ -253,6 +254,18 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
                 swapped = model.encode_video(order_negatives.half_swapped(clips.select(ordered)).to(dev))
                 total = total + train_cfg.order_negatives * dist.world * order_negatives.order_loss(
                     model, text.select(pick), video.select(pick), swapped, n_global)
+        if sound_streams:
+            captions = [train_pairs.entries[c].caption for c in caps]
+            pairs = sound_negatives.donors(captions)
+            per = len(batch[0]) // dist.world  # each rank pairs donors within its own part of the batch
+            n_global = sum(len(sound_negatives.donors([train_pairs.entries[c].caption for c in batch[0][r * per:(r + 1) * per]]))
+                           for r in range(dist.world))
+            if pairs:
+                pick = torch.as_tensor([i for i, _ in pairs], device=dev)
+                dubbed = model.encode_video(sound_negatives.redubbed(clips, [i for i, _ in pairs], [j for _, j in pairs],
+                                                                     sound_streams).to(dev))
+                total = total + train_cfg.sound_negatives * dist.world * sound_negatives.sound_loss(
+                    model, text.select(pick), video.select(pick), dubbed, n_global)
         if train_cfg.text_foils > 0:
             foiled, foils = text_foils.foils_of([train_pairs.entries[c].caption for c in caps], train_cfg.seed)
             n_global = len(text_foils.foils_of([train_pairs.entries[c].caption for c in batch[0]], train_cfg.seed)[0])

@@ -75,8 +75,8 @@ class InitSpec:
         """A short hash of everything that changes the pretrained weights."""
         doc = {
             "method": self.method,
-            "model": config_to_dict(self.model),
-            "train": {k: v for k, v in asdict(self.train).items() if k != "workers"},
+            "model": _without_unset(config_to_dict(self.model), "model"),
+            "train": _without_unset({k: v for k, v in asdict(self.train).items() if k != "workers"}, "train"),
             "backbone": self.backbone.key(),
             "world": {"videos": self.train.init_videos, "seed": WORLD_SEED, "group_size": WORLD_GROUP_SIZE,
                       "size": RENDER_SIZE, "seconds": RENDER_SECONDS, "fps": RENDER_FPS},
@@ -88,6 +88,16 @@ class InitSpec:
 
     def folder(self) -> Path:
         return cache_root() / "pretrained" / f"{SYNTHETIC_VIDEOS}-{self.method}-{self.key()}"
+
+
+# fields added after the key's format was fixed: each enters the key only when it differs from the
+# value that reproduces the weights from before it existed, so caches built then stay valid
+LATER_FIELDS: dict[str, dict[str, Any]] = {"model": {"text_head_layers": 0}, "train": {"sound_negatives": 0.0}}
+
+
+def _without_unset(fields: dict[str, Any], part: str) -> dict[str, Any]:
+    later = LATER_FIELDS[part]
+    return {k: v for k, v in fields.items() if not (k in later and v == later[k])}
 
 
 def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, backbone: PretrainConfig) -> InitSpec:
