@@ -102,11 +102,12 @@ def _without_unset(fields: dict[str, Any], part: str) -> dict[str, Any]:
 
 def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, backbone: PretrainConfig) -> InitSpec:
     """The pretraining that `train_cfg.init == "synthetic-videos"` asks for (`init_videos`, `init_epochs`
-    taken from `train_cfg`, everything else from the preset's recipe for `method`)."""
+    and `sound_negatives` taken from `train_cfg`, everything else from the preset's recipe for `method`:
+    a run that turns sound negatives off pretrains without them too)."""
     from tvr.train.presets import preset_train
 
-    recipe = replace(preset_train(preset, method), init="", epochs=train_cfg.init_epochs,
-                     init_videos=train_cfg.init_videos, init_epochs=train_cfg.init_epochs)
+    recipe = replace(preset_train(preset, method), init="", epochs=train_cfg.init_epochs, init_videos=train_cfg.init_videos,
+                     init_epochs=train_cfg.init_epochs, sound_negatives=train_cfg.sound_negatives)
     return InitSpec(method, model_cfg, recipe, backbone)
 
 
