@@ -20,6 +20,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from tvr.data.batch import VideoBatch
@@ -77,12 +78,12 @@ def audio_streams(model: RetrievalModel) -> tuple[str, ...]:
 def redubbed(batch: VideoBatch, rows: Sequence[int], donor_rows: Sequence[int], streams: Sequence[str]) -> VideoBatch:
     """The clips at `rows`, each with the sound streams (features, mask, timestamps) of its donor."""
     out = batch.select(list(rows))
-    donor = batch.select(list(donor_rows))
+    donors_at = torch.as_tensor(list(donor_rows), dtype=torch.long)
     features = dict(out.features)
     for name in streams:
         for key in (name, f"{name}_mask", f"{name}_timestamps"):
             if key in features:
-                features[key] = donor.features[key]
+                features[key] = batch.features[key][donors_at]
     return dataclasses.replace(out, features=features)
 
 

@@ -255,11 +255,10 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
                 total = total + train_cfg.order_negatives * dist.world * order_negatives.order_loss(
                     model, text.select(pick), video.select(pick), swapped, n_global)
         if sound_streams:
-            captions = [train_pairs.entries[c].caption for c in caps]
-            pairs = sound_negatives.donors(captions)
             per = len(batch[0]) // dist.world  # each rank pairs donors within its own part of the batch
-            n_global = sum(len(sound_negatives.donors([train_pairs.entries[c].caption for c in batch[0][r * per:(r + 1) * per]]))
-                           for r in range(dist.world))
+            by_rank = [sound_negatives.donors([train_pairs.entries[c].caption for c in batch[0][r * per:(r + 1) * per]])
+                       for r in range(dist.world)]
+            pairs, n_global = by_rank[dist.rank], sum(map(len, by_rank))
             if pairs:
                 pick = torch.as_tensor([i for i, _ in pairs], device=dev)
                 dubbed = model.encode_video(sound_negatives.redubbed(clips, [i for i, _ in pairs], [j for _, j in pairs],
