@@ -8,7 +8,6 @@ Writes bench/results/mixture_weights.json (merged by run name) and prints a tabl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,13 @@ from tvr.atomic import atomic_write_json
 def weights(run_dir: Path, manifest: Path, device: str) -> dict[str, Any]:
     import torch
 
+    from tvr.io.manifest import read_manifest
     from tvr.models.encode import encode_texts
     from tvr.models.registry import load_model
     from tvr.train.sound_negatives import sound_of
 
     model = load_model(run_dir, device=device)
-    captions = [json.loads(line)["caption"] for line in manifest.read_text().splitlines() if line.strip()]
+    captions = [e.caption for e in read_manifest(manifest).entries]
     with torch.no_grad():
         w = torch.softmax(encode_texts(model, captions, device).weight_logits.float(), dim=-1)
     silent = torch.tensor([sound_of(c) == "silence" for c in captions])
