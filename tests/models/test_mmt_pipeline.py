@@ -136,3 +136,28 @@ def test_sound_negatives_change_training_only_through_captions_that_name_a_sound
                              for x in lines), encoding="utf-8")
     off, on = train("quiet-off", 0.0, quiet), train("quiet-on", 1.0, quiet)
     assert all(torch.equal(off[k], on[k]) for k in off)
+
+
+def test_order_negatives_reach_mmt_only_with_its_streams_swapped(world, run_cli, tmp_path):
+    """MMT reads expert streams beside the frames: `train.order_negatives` alone leaves it exactly as
+    trained without them (a swap of the frames alone would be no honest negative), and with
+    `train.order_streams` its captions that state an order ("then") change the trained weights."""
+    from safetensors.torch import load_file
+
+    from tvr.train.order_negatives import order_rows
+
+    def train(name: str, **values) -> dict[str, torch.Tensor]:
+        cfg = json.loads((world / "cfg.json").read_text())
+        cfg["train"].update(values)
+        (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
+        r = run_cli("train", world / "all.jsonl", "--method", "mmt", "--out", tmp_path / name, "--config", tmp_path / f"{name}.json")
+        assert r.exit_code == 0, r.stderr
+        return load_file(str(tmp_path / name / "model.safetensors"))
+
+    lines = [json.loads(x) for x in (world / "all.jsonl").read_text().splitlines()]
+    assert order_rows([x["caption"] for x in lines if x["split"] == "train"])  # the loss has captions to work on
+    off = train("off", order_negatives=0.0)
+    frames_only = train("frames-only", order_negatives=1.0)
+    swapped = train("streams", order_negatives=1.0, order_streams=True)
+    assert all(torch.equal(off[k], frames_only[k]) for k in off)
+    assert any(not torch.equal(off[k], swapped[k]) for k in off)

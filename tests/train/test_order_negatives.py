@@ -37,6 +37,31 @@ def test_half_swap_moves_the_second_half_of_real_frames_first():
     assert frames[0, :, 0, 0, 0].tolist() == list(range(6))  # the input is untouched
 
 
+def test_half_swap_of_streams_over_their_own_real_positions():
+    """Each named stream is swapped over its own mask (its length need not be the frames'); other
+    features, masks and timestamps stay; a clip whose stream is absent (all masked) keeps it."""
+    mask = torch.tensor([[True] * 4, [True] * 3 + [False]])
+    frames = torch.arange(8, dtype=torch.uint8).view(2, 4, 1, 1, 1).expand(2, 4, 3, 1, 1).contiguous()
+    audio = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)
+    audio_mask = torch.tensor([[True, True, True], [False, False, False]])
+    motion = torch.arange(2 * 5, dtype=torch.float32).view(2, 5, 1)
+    motion_mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    features = {"audio": audio, "audio_mask": audio_mask, "audio_timestamps": torch.rand(2, 3),
+                "motion": motion, "motion_mask": motion_mask, "other": torch.rand(2, 7)}
+    batch = VideoBatch(frames, mask, torch.zeros(2, 4), features)
+    out = half_swapped(batch, ("audio", "motion:window=2"))
+    assert out.frames[:, :, 0, 0, 0].tolist() == [[2, 3, 0, 1], [5, 6, 4, 7]]  # 3 real frames: [5, 6] first, then [4]
+    assert out.features["audio"][0, :, 0].tolist() == [2.0, 4.0, 0.0]  # 3 real: [1, 2] first, then [0]
+    assert torch.equal(out.features["audio"][1], audio[1])  # no sound in clip 1: nothing to swap
+    assert out.features["motion"][:, :, 0].tolist() == [[2, 3, 4, 0, 1], [6, 5, 7, 8, 9]]
+    for name in ("audio_mask", "audio_timestamps", "motion_mask", "other"):
+        assert torch.equal(out.features[name], features[name])
+    only_streams = half_swapped(VideoBatch(None, mask, torch.zeros(2, 4), features), ("motion",))
+    assert only_streams.frames is None and torch.equal(only_streams.features["motion"], out.features["motion"])
+    with pytest.raises(ValueError, match="objects"):
+        half_swapped(batch, ("objects",))
+
+
 def test_which_models_it_applies_to():
     tiny = {"num_frames": 4, "image_size": 32, "backbone": {"embed_dim": 16, "patch_size": 8, "vision_width": 16,
             "vision_layers": 1, "vision_heads": 2, "text_width": 16, "text_layers": 1, "text_heads": 2}}
@@ -48,6 +73,8 @@ def test_which_models_it_applies_to():
     assert not applies_to(model("clip4clip-meanp"))  # a mean ignores order
     assert applies_to(model("clip4clip-seqtransf")) and applies_to(model("prost"))
     assert not applies_to(model("mmt"))  # its experts would keep the old order
+    assert applies_to(model("mmt"), streams=True)  # unless they are swapped too
+    assert not applies_to(model("clip4clip-meanp"), streams=True)
 
 
 def test_order_loss_against_a_hand_computation():

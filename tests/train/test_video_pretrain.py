@@ -53,7 +53,8 @@ def test_key_follows_the_pretraining_recipe_not_the_fine_tuning_run():
     for same in (replace(base, workers=7), replace(base, epochs=9), replace(base, seed=1), replace(base, lr=2e-3)):
         assert spec_of(cfg, same).key() == key
     assert spec_of(cfg, base).train.epochs == 2 and spec_of(cfg, base).train.init == ""
-    for changed in (replace(base, init_videos=13), replace(base, init_epochs=3), replace(base, sound_negatives=1.0)):
+    for changed in (replace(base, init_videos=13), replace(base, init_epochs=3), replace(base, sound_negatives=1.0),
+                    replace(base, order_streams=True)):
         assert spec_of(cfg, changed).key() != key
     assert spec_of(cfg, base, preset="cpu-small").key() != key  # another preset, another recipe
     assert spec_of(replace(cfg, num_frames=5), base).key() != key
@@ -64,7 +65,7 @@ def test_key_follows_the_pretraining_recipe_not_the_fine_tuning_run():
 def test_fields_added_later_enter_the_key_only_when_set():
     """A field added to the model or training config after the key's format was fixed leaves the keys of
     recipes that do not set it as they were, so a machine's built models stay valid: this recipe's key
-    is the one it had before `train.sound_negatives` and MMT's `text_head_layers` existed."""
+    is the one it had before `train.sound_negatives`, `train.order_streams` and MMT's `text_head_layers` existed."""
     spec = spec_of(tiny_model_config(), TrainConfig(**INIT))
     assert spec.key() == "7c29b72c94"
     mmt = spec_of(make_config("mmt", {"experts": ["motion", "audio"]}), TrainConfig(**INIT), method="mmt")

@@ -11,11 +11,13 @@ scale, averaged over the batch's order captions and added to the contrastive los
 The re-ranker trainer uses the same swapped clips as extra negative pairs of its matching loss.
 
 Models whose similarity cannot see frame order (meanP's mean pooling: a swapped clip scores exactly
-as the clip) get no gradient from it and skip it (`RetrievalModel.sees_frame_order`); so do models
-that read feature streams beside the frames (MMT's experts: a swap of the frames alone would leave
-motion and sound in the old order). A clip of fewer than two real frames is its own swap: in the
-two-way softmax it adds log 2 and no gradient; the re-ranker, whose negatives are pairs of their
-own, leaves such clips out.
+as the clip) get no gradient from it and skip it (`RetrievalModel.sees_frame_order`). Models that
+read feature streams beside the frames (MMT's experts) get it only with `train.order_streams`: then
+every stream of the clip (motion, sound, objects, …) is swapped the same way as the frames, its own
+real positions in halves, so the negative is the whole clip played in the other order; without it
+they skip it, as they did before the option existed. A clip of fewer than two real frames is its own
+swap: in the two-way softmax it adds log 2 and no gradient; the re-ranker, whose negatives are pairs
+of their own, leaves such clips out.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ def order_rows(captions: Sequence[str], real_frames: Sequence[int] | None = None
     return [i for i, c in enumerate(captions) if states_order(c) and (real_frames is None or real_frames[i] >= 2)]
 
 
-def applies_to(model: RetrievalModel) -> bool:
-    """Whether order negatives can teach `model` anything (see the module docstring)."""
-    return bool(getattr(model, "sees_frame_order", True)) and not model.input_spec().streams
+def applies_to(model: RetrievalModel, streams: bool = False) -> bool:
+    """Whether order negatives can teach `model` anything; a model that reads feature streams only when
+    they are swapped too (`streams`, `train.order_streams`; see the module docstring)."""
+    return bool(getattr(model, "sees_frame_order", True)) and (streams or not model.input_spec().streams)
 
 
 def swap_index(frame_mask: Tensor) -> Tensor:
@@ -71,11 +74,20 @@ def swap_frames(values: Tensor, frame_mask: Tensor) -> Tensor:
     return torch.gather(values, 1, index)
 
 
-def half_swapped(batch: VideoBatch) -> VideoBatch:
-    """Every clip with its second half of real frames played first (timestamps and masks unchanged)."""
-    if batch.frames is None:
-        raise ValueError("half_swapped needs frames")
-    return dataclasses.replace(batch, frames=swap_frames(batch.frames, batch.frame_mask), features=dict(batch.features))
+def half_swapped(batch: VideoBatch, streams: Sequence[str] = ()) -> VideoBatch:
+    """Every clip with its second half of real frames played first, and likewise each named feature
+    stream ("motion", or "name:option=value" as in `VideoInputSpec.streams`) over its own real
+    positions ("<name>_mask"). Timestamps and masks are unchanged: the content moves, the clock does not."""
+    if batch.frames is None and not streams:
+        raise ValueError("half_swapped needs frames or streams")
+    features = dict(batch.features)
+    for stream in streams:
+        name = stream.split(":", 1)[0]
+        if name not in features or f"{name}_mask" not in features:
+            raise ValueError(f"half_swapped: the batch has no stream {name!r} with a mask '{name}_mask'")
+        features[name] = swap_frames(features[name], features[f"{name}_mask"])
+    frames = None if batch.frames is None else swap_frames(batch.frames, batch.frame_mask)
+    return dataclasses.replace(batch, frames=frames, features=features)
 
 
 def order_loss(model: RetrievalModel, text: TextEmb, video: VideoEmb, swapped: VideoEmb, denominator: int) -> Tensor:

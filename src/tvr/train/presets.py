@@ -33,6 +33,8 @@ class TrainConfig:
     hard_negatives: float = 0.0  # share of each batch made of groups of near-neighbour captions (train/negatives.py)
     negative_group: int = 4  # clips per neighbour group
     order_negatives: float = 0.0  # weight of the order-negative loss (train/order_negatives.py); 0 = off
+    order_streams: bool = False  # models reading feature streams (MMT) get order negatives too, every stream
+    # swapped with the frames; off: they skip them
     text_foils: float = 0.0  # weight of the text-foil loss (train/text_foils.py); 0 = off
     sound_negatives: float = 0.0  # weight of the sound-negative loss (train/sound_negatives.py); 0 = off
     # where the weights start: "" (the model as built), "synthetic-videos" (the method first trained on

@@ -237,7 +237,8 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
     if init_record is not None:
         extra["training"]["init"] = init_record  # where the weights started (train.init)
 
-    use_order = train_cfg.order_negatives > 0 and order_negatives.applies_to(model)
+    use_order = train_cfg.order_negatives > 0 and order_negatives.applies_to(model, train_cfg.order_streams)
+    order_streams = model.input_spec().streams if use_order else ()  # swapped with the frames (train.order_streams)
     sound_streams = sound_negatives.audio_streams(model) if train_cfg.sound_negatives > 0 else ()
 
     def loss(epoch: int, b: int, batch: Batch) -> torch.Tensor:
@@ -251,7 +252,7 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
             n_global = len(order_negatives.order_rows([train_pairs.entries[c].caption for c in batch[0]]))
             if ordered:  # ranks' gradients are averaged: each contributes world × its share of the global sum
                 pick = torch.as_tensor(ordered, device=dev)
-                swapped = model.encode_video(order_negatives.half_swapped(clips.select(ordered)).to(dev))
+                swapped = model.encode_video(order_negatives.half_swapped(clips.select(ordered), order_streams).to(dev))
                 total = total + train_cfg.order_negatives * dist.world * order_negatives.order_loss(
                     model, text.select(pick), video.select(pick), swapped, n_global)
         if sound_streams:

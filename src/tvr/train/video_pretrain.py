@@ -92,7 +92,8 @@ class InitSpec:
 
 # fields added after the key's format was fixed: each enters the key only when it differs from the
 # value that reproduces the weights from before it existed, so caches built then stay valid
-LATER_FIELDS: dict[str, dict[str, Any]] = {"model": {"text_head_layers": 0}, "train": {"sound_negatives": 0.0}}
+LATER_FIELDS: dict[str, dict[str, Any]] = {"model": {"text_head_layers": 0},
+                                           "train": {"sound_negatives": 0.0, "order_streams": False}}
 
 
 def _without_unset(fields: dict[str, Any], part: str) -> dict[str, Any]:
@@ -101,13 +102,14 @@ def _without_unset(fields: dict[str, Any], part: str) -> dict[str, Any]:
 
 
 def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, backbone: PretrainConfig) -> InitSpec:
-    """The pretraining that `train_cfg.init == "synthetic-videos"` asks for (`init_videos`, `init_epochs`
-    and `sound_negatives` taken from `train_cfg`, everything else from the preset's recipe for `method`:
-    a run that turns sound negatives off pretrains without them too)."""
+    """The pretraining that `train_cfg.init == "synthetic-videos"` asks for (`init_videos`, `init_epochs`,
+    `sound_negatives` and `order_streams` taken from `train_cfg`, everything else from the preset's recipe
+    for `method`: a run that turns sound negatives off pretrains without them too)."""
     from tvr.train.presets import preset_train
 
     recipe = replace(preset_train(preset, method), init="", epochs=train_cfg.init_epochs, init_videos=train_cfg.init_videos,
-                     init_epochs=train_cfg.init_epochs, sound_negatives=train_cfg.sound_negatives)
+                     init_epochs=train_cfg.init_epochs, sound_negatives=train_cfg.sound_negatives,
+                     order_streams=train_cfg.order_streams)
     return InitSpec(method, model_cfg, recipe, backbone)
 
 
