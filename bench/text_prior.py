@@ -12,6 +12,13 @@ Two measurements, written as JSON (default `bench/results/text_prior.json`):
    caption of the same video closer than each caption of the order-swapped video? The two videos
    hold the same objects, so only the order of the events tells them apart (chance 50 %). Measured
    for MiniLM's sentence vector and for the pooled text embedding of every `--run` directory.
+3. **Paraphrase retrieval with a perfect video side.** For every caption of the world's paraphrase
+   twin, where does its own original caption rank among all the test captions by MiniLM's sentence
+   vector, and where does its video rank when every test video is represented by its own test
+   captions (scored by the closest of them)? No model's video side can describe a video better than
+   its own captions, so this says what MiniLM's English alone is worth on the paraphrase test.
+
+Run entries of an earlier result file are kept (merged by run name).
 
     python bench/text_prior.py --world runs/synth-bench-g4/world \
         --run runs/synth-bench-g4/seqTransf --run runs/synth-bench-g4/seqTransf-ctx-order
@@ -94,6 +101,26 @@ def order_accuracy(vectors: torch.Tensor, triples: list[tuple[int, int, int]]) -
     return float(((v[x] * v[y]).sum(-1) > (v[x] * v[z]).sum(-1)).float().mean())
 
 
+def paraphrase_retrieval(world: Path) -> dict[str, dict[str, float]]:
+    rows = [json.loads(line) for line in (world / "test.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    twin = [json.loads(line) for line in (world / "test_paraphrase.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    original = [r["caption"] for r in rows]
+    target = torch.tensor([original.index(t["paraphrase_of"]) for t in twin])
+    sims = minilm_vectors([t["caption"] for t in twin], static=False) @ minilm_vectors(original, static=False).T
+    videos = sorted({r["video"] for r in rows})
+    of_video = torch.tensor([videos.index(r["video"]) for r in rows])
+    by_video = torch.stack([sims[:, of_video == v].max(dim=1).values for v in range(len(videos))], dim=1)
+    return {"captions": {"gallery": len(original), **_recall(sims, target)},
+            "videos by their own captions": {"gallery": len(videos), **_recall(by_video, of_video[target])}}
+
+
+def _recall(sims: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    own = sims[torch.arange(len(target)), target]
+    ranks = 1 + (sims > own[:, None]).sum(dim=1)  # ties count in the query's favour
+    return {"R@1": 100 * float((ranks <= 1).float().mean()), "R@10": 100 * float((ranks <= 10).float().mean()),
+            "median rank": float(ranks.float().median())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--world", type=Path, default=Path("runs/synth-bench-g4/world"))
@@ -115,6 +142,9 @@ def main() -> None:
                 pooled = torch.cat([model.encode_text(TextBatch(captions[i : i + 256])).pooled
                                     for i in range(0, len(captions), 256)])
             doc["order"][f"run {run.name}"] = order_accuracy(pooled, triples)
+    doc["paraphrase"] = {"world": str(args.world), **paraphrase_retrieval(args.world)}
+    if args.out.is_file():  # keep the runs measured before
+        doc["order"] = {**json.loads(args.out.read_text(encoding="utf-8")).get("order", {}), **doc["order"]}
     doc["wall_s"] = round(time.time() - t0, 1)
     atomic_write_json(args.out, doc)
     print(json.dumps(doc, indent=2))
