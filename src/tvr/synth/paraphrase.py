@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from tvr.phrases import phrase_pattern
+
 # Longest phrases first, so "moves to the left" is rewritten whole before "left" alone could be.
 SYNONYMS: dict[str, str] = {
     # motions (the verbs, participles and plural forms captions.py uses)
@@ -45,9 +47,7 @@ SYNONYMS: dict[str, str] = {
     "red": "crimson", "green": "emerald", "blue": "azure", "yellow": "golden", "purple": "lilac",
     "violet": "lilac", "cyan": "aqua", "turquoise": "aqua",
 }
-_PATTERN = re.compile(
-    r"\b(" + "|".join(re.escape(k) for k in sorted(SYNONYMS, key=len, reverse=True)) + r")\b", re.IGNORECASE
-)
+_PATTERN = phrase_pattern(SYNONYMS)
 
 
 def paraphrase(caption: str) -> str:

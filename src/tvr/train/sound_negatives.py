@@ -17,7 +17,6 @@ dataset whose captions say what is heard; models without an audio stream skip it
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +25,7 @@ from torch import Tensor
 from tvr.data.batch import VideoBatch
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 from tvr.models.losses import preferred_pair_loss
+from tvr.phrases import phrase_pattern, value_of
 
 AUDIO_ENCODER = "audio"  # the feature-store encoder whose streams carry the sound
 
@@ -46,8 +46,8 @@ SOUNDS: dict[str, tuple[str, ...]] = {
     "bell": ("bell", "bells", "ringing"),  # not "rings": also shapes
     "whistle": ("whistle", "whistles", "whistling"),
 }
-_VALUE_OF = {w: v for v, words in SOUNDS.items() for w in words}
-_PATTERN = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(_VALUE_OF, key=len, reverse=True)) + r")\b", re.IGNORECASE)
+_VALUE_OF = value_of(SOUNDS)
+_PATTERN = phrase_pattern(_VALUE_OF)
 
 
 def sound_of(caption: str) -> str | None:

@@ -24,7 +24,6 @@ from a hash of the caption and the run's seed), so text encoders that cache per 
 from __future__ import annotations
 
 import random
-import re
 import zlib
 from collections.abc import Sequence
 
@@ -32,6 +31,7 @@ from torch import Tensor
 
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 from tvr.models.losses import preferred_pair_loss
+from tvr.phrases import phrase_pattern, value_of
 
 # class -> value -> the words that name it (synonyms share a value: a foil never trades one for another)
 LEXICON: dict[str, dict[str, tuple[str, ...]]] = {
@@ -52,11 +52,8 @@ REPLACEMENTS: dict[str, tuple[str, ...]] = {
     "shape": ("circle", "square", "triangle", "cross"),
     "size": ("large", "small"),
 }
-_VALUE_OF = {cls: {w: v for v, words in values.items() for w in words} for cls, values in LEXICON.items()}
-_PATTERN = {
-    cls: re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b", re.IGNORECASE)
-    for cls, words in _VALUE_OF.items()
-}
+_VALUE_OF = {cls: value_of(values) for cls, values in LEXICON.items()}
+_PATTERN = {cls: phrase_pattern(words) for cls, words in _VALUE_OF.items()}
 
 
 def attribute_words(caption: str) -> list[tuple[str, str, int, int]]:
