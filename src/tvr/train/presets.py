@@ -99,9 +99,9 @@ PRESETS: dict[str, Preset] = {
             "cpu-small",
             "CPU: fine-tune the synthetic CLIP backbone (`tvr pretrain`, built on first use): 64 px, T=8, "
             "ViT 4×192 patch 16, 2-layer text tower over MiniLM word vectors plus a MiniLM context reading; half of "
-            "each batch near-neighbour captions; order negatives (sound negatives for MMT); frame positions at the frame embeddings' scale; MMT, "
-            "seqTransf, TS2-Net and ProST fine-tune from themselves pretrained on synthetic videos (`train.init`, built on "
-            "first use)",
+            "each batch near-neighbour captions; order negatives (for MMT with its expert streams swapped too, and "
+            "sound negatives); frame positions at the frame embeddings' scale; MMT, seqTransf, TS2-Net and ProST "
+            "fine-tune from themselves pretrained on synthetic videos (`train.init`, built on first use)",
             model={"num_frames": 8, "image_size": 64, "frame_position_std": 1.0,
                    "backbone": {"patch_size": 16, "pretrained": SYNTHETIC_BACKBONE, "freeze_token_embedding": True,
                                 "text_context": "minilm"}},
@@ -125,9 +125,11 @@ PRESETS: dict[str, Preset] = {
             # (train/video_pretrain.py): MMT R@1 32.2 over three seeds against 26.6 over four at 25 epochs without;
             # seqTransf 19.6 / 20.1 against 16.1 / 14.9 at 15 epochs without; TS2-Net 18.1 / 16.8 against 11.7;
             # ProST 15.2 / 14.9 against 12.1 / 12.2 (bench/results/video_pretrain.json). MMT's sound negatives
-            # (train/sound_negatives.py): see bench/results/sound_negatives.json
+            # (train/sound_negatives.py): see bench/results/sound_negatives.json. MMT's order negatives with its
+            # streams swapped too (train.order_streams): R@1 51.1 against 44.0 / 37.9 / 43.6 without, order 32.5 → 54.9
+            # (bench/results/order_streams.json)
             per_method_train={"crosstvr": {"order_negatives": 0.0},
-                              "mmt": {"epochs": 8, "init": "synthetic-videos", "sound_negatives": 1.0},
+                              "mmt": {"epochs": 8, "init": "synthetic-videos", "sound_negatives": 1.0, "order_streams": True},
                               "clip4clip-seqtransf": {"epochs": 8, "init": "synthetic-videos"},
                               "ts2net": {"epochs": 8, "init": "synthetic-videos"},
                               "prost": {"epochs": 8, "init": "synthetic-videos"}},
