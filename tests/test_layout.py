@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "tvr"
 # like a folder of videos; `train` sits above `eval` because it validates every epoch with the
 # papers' metrics; `demo.py` runs the whole pipeline, so it ranks with the CLI.
 STAGES = ["io", "synth", "encoders", "features", "data", "models", "postproc", "index", "eval", "train", "serve", "cli"]
-SHARED = {"__init__", "atomic", "checksums", "errors", "devices", "registry", "progress"}
+SHARED = {"__init__", "atomic", "checksums", "errors", "devices", "registry", "progress", "phrases"}
 APPLICATION = {"demo": "cli", "__main__": "cli"}
 # What issue 16 names explicitly: the lower stages never reach into training, evaluation, serving or the CLI.
 LOWER = {"io", "synth", "encoders", "features", "data", "models", "postproc", "index"}
