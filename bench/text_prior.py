@@ -115,10 +115,11 @@ def paraphrase_retrieval(world: Path) -> dict[str, dict[str, float]]:
 
 
 def _recall(sims: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    own = sims[torch.arange(len(target)), target]
-    ranks = 1 + (sims > own[:, None]).sum(dim=1)  # ties count in the query's favour
-    return {"R@1": 100 * float((ranks <= 1).float().mean()), "R@10": 100 * float((ranks <= 10).float().mean()),
-            "median rank": float(ranks.float().median())}
+    """R@1 / R@10 and median rank by tvr's own metrics (ties take their average position)."""
+    from tvr.eval.metrics import ranks, recall_summary
+
+    summary = recall_summary(ranks(sims.numpy(), target.tolist()))
+    return {"R@1": summary["R@1"], "R@10": summary["R@10"], "median rank": summary["MdR"]}
 
 
 def main() -> None:
