@@ -110,21 +110,27 @@ def test_train_eval_index_search_exact(world, run_cli, tmp_path):
         np.testing.assert_allclose([s for _, s in got], np.sort(scores[q])[::-1], atol=1e-5)
 
 
+def _trained_weights(world: Path, run_cli, out: Path, manifest: Path, **train) -> dict[str, torch.Tensor]:
+    """`tvr train --method mmt` on `manifest` with the world's config and these train values; its weights."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((world / "cfg.json").read_text())
+    cfg["train"].update(train)
+    config = out.parent / f"{out.name}.json"
+    config.write_text(json.dumps(cfg))
+    r = run_cli("train", manifest, "--method", "mmt", "--out", out, "--config", config)
+    assert r.exit_code == 0, r.stderr
+    return load_file(str(out / "model.safetensors"))
+
+
 def test_sound_negatives_change_training_only_through_captions_that_name_a_sound(world, run_cli, tmp_path):
     """`train.sound_negatives` adds a loss on the batch's captions that name a sound (this world's
     "beeping" and "silent"): the trained weights differ from a run without it. A world whose captions
     name no sound trains to exactly the same weights with it as without."""
-    from safetensors.torch import load_file
-
     from tvr.train.sound_negatives import donors
 
     def train(name: str, weight: float, manifest: Path) -> dict[str, torch.Tensor]:
-        cfg = json.loads((world / "cfg.json").read_text())
-        cfg["train"]["sound_negatives"] = weight
-        (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
-        r = run_cli("train", manifest, "--method", "mmt", "--out", tmp_path / name, "--config", tmp_path / f"{name}.json")
-        assert r.exit_code == 0, r.stderr
-        return load_file(str(tmp_path / name / "model.safetensors"))
+        return _trained_weights(world, run_cli, tmp_path / name, manifest, sound_negatives=weight)
 
     lines = [json.loads(x) for x in (world / "all.jsonl").read_text().splitlines()]
     assert donors([x["caption"] for x in lines if x["split"] == "train"])  # the loss has pairs to work on
@@ -142,17 +148,10 @@ def test_order_negatives_reach_mmt_only_with_its_streams_swapped(world, run_cli,
     """MMT reads expert streams beside the frames: `train.order_negatives` alone leaves it exactly as
     trained without them (a swap of the frames alone would be no honest negative), and with
     `train.order_streams` its captions that state an order ("then") change the trained weights."""
-    from safetensors.torch import load_file
-
     from tvr.train.order_negatives import order_rows
 
     def train(name: str, **values) -> dict[str, torch.Tensor]:
-        cfg = json.loads((world / "cfg.json").read_text())
-        cfg["train"].update(values)
-        (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
-        r = run_cli("train", world / "all.jsonl", "--method", "mmt", "--out", tmp_path / name, "--config", tmp_path / f"{name}.json")
-        assert r.exit_code == 0, r.stderr
-        return load_file(str(tmp_path / name / "model.safetensors"))
+        return _trained_weights(world, run_cli, tmp_path / name, world / "all.jsonl", **values)
 
     lines = [json.loads(x) for x in (world / "all.jsonl").read_text().splitlines()]
     assert order_rows([x["caption"] for x in lines if x["split"] == "train"])  # the loss has captions to work on

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from tvr.data.batch import VideoBatch
+from tvr.data.streams import parse_stream
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 from tvr.models.losses import preferred_pair_loss
 
@@ -82,7 +83,7 @@ def half_swapped(batch: VideoBatch, streams: Sequence[str] = ()) -> VideoBatch:
         raise ValueError("half_swapped needs frames or streams")
     features = dict(batch.features)
     for stream in streams:
-        name = stream.split(":", 1)[0]
+        name = parse_stream(stream)[0]
         if name not in features or f"{name}_mask" not in features:
             raise ValueError(f"half_swapped: the batch has no stream {name!r} with a mask '{name}_mask'")
         features[name] = swap_frames(features[name], features[f"{name}_mask"])

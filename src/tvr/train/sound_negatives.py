@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from tvr.data.batch import VideoBatch
+from tvr.data.streams import parse_stream
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 from tvr.models.losses import preferred_pair_loss
 from tvr.phrases import phrase_pattern, value_of
@@ -72,7 +73,7 @@ def donors(captions: Sequence[str]) -> list[tuple[int, int]]:
 
 def audio_streams(model: RetrievalModel) -> tuple[str, ...]:
     """The stream names of `model`'s input that carry sound (encoder "audio", with or without options)."""
-    return tuple(s for s in model.input_spec().streams if s.split(":", 1)[0] == AUDIO_ENCODER)
+    return tuple(s for s in model.input_spec().streams if parse_stream(s)[0] == AUDIO_ENCODER)
 
 
 def redubbed(batch: VideoBatch, rows: Sequence[int], donor_rows: Sequence[int], streams: Sequence[str]) -> VideoBatch:
