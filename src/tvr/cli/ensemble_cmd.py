@@ -27,20 +27,10 @@ def register(app: typer.Typer) -> None:
         take it like a single run. Every run must be an inner-product model (meanP, seqTransf,
         MMT) sampling frames the same way; scores are weighted by each run's learned logit scale.
         """
-        from tvr.cli.output import print_json
-        from tvr.errors import TvrError
+        from tvr.cli.output import parse_weights, print_json
         from tvr.models.ensemble import write_ensemble
 
-        if len(runs) < 2:
-            raise TvrError(f"an ensemble needs at least two runs, got {len(runs)}")
-        parsed: tuple[float, ...] = ()
-        if weights is not None:
-            try:
-                parsed = tuple(float(w) for w in weights.split(","))
-            except ValueError:
-                raise TvrError(f"--weights {weights!r}: expected comma-separated numbers") from None
-            if len(parsed) != len(runs):
-                raise TvrError(f"--weights has {len(parsed)} values for {len(runs)} runs")
+        parsed = parse_weights(weights, len(runs))
         doc = write_ensemble(runs, out, parsed, force=force)
         if json_out:
             print_json(doc)

@@ -28,6 +28,7 @@ from tvr.cli import (
     pretrain_cmd,
     search_cmd,
     serve_cmd,
+    soup_cmd,
     synth_cmd,
     train_cmd,
 )
@@ -43,6 +44,7 @@ COMMAND_MODULES = (
     pretrain_cmd,
     train_cmd,
     ensemble_cmd,
+    soup_cmd,
     eval_cmd,
     eval_scores_cmd,
     index_cmd,

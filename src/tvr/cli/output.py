@@ -27,6 +27,28 @@ def check_querybank_flags(beta: float, k: int | None = None) -> None:
         raise TvrError(f"--k must be at least 1, got {k}")
 
 
+def parse_weights(weights: str | None, n_runs: int) -> tuple[float, ...]:
+    """`--weights` of `tvr ensemble` / `tvr soup`: one positive number per run, comma-separated
+    (() when not given: 1 each). Checked before any model loads (one line, exit 2)."""
+    import math
+
+    from tvr.errors import TvrError
+
+    if n_runs < 2:
+        raise TvrError(f"give at least two runs, got {n_runs}")
+    if weights is None:
+        return ()
+    try:
+        parsed = tuple(float(w) for w in weights.split(","))
+    except ValueError:
+        raise TvrError(f"--weights {weights!r}: expected comma-separated numbers") from None
+    if len(parsed) != n_runs:
+        raise TvrError(f"--weights has {len(parsed)} values for {n_runs} runs")
+    if not all(math.isfinite(w) and w > 0 for w in parsed):
+        raise TvrError(f"--weights {weights!r}: every weight must be finite and > 0")
+    return parsed
+
+
 def _hide_flag_types(params: list[Any]) -> None:
     # typer 0.29's rich help prints every flag's type (`--json <bool>`, even `--help <bool>`), which
     # reads as if the flag took a value; an empty metavar leaves the type column blank.

@@ -34,19 +34,9 @@ import torch
 from torch import Tensor, nn
 
 from tvr.data.batch import TextBatch, VideoBatch, VideoInputSpec
+from tvr.errors import TvrError
 from tvr.models.base import ModelConfig, RetrievalModel, TextEmb, VideoEmb
-from tvr.models.registry import (
-    CHECKPOINT_FORMAT,
-    TRAINING_CAPTIONS_FILE,
-    WEIGHTS_FILE,
-    build,
-    config_to_dict,
-    load_model,
-    make_config,
-    read_training_captions,
-    register,
-    save_model,
-)
+from tvr.models.registry import build, config_to_dict, load_model, make_config, register, save_model
 
 
 @dataclass(frozen=True)
@@ -166,79 +156,20 @@ def assemble(runs: list[Any], weights: tuple[float, ...] = ()) -> Ensemble:
 
 
 def write_ensemble(runs: list[Path], out: Path, weights: tuple[float, ...] = (), force: bool = False) -> dict[str, Any]:
-    """Load the run directories `runs`, fuse them and save the checkpoint folder `out`, built beside
-    it and moved into place whole (an old `out` is put back if that fails). `out` may not be one of
-    the runs, inside one or around one; an existing non-empty `out` is replaced only with `force`,
-    and only when it is a tvr checkpoint. The querybank is the runs' training captions: one run's
-    list when they are all the same, else every list in turn, deduplicated. Returns a summary."""
-    import shutil
-    import tempfile
+    """Load the run directories `runs`, fuse them and save the checkpoint folder `out`
+    (`tvr.models.assembled`: where it may be written, --force, atomic, querybank = the runs'
+    training captions). Returns a summary."""
+    from tvr.models.assembled import checked_out, member_records, merged_captions, publish
 
-    from tvr.atomic import atomic_write_json, default_dir_mode, fsync_dir
-    from tvr.checksums import sha256_file
-    from tvr.errors import TvrError
-
-    out = Path(out).resolve()
-    runs = [Path(r).resolve() for r in runs]
-    for r in runs:
-        if out == r or out in r.parents or r in out.parents:
-            raise TvrError(f"{out}: is, holds or lies inside the run {r}; write the ensemble elsewhere")
-    if out.exists() and not out.is_dir():
-        raise TvrError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise TvrError(f"{out}: exists and is not empty; pass --force to replace it")
-        if _checkpoint_format(out / "config.json") != CHECKPOINT_FORMAT:
-            raise TvrError(f"{out}: is not a tvr checkpoint; --force replaces only a checkpoint folder")
-    shas = [sha256_file(r / WEIGHTS_FILE) if (r / WEIGHTS_FILE).is_file() else None for r in runs]  # before loading
+    out, runs = checked_out(out, runs, force, "ensemble")
+    records = member_records(runs)  # checksums before loading
     loaded = [load_model(r) for r in runs]
     try:
         model = assemble(loaded, weights)
     except ValueError as exc:
         raise TvrError(f"cannot fuse {', '.join(map(str, runs))}: {exc}") from None
-    lists = [read_training_captions(r / TRAINING_CAPTIONS_FILE) for r in runs if (r / TRAINING_CAPTIONS_FILE).is_file()]
-    captions = lists[0] if lists and all(c == lists[0] for c in lists) else list(dict.fromkeys(c for cs in lists for c in cs))
-    members = [{"run": str(r), "method": m.method, "weights_sha256": sha, "share": round(a, 6)}
-               for r, m, sha, a in zip(runs, loaded, shas, model.alphas().tolist())]
-    for r, member in zip(runs, members):  # how each member was trained (preset, recipe, backbone), if recorded
-        training = _config_doc(r / "config.json").get("training")
-        if training is not None:
-            member["training"] = training
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    old = out.with_name(f".{out.name}.old")
-    try:
-        staging.chmod(default_dir_mode())  # mkdtemp's 0o700 would hide the checkpoint from other users
-        save_model(model, staging, extra={"ensemble_of": members})
-        if captions:
-            atomic_write_json(staging / TRAINING_CAPTIONS_FILE, captions)
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            out.rename(old)
-        try:
-            staging.rename(out)
-        except BaseException:
-            if old.exists() and not out.exists():
-                old.rename(out)
-            raise
-        fsync_dir(out.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    members = [{"run": rec["run"], "method": m.method, "weights_sha256": rec["weights_sha256"], "share": round(a, 6)}
+               | ({"training": rec["training"]} if "training" in rec else {})
+               for rec, m, a in zip(records, loaded, model.alphas().tolist())]
+    publish(out, lambda folder: save_model(model, folder, extra={"ensemble_of": members}), merged_captions(runs))
     return {"path": str(out), "members": members, "logit_scale": float(model.scale())}
-
-
-def _checkpoint_format(path: Path) -> Any:
-    return _config_doc(path).get("format")
-
-
-def _config_doc(path: Path) -> dict[str, Any]:
-    """A checkpoint's config.json as a dict ({} when missing or not a JSON object)."""
-    import json
-
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
