@@ -34,6 +34,8 @@ def test_average_is_the_weighted_mean_and_integer_tensors_must_agree():
     assert torch.equal(average_states([a, b])["w"], torch.tensor([3.0, 0.0]))
     with pytest.raises(ValueError, match="integer tensor that differs"):
         average_states([a, {**b, "n": torch.tensor([4])}])
+    steps = average_states([{"bn.num_batches_tracked": torch.tensor(7)}, {"bn.num_batches_tracked": torch.tensor(9)}])
+    assert steps["bn.num_batches_tracked"].item() == 9  # a step counter, not a value: the longest run's
     with pytest.raises(ValueError, match=r"w: run 2 holds \(3,\)"):
         average_states([a, {**b, "w": torch.zeros(3)}])
     with pytest.raises(ValueError, match="first difference: 'h'"):

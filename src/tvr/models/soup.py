@@ -8,7 +8,9 @@ and to index. The averaged model is
 
     θ = Σ_m w_m θ_m / Σ_m w_m
 
-over every floating-point tensor (the learned logit scale included); integer buffers must be equal.
+over every floating-point tensor (the learned logit scale and batch-norm statistics included); integer
+buffers must be equal, except step counters (batch norm's `num_batches_tracked`), which keep the
+largest count.
 
 Averaging only makes sense for runs that started from the same weights, so the runs must share the
 method, the model config and the start their checkpoints record (`training.init`, the pretraining
@@ -30,10 +32,14 @@ from tvr.errors import TvrError
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, build, read_checkpoint_config, save_model
 
 
+# integer buffers that count training steps (batch norm's), not values: the soup keeps the largest count
+STEP_COUNTERS = frozenset({"num_batches_tracked"})
+
+
 def average_states(states: Sequence[dict[str, Tensor]], weights: Sequence[float] = ()) -> dict[str, Tensor]:
     """The weighted mean (`weights`: one per state, default 1 each) of state dicts with the same
     tensor names and shapes; floating-point tensors are averaged in float64 and kept in their dtype,
-    other tensors must be equal in every state."""
+    step counters (`STEP_COUNTERS`) take their largest value, other tensors must be equal in every state."""
     if len(states) < 2:
         raise ValueError(f"averaging needs at least two sets of weights, got {len(states)}")
     w = list(weights) or [1.0] * len(states)
@@ -57,6 +63,8 @@ def average_states(states: Sequence[dict[str, Tensor]], weights: Sequence[float]
         if tensors[0].is_floating_point():
             mean = sum(x / total * t.double() for x, t in zip(w, tensors))
             out[name] = mean.to(tensors[0].dtype)
+        elif name.rsplit(".", 1)[-1] in STEP_COUNTERS:
+            out[name] = torch.stack(tensors).amax(dim=0)  # steps seen: the longest run's
         else:
             if not all(torch.equal(t, tensors[0]) for t in tensors[1:]):
                 raise ValueError(f"{name}: an integer tensor that differs between runs cannot be averaged")
