@@ -31,7 +31,6 @@ from torch import Tensor
 from tvr.errors import TvrError
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, build, read_checkpoint_config, save_model
 
-
 # integer buffers that count training steps (batch norm's), not values: the soup keeps the largest count
 STEP_COUNTERS = frozenset({"num_batches_tracked"})
 
