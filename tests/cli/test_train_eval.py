@@ -9,15 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
-from train_testlib import EPOCHS, METHOD  # noqa: E402
-
-
-def one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.stderr
-    lines = [x for x in result.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
+from train_testlib import EPOCHS, METHOD, one_line_error  # noqa: E402
 
 
 def test_train_writes_checkpoint_and_metrics(trained):

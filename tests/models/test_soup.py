@@ -11,17 +11,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
-from train_testlib import METHOD, tiny_run, tiny_world  # noqa: E402
+from train_testlib import METHOD, one_line_error, tiny_run, tiny_world  # noqa: E402
 
 from tvr.models.soup import average_states  # noqa: E402
-
-
-def one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.stderr
-    lines = [x for x in result.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 def test_average_is_the_weighted_mean_and_integer_tensors_must_agree():

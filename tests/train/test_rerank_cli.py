@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from train_testlib import one_line_error
 
 from tvr.cli.main import main
 
@@ -23,14 +24,6 @@ def world(tmp_path_factory) -> Path:
     assert main(["train", str(out / "w" / "all.jsonl"), "--method", "crosstvr", "--first-stage", str(out / "first"),
                  "--out", str(out / "rr"), "--config", str(out / "rr.json"), "--quiet"]) == 0
     return out
-
-
-def one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 2, result.stderr
-    lines = [x for x in result.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
 
 
 def test_rerank_run_records_its_first_stage(world):

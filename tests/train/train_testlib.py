@@ -50,6 +50,15 @@ def tiny_run(factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+def one_line_error(result, *needles: str) -> None:
+    """`result` (a `run_cli` result) failed with exit 2 and one "error:" line holding every needle."""
+    assert result.exit_code == 2, result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
 def copy_frames(run: Path, dest: Path) -> None:
     """Seed `dest` with `run`'s decoded-frame cache so another run of the same spec skips decoding."""
     dest.mkdir(parents=True, exist_ok=True)
