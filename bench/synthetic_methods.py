@@ -48,6 +48,7 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     from tvr.models.registry import load_model
     from tvr.train.checkpoint import has_checkpoint
     from tvr.train.epochs import read_metrics
+    from tvr.train.soup_trainer import is_soup_run
     from tvr.train.trainer import train
 
     method, _, config = spec.partition("@")
@@ -55,7 +56,10 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     t0 = time.monotonic()
     if method in ("ensemble", "soup"):  # ensemble@RUN+RUN+… / soup@…: runs of this benchmark assembled, nothing trained
         return run_assembled(method, name, [runs_dir / r for r in config.split("+")], data, run_dir, postprocs, device)
-    if has_checkpoint(run_dir):
+    if is_soup_run(run_dir):  # a recipe with soup members (MMT's default): finished members are skipped
+        if not (run_dir / "config.json").is_file() or epochs is not None:
+            train(data / "all.jsonl", method, run_dir, epochs=epochs, device=device, resume=True, progress=True)
+    elif has_checkpoint(run_dir):
         if not finished(run_dir, epochs):
             train(data / "all.jsonl", method, run_dir, epochs=epochs, device=device, resume=True, progress=True)
     else:  # all.jsonl: trains on its train split, validates on val; the test split is never read
@@ -67,7 +71,8 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     pairs, results, paraphrase = evaluate_run(model, run_dir, data, postprocs, device)
     config_doc = json.loads((run_dir / "config.json").read_text())
     return {
-        "method": method, "config": config or None, "epochs": len(history),
+        "method": method, "config": config or None, "epochs": len([h for h in history if "epoch" in h]),
+        "soup_members": len(config_doc.get("soup_of") or []) or None,
         "selected_epoch": config_doc.get("selected_epoch"),
         "backbone": config_doc["config"].get("backbone", {}).get("pretrained"),
         "train_wall_s_this_call": round(train_s, 1),

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from tvr.errors import TvrError
+from tvr.models.base import RetrievalModel
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, build, read_checkpoint_config, save_model
 
 # integer buffers that count training steps (batch norm's), not values: the soup keeps the largest count
@@ -90,14 +91,28 @@ def write_soup(runs: list[Path], out: Path, weights: tuple[float, ...] = (), *, 
     """Average the weights of the run directories `runs` into the checkpoint folder `out`
     (`tvr.models.assembled`: where it may be written, --force, atomic, querybank = the runs'
     training captions). Returns a summary."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from tvr.models.assembled import checked_out, config_doc, member_records, merged_captions, publish
+    from tvr.models.assembled import checked_out, merged_captions, publish
 
     if len(runs) < 2:
         raise TvrError(f"a soup needs at least two runs, got {len(runs)}")
     out, runs = checked_out(out, runs, force, "soup")
+    model, members = averaged_model(runs, weights, allow_any_start=allow_any_start)
+    publish(out, lambda folder: save_model(model, folder, extra={"soup_of": members}), merged_captions(runs))
+    return {"path": str(out), "method": model.method, "members": members, "logit_scale": float(model.scale().detach())}
+
+
+def averaged_model(runs: Sequence[Path], weights: Sequence[float] = (), *,
+                   allow_any_start: bool = False) -> tuple[RetrievalModel, list[dict[str, Any]]]:
+    """(the model whose weights average those of the finished runs `runs`, in eval mode; a record per
+    run: path, weights checksum, training recipe, share), once the runs are known to share method,
+    model config and, unless `allow_any_start`, their start."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from tvr.models.assembled import config_doc, member_records
+
+    if len(runs) < 2:
+        raise TvrError(f"a soup needs at least two runs, got {len(runs)}")
     parsed = [read_checkpoint_config(r) for r in runs]
     method, config, _ = parsed[0]
     for r, (m, c, _) in zip(runs[1:], parsed[1:]):
@@ -129,6 +144,4 @@ def write_soup(runs: list[Path], out: Path, weights: tuple[float, ...] = (), *, 
     except (ValueError, RuntimeError, SafetensorError) as exc:
         raise TvrError(f"cannot average {', '.join(map(str, runs))}: {exc}") from None
     shares = [x / sum(weights) for x in weights] if weights else [1.0 / len(runs)] * len(runs)
-    members = [rec | {"share": round(s, 6)} for rec, s in zip(records, shares)]
-    publish(out, lambda folder: save_model(model.eval(), folder, extra={"soup_of": members}), merged_captions(runs))
-    return {"path": str(out), "method": method, "members": members, "logit_scale": float(model.scale().detach())}
+    return model.eval(), [rec | {"share": round(s, 6)} for rec, s in zip(records, shares)]

@@ -95,7 +95,7 @@ def run_epochs(loop: EpochLoop, start_epoch: int, step: int, history: list[dict[
     with TrainProgress(loop.progress and main, cfg.epochs, per_epoch) as bar:
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
-            e0, c0, losses = time.monotonic(), _cpu_s(), []
+            e0, c0, losses = time.monotonic(), process_cpu_s(), []
             bar.start_epoch(epoch)
             for b, batch in enumerate(epoch_batches(loop, epoch)):
                 factor = lr_factor(step, total, warmup, cfg.min_lr_ratio)
@@ -114,7 +114,7 @@ def run_epochs(loop: EpochLoop, start_epoch: int, step: int, history: list[dict[
                 "epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)),
                 "lr": cfg.lr * lr_factor(step - 1, total, warmup, cfg.min_lr_ratio),
                 "logit_scale": float(model.scale().detach()), "epoch_s": round(time.monotonic() - e0, 3),
-                "epoch_cpu_s": round(_cpu_s() - c0, 3),
+                "epoch_cpu_s": round(process_cpu_s() - c0, 3),
             }
             if loop.dist.enabled:
                 record["processes"] = loop.dist.world
@@ -132,7 +132,7 @@ def run_epochs(loop: EpochLoop, start_epoch: int, step: int, history: list[dict[
     return history
 
 
-def _cpu_s() -> float:
+def process_cpu_s() -> float:
     """CPU seconds of this process, all threads (epoch time on a shared machine says little alone)."""
     import resource
 

@@ -42,6 +42,11 @@ class TrainConfig:
     init: str = ""
     init_videos: int = 4000
     init_epochs: int = 6
+    split_seed: int | None = None  # draws the validation hold-out of a manifest without a val split; None: seed
+    # a weight-averaged model (train/soup_trainer.py): one member run per entry, each this recipe with the
+    # entry's fields replaced ("seed_offset" is added to the seed), all from the same start, then averaged
+    # (models/soup.py); () = one run
+    soup: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for name, (low, high, low_open) in TRAIN_RANGES.items():
@@ -49,6 +54,41 @@ class TrainConfig:
             below = value <= low if low_open else value < low
             if below or (high is not None and value > high):
                 raise ValueError(f"{name} must be {_describe_range(low, high, low_open)}, got {value!r}")
+        if self.split_seed is not None and not 0 <= self.split_seed < 2**63:
+            raise ValueError(f"split_seed must be in [0, {2**63 - 1}] or null, got {self.split_seed!r}")
+        if len(self.soup) == 1:
+            raise ValueError("soup needs at least two members (or none, for one run)")
+        for i, member in enumerate(self.soup):
+            self.member(i)  # each member's recipe is checked now, not after the first member has trained
+
+    def member(self, i: int) -> TrainConfig:
+        """The recipe of soup member `i`: this one with the member's fields replaced, its seed
+        offset added, the validation hold-out drawn as for the whole soup, and no soup of its own."""
+        entry = self.soup[i]
+        if not isinstance(entry, dict):
+            raise ValueError(f"soup[{i}] must be an object of training fields, got {entry!r}")
+        fields = {k: v for k, v in entry.items() if k != "seed_offset"}
+        bad = sorted(set(fields) & SOUP_SHARED) or sorted(set(fields) - set(self.__dataclass_fields__))
+        if bad:
+            raise ValueError(f"soup[{i}]: {bad[0]!r} cannot differ between members (a member may set: "
+                             f"seed_offset, {', '.join(sorted(set(self.__dataclass_fields__) - SOUP_SHARED))})")
+        offset = entry.get("seed_offset", 0)
+        if type(offset) is not int or offset < 0:
+            raise ValueError(f"soup[{i}].seed_offset must be an integer >= 0, got {offset!r}")
+        if offset and not self.init:
+            raise ValueError(f"soup[{i}].seed_offset: without train.init the seed draws the members' first weights, "
+                             "and runs from different starts do not average; set train.init or drop the offset")
+        try:
+            return replace(self, soup=(), split_seed=self.split_seed if self.split_seed is not None else self.seed,
+                           **{"seed": self.seed + offset, **fields})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"soup[{i}]: {exc}") from None
+
+
+# what every member of a soup shares: where the weights start (`train.init`'s pretraining reads the run's
+# sound_negatives and order_streams too) and what they are validated on
+SOUP_SHARED = frozenset({"soup", "init", "init_videos", "init_epochs", "sound_negatives", "order_streams", "split_seed",
+                         "val_fraction", "val_max_videos", "seed"})
 
 
 # field -> (lower bound, upper bound or None, lower bound excluded); checked before any work starts
@@ -92,6 +132,11 @@ class Preset:
     per_method_train: dict[str, dict[str, Any]] = field(default_factory=dict)  # train overrides for one method only
 
 
+# MMT's default is one model averaged from three fine-tunes of its pretrained start that differ in seed and
+# order-negative weight (train/soup_trainer.py): R@1 58.0 against 51.1 / 53.9 / 52.5 for the single default's
+# seeds, at three times the training time and one model's search cost (`soup-mixed-3`, bench/results/mmt_single.json)
+MMT_SOUP: tuple[dict[str, Any], ...] = ({}, {"seed_offset": 1, "order_negatives": 0.5}, {"order_negatives": 0.0})
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
@@ -129,7 +174,8 @@ PRESETS: dict[str, Preset] = {
             # streams swapped too (train.order_streams): R@1 51.1 against 44.0 / 37.9 / 43.6 without, order 32.5 → 54.9
             # (bench/results/order_streams.json)
             per_method_train={"crosstvr": {"order_negatives": 0.0},
-                              "mmt": {"epochs": 8, "init": "synthetic-videos", "sound_negatives": 1.0, "order_streams": True},
+                              "mmt": {"epochs": 8, "init": "synthetic-videos", "sound_negatives": 1.0, "order_streams": True,
+                                      "soup": MMT_SOUP},
                               "clip4clip-seqtransf": {"epochs": 8, "init": "synthetic-videos"},
                               "ts2net": {"epochs": 8, "init": "synthetic-videos"},
                               "prost": {"epochs": 8, "init": "synthetic-videos"}},
@@ -215,7 +261,12 @@ def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any],
     model = {k: v for k, v in preset.model.items() if k in fields}  # presets cover several methods
     model = deep_merge(model, preset.per_method.get(method, {}))
     model = deep_merge(model, doc.get("model") or {})
-    train = config_from_dict(TrainConfig, doc.get("train") or {}, where=f"{config_file}: train")
+    given_train = doc.get("train") or {}
+    for i, entry in enumerate(given_train.get("soup") or [] if isinstance(given_train, dict) else []):
+        if isinstance(entry, dict):  # the members' field types, checked like the run's own
+            config_from_dict(TrainConfig, {k: v for k, v in entry.items() if k != "seed_offset"},
+                             where=f"{config_file}: train.soup[{i}]")
+    train = config_from_dict(TrainConfig, given_train, where=f"{config_file}: train")
     try:
         train = replace(preset_train(name, method), **{k: getattr(train, k) for k in (doc.get("train") or {})})
     except ValueError as exc:

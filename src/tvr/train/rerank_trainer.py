@@ -408,6 +408,8 @@ def _train_rerank(
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
         preset, overrides, train_cfg, _ = resolve(config_file, method)  # the first stage's backbone is reused
         train_cfg = override(train_cfg, epochs=epochs, seed=seed)
+        if train_cfg.soup:
+            raise TvrError(f"{config_file}: train.soup: a re-ranker is trained as one run; average its runs with tvr soup")
         model_cfg = None
     first_stage = Path(first_stage).resolve()
     sha = first_stage_sha(first_stage)

@@ -73,7 +73,7 @@ def split_for_training(manifest: Manifest, train_cfg: TrainConfig) -> tuple[Mani
         n_val = min(int(len(videos) * train_cfg.val_fraction), train_cfg.val_max_videos)
         if n_val < 2 or len(videos) - n_val < 2:
             return train, None
-        rng = np.random.default_rng([train_cfg.seed, 7])
+        rng = np.random.default_rng([train_cfg.seed if train_cfg.split_seed is None else train_cfg.split_seed, 7])
         held = {videos[i] for i in rng.choice(len(videos), n_val, replace=False)}
         val = Manifest(tuple(e for e in train.entries if e.video_key in held), manifest.root, manifest.source)
         train = Manifest(tuple(e for e in train.entries if e.video_key not in held), manifest.root, manifest.source)
@@ -133,10 +133,33 @@ def train(
     """Train `method` on the manifest's train split into `run_dir` (checkpoint after every epoch).
 
     Under torchrun (WORLD_SIZE > 1) every process trains its slice of each global batch with the loss
-    over the whole batch (`tvr.train.distributed`); rank 0 writes the run."""
+    over the whole batch (`tvr.train.distributed`); rank 0 writes the run.
+
+    A recipe with `soup` members trains each of them and writes their weight average as the run's
+    model (`tvr.train.soup_trainer`)."""
+    from tvr.train import soup_trainer
+
     with joined(resolve_device(device)) as (dist, dev):
-        return _train(manifest_path, method, run_dir, config_file=config_file, epochs=epochs, dev=dev, resume=resume,
-                      resume_previous=resume_previous, seed=seed, progress=progress and dist.is_main, dist=dist)
+        progress = progress and dist.is_main
+        if not soup_trainer.wanted(run_dir, method, config_file, resume):
+            return _train(manifest_path, method, run_dir, config_file=config_file, epochs=epochs, dev=dev, resume=resume,
+                          resume_previous=resume_previous, seed=seed, progress=progress, dist=dist)
+        t0 = time.monotonic()
+
+        def train_one(manifest_path: Path, method: str, member_dir: Path, **kw: Any) -> TrainResult:
+            return _train(manifest_path, method, member_dir, seed=None, dev=dev, progress=progress, dist=dist, **kw)
+
+        def validate_average(model: RetrievalModel, cfg: TrainConfig) -> dict[str, Any] | None:
+            _, val_m = split_for_training(read_manifest(manifest_path), cfg)
+            if val_m is None:
+                return None
+            with load_pairs(val_m, model.input_spec(), run_dir / FRAMES_DIR, workers=cfg.workers, progress=False) as pairs:
+                return validate(model.to(dev), pairs, dev)
+
+        history, done = soup_trainer.train_soup(
+            manifest_path, method, run_dir, config_file=config_file, epochs=epochs, seed=seed, resume=resume,
+            resume_previous=resume_previous, progress=progress, dist=dist, train_one=train_one, validate=validate_average)
+        return TrainResult(run_dir, done, history, time.monotonic() - t0)
 
 
 def train_in_process(manifest_path: Path, method: str, run_dir: Path, *, config_file: Path, dev: torch.device,
@@ -149,8 +172,9 @@ def train_in_process(manifest_path: Path, method: str, run_dir: Path, *, config_
 
 def _train(
     manifest_path: Path, method: str, run_dir: Path, *, config_file: Path | None, epochs: int | None, dev: torch.device,
-    resume: bool, resume_previous: bool, seed: int | None, progress: bool, dist: Dist,
+    resume: bool, resume_previous: bool, seed: int | None, progress: bool, dist: Dist, store: Path | None = None,
 ) -> TrainResult:
+    """One run; its clips decoded into `store` (default RUN/frames)."""
     t0 = time.monotonic()
     if not lookup(method)[0].trainable:  # unknown method: fail before any work
         raise TvrError(f"{method!r} is not trained: it is assembled from trained runs (tvr {method})")
@@ -178,7 +202,7 @@ def _train(
 
     train_m, val_m = split_for_training(manifest, train_cfg)
     both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
-    store = run_dir / FRAMES_DIR
+    store = store or run_dir / FRAMES_DIR
     init_record = None
     for turn in range(dist.world):  # rank 0 builds the pretrained parts and decodes; the others then find them done
         if turn == dist.rank:

@@ -93,7 +93,8 @@ class InitSpec:
 # fields added after the key's format was fixed: each enters the key only when it differs from the
 # value that reproduces the weights from before it existed, so caches built then stay valid
 LATER_FIELDS: dict[str, dict[str, Any]] = {"model": {"text_head_layers": 0},
-                                           "train": {"sound_negatives": 0.0, "order_streams": False}}
+                                           "train": {"sound_negatives": 0.0, "order_streams": False, "split_seed": None,
+                                                     "soup": ()}}
 
 
 def _without_unset(fields: dict[str, Any], part: str) -> dict[str, Any]:
@@ -109,7 +110,7 @@ def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, 
 
     recipe = replace(preset_train(preset, method), init="", epochs=train_cfg.init_epochs, init_videos=train_cfg.init_videos,
                      init_epochs=train_cfg.init_epochs, sound_negatives=train_cfg.sound_negatives,
-                     order_streams=train_cfg.order_streams)
+                     order_streams=train_cfg.order_streams, soup=())
     return InitSpec(method, model_cfg, recipe, backbone)
 
 
