@@ -102,7 +102,7 @@ def test_a_soup_killed_inside_a_member_resumes_to_the_same_average(souped, tmp_p
 
 
 @pytest.mark.parametrize("members, needles", [
-    ([{}, {"seed_offset": 1}], ["soup[1].seed_offset", "train.init"]),  # no start to share: the seed draws it
+    ([{}, {"seed_offset": 1}], ["soup[1].seed_offset", "train.init", '"soup": []']),  # no start to share
     ([{}, {"init": "elsewhere"}], ["soup[1]", "'init' cannot differ"]),
     ([{}, {"sound_negatives": 1.0}], ["soup[1]", "'sound_negatives' cannot differ"]),  # it picks the pretraining
     ([{}, {"epoch": 2}], ["soup[1]", "'epoch'"]),
@@ -129,11 +129,14 @@ def test_a_reranker_is_not_trained_as_a_soup(run_cli, tmp_path_factory, tmp_path
                            "--config", config, "--out", tmp_path / "rr"), "train.soup", "re-ranker")
 
 
-def test_mmt_default_is_a_three_member_soup_from_its_one_pretrained_start():
+def test_mmt_default_is_a_three_member_soup_from_its_one_pretrained_start(tmp_path):
     from tvr.train.presets import resolve
 
     _, _, recipe, _ = resolve(None, "mmt")
     members = [recipe.member(i) for i in range(len(recipe.soup))]
     assert [(m.seed, m.order_negatives) for m in members] == [(0, 1.0), (1, 0.5), (0, 0.0)]
     assert len({(m.init, m.init_videos, m.init_epochs, m.sound_negatives, m.order_streams) for m in members}) == 1
-    assert not resolve(None, "clip4clip-seqtransf")[2].soup  # the others train one run
+    assert all(not resolve(None, m)[2].soup for m in ("clip4clip-meanp", "clip4clip-seqtransf", "ts2net", "prost"))
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({"train": {"soup": []}}))
+    assert resolve(single, "mmt")[2].soup == ()  # one MMT run, as before

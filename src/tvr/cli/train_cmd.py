@@ -26,13 +26,15 @@ def register(app: typer.Typer) -> None:
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
         resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last finished epoch.")] = False,
         resume_previous: Annotated[bool, typer.Option("--resume-previous", help="Like --resume, but from the epoch before the last (when the last checkpoint is damaged).")] = False,
-        seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the preset's, 0).")] = None,
+        seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the preset's, 0); soup members add their seed_offset.")] = None,
         first_stage: Annotated[Path | None, typer.Option("--first-stage", help="First-stage run (re-rankers only).")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
         ddp: Annotated[int, typer.Option("--ddp", help="Train with N processes on this machine (torchrun; gloo on CPU, nccl on GPU).")] = 1,
     ) -> None:
-        """Train a model; checkpoints after every epoch, validation metrics in RUN/metrics.jsonl."""
+        """Train a model; checkpoints after every epoch, validation metrics in RUN/metrics.jsonl. A recipe
+        with soup members (train.soup: MMT's default) trains each into RUN/members/N and
+        writes their weight average as RUN's model."""
         from tvr.cli.output import print_json
         from tvr.errors import TvrError
         from tvr.models.registry import lookup

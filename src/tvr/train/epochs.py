@@ -51,6 +51,7 @@ class EpochLoop:
     source: str = ""  # the manifest, for the message when no batch can be formed
     progress: bool = True
     dist: Dist = Dist()  # several processes: see tvr.train.distributed
+    label: str = ""  # before each progress line, e.g. "soup member 2/3: "
 
 
 def seed_everything(seed: int) -> None:
@@ -92,7 +93,7 @@ def run_epochs(loop: EpochLoop, start_epoch: int, step: int, history: list[dict[
     warmup = int(round(cfg.warmup_fraction * total))
     history = list(history)
     main = loop.dist.is_main
-    with TrainProgress(loop.progress and main, cfg.epochs, per_epoch) as bar:
+    with TrainProgress(loop.progress and main, cfg.epochs, per_epoch, loop.label) as bar:
         for epoch in range(start_epoch, cfg.epochs):
             model.train()
             e0, c0, losses = time.monotonic(), process_cpu_s(), []
@@ -157,8 +158,8 @@ class TrainProgress:
     """Per-epoch progress on stderr (loss, lr, steps/s, ETA; a bar on a terminal, plain lines elsewhere)
     plus one summary line per epoch."""
 
-    def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
-        self.enabled, self.epochs, self.steps = enabled, epochs, steps
+    def __init__(self, enabled: bool, epochs: int, steps: int, label: str = "") -> None:
+        self.enabled, self.epochs, self.steps, self.label = enabled, epochs, steps, label
         self.console = stderr_console()
         self.report = None
 
@@ -173,7 +174,7 @@ class TrainProgress:
     def start_epoch(self, epoch: int) -> None:
         self.__exit__(None, None, None)
         self.report = ProgressReport(
-            f"epoch {epoch + 1}/{self.epochs}", self.steps, "steps", enabled=self.enabled, transient=True,
+            f"{self.label}epoch {epoch + 1}/{self.epochs}", self.steps, "steps", enabled=self.enabled, transient=True,
             console=self.console,
         ).__enter__()
 
@@ -187,5 +188,5 @@ class TrainProgress:
         val = record.get("val", {}).get("t2v")
         tail = f"  val t2v R@1 {val['R@1']:.1f} R@5 {val['R@5']:.1f} MdR {val['MdR']:.1f}" if val else ""
         self.console.print(
-            f"epoch {record['epoch']}/{self.epochs}  loss {record['train_loss']:.4f}  {record['epoch_s']:.1f} s{tail}"
+            f"{self.label}epoch {record['epoch']}/{self.epochs}  loss {record['train_loss']:.4f}  {record['epoch_s']:.1f} s{tail}"
         )

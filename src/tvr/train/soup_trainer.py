@@ -61,37 +61,32 @@ def train_soup(manifest_path: Path, method: str, run_dir: Path, *, config_file: 
     """Train every member of the recipe's soup into RUN/members/N (resuming what `resume` finds) and
     write their average as RUN's model; (RUN's metrics records, the members' largest epoch count).
     `train_one` trains one member run; `validate(model, plan train config)` scores the average."""
-    read_manifest(manifest_path)  # a bad manifest fails before anything is written
+    read_manifest(manifest_path)  # a manifest that does not parse fails before anything is written
     if epochs is not None and epochs < 1:
         raise TvrError(f"--epochs must be at least 1, got {epochs}")
     if resume:
         plan = read_plan(run_dir, method)
-    else:
-        if has_checkpoint(run_dir) or is_soup_run(run_dir):
+    else:  # a plan whose members never finished an epoch (a video missing, say) is written again
+        if has_checkpoint(run_dir) or _members_started(run_dir):
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
         plan = _write_plan(run_dir, method, config_file, epochs, seed, dist)
-    console = stderr_console()
     members = plan["members"]
     frames = run_dir / "frames"
     for i, member in enumerate(members):
         member_dir = run_dir / member["run"]
-        label = f"soup member {i + 1}/{len(members)} ({member['differs'] or 'the recipe as is'})"
+        label = f"soup member {i + 1}/{len(members)}: "  # on its progress lines; nothing is printed before an error
         if has_checkpoint(member_dir):
             if not resume:
                 raise TvrError(f"{member_dir}: already holds a training run; pass --resume")
             done = config_doc(member_dir / STATE_FILE)  # its state files are checked when it is resumed
             if epochs is None and done.get("epoch", 0) >= (done.get("train") or {}).get("epochs", 1):
                 continue  # finished
-            if progress:
-                console.print(f"{label}: resuming after epoch {done.get('epoch')}")
             train_one(manifest_path, method, member_dir, config_file=None, epochs=epochs, resume=True,
-                      resume_previous=resume_previous, store=frames)
+                      resume_previous=resume_previous, store=frames, label=label)
             resume_previous = False  # only the member that was interrupted goes back an epoch
         else:
-            if progress:
-                console.print(f"{label} → {member_dir}")
             train_one(manifest_path, method, member_dir, config_file=run_dir / member["config"], epochs=None, resume=False,
-                      resume_previous=False, store=frames)
+                      resume_previous=False, store=frames, label=label)
     history: list[dict[str, Any]] = []
     member_dirs = [run_dir / m["run"] for m in members]
     for i, member_dir in enumerate(member_dirs):
@@ -101,6 +96,11 @@ def train_soup(manifest_path: Path, method: str, run_dir: Path, *, config_file: 
         write_metrics(run_dir, history)
     dist.barrier()
     return history, max(int(h.get("epoch", 0)) for h in history)
+
+
+def _members_started(run_dir: Path) -> bool:
+    members = run_dir / MEMBERS_DIR
+    return members.is_dir() and any(has_checkpoint(d) for d in members.iterdir() if d.is_dir())
 
 
 def read_plan(run_dir: Path, method: str) -> dict[str, Any]:

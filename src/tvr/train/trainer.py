@@ -173,8 +173,9 @@ def train_in_process(manifest_path: Path, method: str, run_dir: Path, *, config_
 def _train(
     manifest_path: Path, method: str, run_dir: Path, *, config_file: Path | None, epochs: int | None, dev: torch.device,
     resume: bool, resume_previous: bool, seed: int | None, progress: bool, dist: Dist, store: Path | None = None,
+    label: str = "",
 ) -> TrainResult:
-    """One run; its clips decoded into `store` (default RUN/frames)."""
+    """One run; its clips decoded into `store` (default RUN/frames), `label` before its progress lines."""
     t0 = time.monotonic()
     if not lookup(method)[0].trainable:  # unknown method: fail before any work
         raise TvrError(f"{method!r} is not trained: it is assembled from trained runs (tvr {method})")
@@ -216,7 +217,7 @@ def _train(
         train_pairs = sets.enter_context(load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False))
         val_pairs = sets.enter_context(load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False)) if val_m else None
         return _fit(method, run_dir, manifest_path, manifest, model, train_cfg, preset, pretrain_record, init_record, state,
-                    train_m, train_pairs, val_pairs, dev, resume, progress, dist, t0)
+                    train_m, train_pairs, val_pairs, dev, resume, progress, dist, t0, label)
 
 
 def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_cfg: Any, train_cfg: TrainConfig, train_m: Manifest,
@@ -253,7 +254,8 @@ def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_c
 
 def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, model: RetrievalModel, train_cfg: TrainConfig,
          preset: str, pretrain_record: Any, init_record: Any, state: dict[str, Any] | None, train_m: Manifest, train_pairs: PairSet,
-         val_pairs: PairSet | None, dev: torch.device, resume: bool, progress: bool, dist: Dist, t0: float) -> TrainResult:
+         val_pairs: PairSet | None, dev: torch.device, resume: bool, progress: bool, dist: Dist, t0: float,
+         label: str = "") -> TrainResult:
     optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
     extra: dict[str, Any] = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
     if pretrain_record is not None:
@@ -304,6 +306,7 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
         run_dir, model, optimizer, train_cfg, batches=lambda epoch: batches_for_epoch(train_pairs, train_cfg, epoch),
         loss=loss, validate=(lambda: validate(model, val_pairs, dev)) if val_pairs is not None else None,
         state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress, dist=dist,
+        label=label,
     )
     start_epoch, step, history = start_or_resume(loop, state)
     steps_per_epoch(loop)  # no batch at all: say so before writing anything more
