@@ -40,7 +40,7 @@ PLAN_FILE = "soup.json"
 PLAN_FORMAT = "tvr-soup-plan"
 MEMBERS_DIR = "members"
 
-# trains one run: (manifest, method, run dir, config file or None, epochs or None, resume, resume_previous, frame store)
+# trains one member run: (manifest, method, member dir, *, config_file, epochs, resume, resume_previous, store, label)
 TrainOne = Callable[..., Any]
 
 
@@ -56,11 +56,12 @@ def wanted(run_dir: Path, method: str, config_file: Path | None, resume: bool) -
 
 
 def train_soup(manifest_path: Path, method: str, run_dir: Path, *, config_file: Path | None, epochs: int | None,
-               seed: int | None, resume: bool, resume_previous: bool, progress: bool, dist: Dist,
+               seed: int | None, resume: bool, resume_previous: bool, progress: bool, dist: Dist, frames: Path,
                train_one: TrainOne, validate: Callable[[Any, Any], dict[str, Any] | None]) -> tuple[list[dict[str, Any]], int]:
-    """Train every member of the recipe's soup into RUN/members/N (resuming what `resume` finds) and
-    write their average as RUN's model; (RUN's metrics records, the members' largest epoch count).
-    `train_one` trains one member run; `validate(model, plan train config)` scores the average."""
+    """Train every member of the recipe's soup into RUN/members/N (resuming what `resume` finds), their
+    clips decoded once into `frames`, and write their average as RUN's model; (RUN's metrics records,
+    the members' largest epoch count). `train_one` trains one member run; `validate(model, a member's
+    train config)` scores the average on the members' validation split."""
     read_manifest(manifest_path)  # a manifest that does not parse fails before anything is written
     if epochs is not None and epochs < 1:
         raise TvrError(f"--epochs must be at least 1, got {epochs}")
@@ -71,7 +72,6 @@ def train_soup(manifest_path: Path, method: str, run_dir: Path, *, config_file: 
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
         plan = _write_plan(run_dir, method, config_file, epochs, seed, dist)
     members = plan["members"]
-    frames = run_dir / "frames"
     for i, member in enumerate(members):
         member_dir = run_dir / member["run"]
         label = f"soup member {i + 1}/{len(members)}: "  # on its progress lines; nothing is printed before an error

@@ -158,7 +158,8 @@ def train(
 
         history, done = soup_trainer.train_soup(
             manifest_path, method, run_dir, config_file=config_file, epochs=epochs, seed=seed, resume=resume,
-            resume_previous=resume_previous, progress=progress, dist=dist, train_one=train_one, validate=validate_average)
+            resume_previous=resume_previous, progress=progress, dist=dist, frames=run_dir / FRAMES_DIR, train_one=train_one,
+            validate=validate_average)
         return TrainResult(run_dir, done, history, time.monotonic() - t0)
 
 
