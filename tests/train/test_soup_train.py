@@ -140,3 +140,22 @@ def test_mmt_default_is_a_three_member_soup_from_its_one_pretrained_start(tmp_pa
     single = tmp_path / "single.json"
     single.write_text(json.dumps({"train": {"soup": []}}))
     assert resolve(single, "mmt")[2].soup == ()  # one MMT run, as before
+
+
+def test_a_soup_trains_under_two_gloo_processes(souped, tmp_path):
+    """`--ddp 2` (torchrun, gloo, started here): every member trains on both processes, rank 0 writes
+    the members and their exact average once."""
+    world, _, config, _ = souped
+    run = tmp_path / "ddp"
+    r = tvr_subprocess("train", str(world / "w" / "all.jsonl"), "--method", METHOD, "--config", str(config), "--epochs", "1",
+                       "--out", str(run), "--ddp", "2", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    members = [run / "members" / str(i) for i in range(len(MEMBERS))]
+    for m in members:
+        lines = [json.loads(x) for x in (m / "metrics.jsonl").read_text().splitlines()]
+        assert [(x["epoch"], x["processes"]) for x in lines] == [(1, 2)]
+    want = average_states([load_file(str(m / "model.safetensors")) for m in members])
+    got = load_file(str(run / "model.safetensors"))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x.get("member") for x in lines] == [0, 1, 2, None] and lines[-1]["soup"] == 3
