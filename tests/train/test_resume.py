@@ -11,14 +11,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from train_testlib import EPOCHS, copy_frames, subprocess_env, tiny_run, train_args, tvr_subprocess
-
-
-def _epoch(run: Path) -> int:
-    try:
-        return int(json.loads((run / "trainer_state.json").read_text())["epoch"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return 0
+from train_testlib import EPOCHS, committed_epoch, copy_frames, subprocess_env, tiny_run, train_args, tvr_subprocess
 
 
 def test_sigkill_then_resume_reproduces_uninterrupted_weights(tmp_path_factory, tmp_path):
@@ -29,11 +22,11 @@ def test_sigkill_then_resume_reproduces_uninterrupted_weights(tmp_path_factory, 
     proc = subprocess.Popen([sys.executable, "-m", "tvr.cli.main", *train_args(world), "--out", str(cut)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env())
     deadline = time.monotonic() + 240
-    while _epoch(cut) < 1 and proc.poll() is None and time.monotonic() < deadline:
+    while committed_epoch(cut) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = _epoch(cut)
+    killed_at = committed_epoch(cut)
     assert 1 <= killed_at < EPOCHS, f"kill landed at epoch {killed_at}; the run was too fast to interrupt"
 
     r = tvr_subprocess("train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-seqtransf", "--out", str(cut),

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_testlib import METHOD, one_line_error, subprocess_env, tiny_run, tiny_world, tvr_subprocess
+from train_testlib import METHOD, committed_epoch, one_line_error, subprocess_env, tiny_run, tiny_world, tvr_subprocess
 
 from tvr.models.soup import average_states, start_of
 
@@ -20,9 +20,9 @@ EPOCHS = 3
 MEMBERS = [{}, {"seed_offset": 1}, {"lr": 0.002}]
 
 
-def soup_config(path, start, **train):
+def soup_config(path, start):
     path.write_text(json.dumps({"preset": "tiny", "train": {"batch_size": 4, "workers": 1, "epochs": EPOCHS, "seed": 3,
-                                                            "init": str(start), "soup": MEMBERS, **train}}))
+                                                            "init": str(start), "soup": MEMBERS}}))
     return path
 
 
@@ -71,13 +71,6 @@ def test_the_run_holds_the_exact_average_of_members_trained_from_one_start(soupe
                            "--quiet"), "'clip4clip-seqtransf' soup")
 
 
-def _member_epoch(run, i):
-    try:
-        return int(json.loads((run / "members" / str(i) / "trainer_state.json").read_text())["epoch"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return 0
-
-
 def test_a_soup_killed_inside_a_member_resumes_to_the_same_average(souped, tmp_path):
     world, _, config, full = souped
     cut = tmp_path / "cut"
@@ -85,11 +78,11 @@ def test_a_soup_killed_inside_a_member_resumes_to_the_same_average(souped, tmp_p
                              METHOD, "--config", str(config), "--out", str(cut), "--quiet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env())
     deadline = time.monotonic() + 240
-    while _member_epoch(cut, 1) < 1 and proc.poll() is None and time.monotonic() < deadline:
+    while committed_epoch(cut / "members" / "1") < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = _member_epoch(cut, 1)
+    killed_at = committed_epoch(cut / "members" / "1")
     assert 1 <= killed_at < EPOCHS, f"kill landed at member 2's epoch {killed_at}; the run was too fast to interrupt"
     assert not (cut / "model.safetensors").exists() and not (cut / "members" / "2").exists()
     first = (cut / "members" / "0" / "trainer_state.json").read_bytes()

@@ -50,6 +50,14 @@ def tiny_run(factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+def committed_epoch(run: Path) -> int:
+    """The last epoch `run`'s trainer_state.json commits (0 before the first, or while it is being replaced)."""
+    try:
+        return int(json.loads((run / "trainer_state.json").read_text())["epoch"])
+    except (FileNotFoundError, json.JSONDecodeError, KeyError):
+        return 0
+
+
 def one_line_error(result, *needles: str) -> None:
     """`result` (a `run_cli` result) failed with exit 2 and one "error:" line holding every needle."""
     assert result.exit_code == 2, result.stderr

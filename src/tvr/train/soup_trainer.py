@@ -27,8 +27,8 @@ from typing import Any
 from tvr.atomic import atomic_write_json
 from tvr.errors import TvrError
 from tvr.io.manifest import read_manifest
-from tvr.models.assembled import config_doc
-from tvr.models.registry import CONFIG_FILE, TRAINING_CAPTIONS_FILE, config_from_dict, read_training_captions, save_model
+from tvr.models.assembled import config_doc, merged_captions
+from tvr.models.registry import TRAINING_CAPTIONS_FILE, config_from_dict, save_model
 from tvr.models.soup import averaged_model
 from tvr.progress import stderr_console
 from tvr.train.checkpoint import STATE_FILE, has_checkpoint
@@ -148,14 +148,14 @@ def _average(run_dir: Path, member_dirs: list[Path], plan: dict[str, Any],
     """Write the members' average as RUN's model; its metrics record (validation, cost)."""
     t0, c0 = time.monotonic(), process_cpu_s()
     model, records = averaged_model(member_dirs)
-    first = config_doc(member_dirs[0] / CONFIG_FILE).get("training") or {}
-    training = {**first, "train": plan["train"]}  # the members' shared start (init, pretrain) and the soup recipe
+    training = {**(records[0].get("training") or {}), "train": plan["train"]}  # the members' shared start (init,
+    # pretrain) and the soup recipe
     member_recipe = config_doc(member_dirs[0] / STATE_FILE).get("train") or {}  # its validation split is every member's
     val = validate(model, config_from_dict(TrainConfig, member_recipe, where=f"{member_dirs[0] / STATE_FILE}: train"))
     save_model(model, run_dir, extra={"training": training, "soup_of": records})
-    captions = member_dirs[0] / TRAINING_CAPTIONS_FILE
-    if captions.is_file():  # every member trained on the same captions
-        atomic_write_json(run_dir / TRAINING_CAPTIONS_FILE, read_training_captions(captions))
+    captions = merged_captions(member_dirs)  # every member trained on the same captions: one member's list
+    if captions:
+        atomic_write_json(run_dir / TRAINING_CAPTIONS_FILE, captions)
     record: dict[str, Any] = {"soup": len(member_dirs), "logit_scale": float(model.scale().detach()),
                               "epoch_s": round(time.monotonic() - t0, 3), "epoch_cpu_s": round(process_cpu_s() - c0, 3)}
     if val is not None:
