@@ -1,4 +1,4 @@
-"""The README's results table is the results page's, row for row (one is edited, the other follows)."""
+"""The README's results table is a short form of the results page's: every number in it is a row there."""
 
 from __future__ import annotations
 
@@ -16,15 +16,25 @@ def results_table(path: Path) -> list[str]:
     return lines[start:end]
 
 
-def test_readme_results_table_equals_the_results_page():
+def numbers(row: str) -> str:
+    """A table row without its first cell (the description)."""
+    return row.split(" | ", 1)[1]
+
+
+def test_every_readme_result_is_a_row_of_the_results_page():
     readme, page = results_table(ROOT / "README.md"), results_table(ROOT / "docs" / "results.md")
-    assert len(page) > 10
-    for i, (a, b) in enumerate(zip(readme, page)):
-        assert a == b, f"row {i}: README {a!r} != docs/results.md {b!r}"
-    assert len(readme) == len(page)
+    assert readme[:2] == page[:2]  # the same columns
+    assert len(page) > 10 and len(readme) > 10
+    page_numbers = {numbers(row) for row in page[2:]}
+    for row in readme[2:]:
+        assert numbers(row) in page_numbers, f"README row not on docs/results.md: {row!r}"
 
 
 def test_the_table_reader_stops_at_the_first_line_outside_the_table(tmp_path):
     doc = tmp_path / "x.md"
     doc.write_text(f"intro\n\n{HEADER} x |\n|---|\n| a | 1 |\n\n| b | 2 |\n", encoding="utf-8")
     assert results_table(doc) == [f"{HEADER} x |", "|---|", "| a | 1 |"]
+
+
+def test_a_row_description_is_not_part_of_its_numbers():
+    assert numbers("| mmt, the same | 58.0 | 89.4 |") == "58.0 | 89.4 |"

@@ -5,6 +5,7 @@ synthetic name resolved by `tvr train` for MMT."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -170,16 +171,20 @@ def test_cli_builds_where_and_refuses_backbone_flags(run_cli, tmp_path):
 
 
 def test_train_resolves_the_synthetic_name_for_an_mmt_objects_expert(run_cli, tmp_path, tmp_path_factory, monkeypatch):
+    """The config file's `objects` recipe, over the default one, builds the network the run names."""
     monkeypatch.setattr(OP, "default_config", lambda: TINY)  # the default recipe, at test size
     world = tiny_world(tmp_path_factory)
+    asked = replace(TINY, seed=1, min_lr_ratio=0.05)
     config = {"preset": "tiny", "model": {"experts": ["appearance", "audio", "objects"]},
-              "train": {"epochs": 1, "batch_size": 4, "workers": 1}}
+              "train": {"epochs": 1, "batch_size": 4, "workers": 1}, "objects": {"seed": 1, "min_lr_ratio": 0.05}}
     (tmp_path / "c.json").write_text(json.dumps(config))
     run = tmp_path / "run"
     r = run_cli("train", world / "w" / "all.jsonl", "--method", "mmt", "--out", run, "--config", tmp_path / "c.json", "--quiet")
     assert r.exit_code == 0, r.stderr
     saved = json.loads((run / "config.json").read_text())["config"]
-    assert saved["objects"] == str(objects_dir(TINY)) and saved["experts"] == ["appearance", "audio", "objects"]
+    assert saved["objects"] == str(objects_dir(asked)) and saved["experts"] == ["appearance", "audio", "objects"]
+    assert (objects_dir(asked) / INFO_FILE).is_file()  # built under the hash of the asked recipe
+    assert not objects_dir(TINY).exists()  # the default recipe was not built
     from tvr.models.registry import load_model
 
     model = load_model(run)
@@ -199,3 +204,36 @@ def test_the_video_pretraining_key_follows_the_objects_recipe_only_where_it_is_u
     monkeypatch.setattr(OP, "default_config", lambda: TINY)  # another default recipe for the network
     assert key(["appearance", "audio", "objects"]) != with_objects  # a new network, a new pretrained MMT
     assert key(["appearance", "audio"]) == without
+
+
+def test_a_config_file_overrides_the_objects_recipe_field_by_field(tmp_path):
+    from tvr.train.presets import resolve
+
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"objects": {"warmup_steps": 30, "min_lr_ratio": 0.05}}))
+    objects = resolve(config, "mmt").objects
+    assert objects == replace(OP.default_config(), warmup_steps=30, min_lr_ratio=0.05)
+    assert resolve(None, "mmt").objects == OP.default_config()
+    for doc, message in [({"objects": {"warmup": 3}}, "objects: unknown field 'warmup'"),
+                         ({"objects": {"steps": 0}}, "objects: steps must be ≥ 1"),
+                         ({"objects": {"lr": "x"}}, "objects.lr: expected a finite number"),
+                         ({"objects": {}, "object": {}}, "unknown key 'object'")]:
+        config.write_text(json.dumps(doc))
+        with pytest.raises(TvrError, match=re.escape(message)):
+            resolve(config, "mmt")
+
+
+def test_the_video_pretraining_key_follows_the_config_files_objects_recipe(tmp_path):
+    """The default recipe spelled out keeps the default key (and the machine's built MMT); another
+    recipe makes another pretrained MMT, but only for a model with the objects expert."""
+    from tvr.train.video_pretrain import method_init
+
+    def key(doc):
+        (tmp_path / "c.json").write_text(json.dumps(doc))
+        return method_init("mmt", tmp_path / "c.json").key()
+
+    default = method_init("mmt").key()
+    assert key({"objects": asdict(OP.default_config())}) == default
+    assert key({"objects": {"min_lr_ratio": 0.05}}) != default
+    three = {"model": {"experts": ["appearance", "motion", "audio"]}}
+    assert key({**three, "objects": {"min_lr_ratio": 0.05}}) == key(three)

@@ -8,23 +8,23 @@ from tvr.train.presets import resolve
 
 
 def test_cpu_small_gives_each_method_its_measured_recipe():
-    _, seq, seq_train, _ = resolve(None, "clip4clip-seqtransf")
+    seq, seq_train = resolve(None, "clip4clip-seqtransf")[1:3]
     assert seq["backbone"]["text_context"] == "minilm" and seq["frame_position_std"] == 1.0
     assert seq_train.order_negatives == 1.0 and seq_train.hard_negatives == 0.5
-    _, meanp, meanp_train, _ = resolve(None, "clip4clip-meanp")
+    meanp, meanp_train = resolve(None, "clip4clip-meanp")[1:3]
     assert "frame_position_std" not in meanp  # meanP has no frame positions
-    _, mmt, mmt_train, _ = resolve(None, "mmt")
+    mmt, mmt_train = resolve(None, "mmt")[1:3]
     assert mmt["backbone"]["text_context"] == "none"  # MMT reads captions with its own MiniLM
     assert mmt["loss"] == "infonce"  # measured: the margin loss stalls by epoch 3
     assert mmt["experts"] == ["appearance", "motion", "audio", "objects"]  # measured: the objects expert lifts R@1
     assert mmt_train.init == "synthetic-videos" and mmt_train.epochs == 8  # measured: fine-tuned from itself pretrained
     assert seq_train.init == "synthetic-videos" and meanp_train.init == ""
-    _, _, ts2net_train, _ = resolve(None, "ts2net")
-    _, _, prost_train, _ = resolve(None, "prost")
+    ts2net_train = resolve(None, "ts2net").train
+    prost_train = resolve(None, "prost").train
     assert ts2net_train.init == "synthetic-videos" and ts2net_train.epochs == 8
     assert prost_train.init == "synthetic-videos" and prost_train.epochs == 8
     assert seq_train.epochs == 8
-    _, rerank, rerank_train, _ = resolve(None, "crosstvr")
+    rerank, rerank_train = resolve(None, "crosstvr")[1:3]
     assert rerank_train.order_negatives == 0.0  # measured worse for the re-ranker
     assert rerank["residual"] is True  # measured: the stand-alone match score re-ranks below its first stage
 
@@ -32,8 +32,8 @@ def test_cpu_small_gives_each_method_its_measured_recipe():
 def test_a_config_file_overrides_the_per_method_settings(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"train": {"order_negatives": 2.0}, "model": {"backbone": {"text_context": "none"}}}))
-    _, rerank_model, rerank_train, _ = resolve(path, "crosstvr")
+    rerank_model, rerank_train = resolve(path, "crosstvr")[1:3]
     assert rerank_train.order_negatives == 2.0
-    _, seq, seq_train, _ = resolve(path, "clip4clip-seqtransf")
+    seq, seq_train = resolve(path, "clip4clip-seqtransf")[1:3]
     assert seq["backbone"]["text_context"] == "none" and seq_train.order_negatives == 2.0
     assert seq["backbone"]["pretrained"] == "synthetic-clip"  # the rest of the preset stays

@@ -179,7 +179,7 @@ def test_residual_reranker_starts_from_its_calibrated_first_stage(world, tmp_pat
     first = load_model(world / "first")
     for p in first.parameters():
         p.requires_grad_(False)  # frozen, as the trainer holds it
-    _, _, train_cfg, _ = resolve(cfg, "crosstvr")
+    train_cfg = resolve(cfg, "crosstvr").train
     train_m, _ = split_for_training(read_manifest(world / "w" / "all.jsonl"), train_cfg)
     pairs = load_pairs(train_m, first.input_spec(), world / "first" / FRAMES_DIR)
     frozen = freeze_pairs(first, pairs, torch.device("cpu"))

@@ -125,7 +125,7 @@ def test_a_reranker_is_not_trained_as_a_soup(run_cli, tmp_path_factory, tmp_path
 def test_mmt_default_is_a_three_member_soup_from_its_one_pretrained_start(tmp_path):
     from tvr.train.presets import resolve
 
-    _, _, recipe, _ = resolve(None, "mmt")
+    recipe = resolve(None, "mmt").train
     members = [recipe.member(i) for i in range(len(recipe.soup))]
     assert [(m.seed, m.order_negatives) for m in members] == [(0, 1.0), (1, 0.5), (0, 0.0)]
     assert len({(m.init, m.init_videos, m.init_epochs, m.sound_negatives, m.order_streams) for m in members}) == 1

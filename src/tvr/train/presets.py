@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tvr.errors import TvrError
+from tvr.train import object_pretrain
+from tvr.train.object_pretrain import ObjectPretrainConfig
 from tvr.train.pretrain import SYNTHETIC_BACKBONE, PretrainConfig
 
 DEFAULT_PRESET = "cpu-small"
@@ -236,9 +238,22 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any], TrainConfig, PretrainConfig]:
-    """(preset name, model overrides, train config, recipe of the synthetic backbone) from an optional
-    JSON config file. The last applies where the model config names `backbone.pretrained: "synthetic-clip"`."""
+class Resolved(NamedTuple):
+    """What a `tvr train --config` file (or none) resolves to for one method."""
+
+    preset: str
+    model: dict[str, Any]  # overrides of the method's model config
+    train: TrainConfig
+    pretrain: PretrainConfig  # the synthetic backbone's recipe, where the model names "synthetic-clip"
+    objects: ObjectPretrainConfig  # the objects expert's network recipe, where the model names "synthetic-objects"
+
+
+KEYS = ("preset", "model", "train", "pretrain", "objects")
+
+
+def resolve(config_file: Path | None, method: str) -> Resolved:
+    """The preset, model overrides, train config and pretraining recipes an optional JSON config file
+    asks for: its `pretrain` and `objects` objects override the preset's recipes field by field."""
     from tvr.models.registry import config_from_dict, lookup
 
     doc: dict[str, Any] = {}
@@ -250,10 +265,10 @@ def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any],
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise TvrError(f"{config_file}: not valid JSON ({exc})") from None
         if not isinstance(doc, dict):
-            raise TvrError(f"{config_file}: expected a JSON object with 'preset', 'model', 'train', 'pretrain'")
-        unknown = sorted(set(doc) - {"preset", "model", "train", "pretrain"})
+            raise TvrError(f"{config_file}: expected a JSON object with {', '.join(map(repr, KEYS))}")
+        unknown = sorted(set(doc) - set(KEYS))
         if unknown:
-            raise TvrError(f"{config_file}: unknown key {unknown[0]!r} (known: preset, model, train, pretrain)")
+            raise TvrError(f"{config_file}: unknown key {unknown[0]!r} (known: {', '.join(KEYS)})")
     name = doc.get("preset", DEFAULT_PRESET)
     if name not in PRESETS:
         raise TvrError(f"{config_file}: unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
@@ -273,10 +288,18 @@ def resolve(config_file: Path | None, method: str) -> tuple[str, dict[str, Any],
         train = replace(preset_train(name, method), **{k: getattr(train, k) for k in (doc.get("train") or {})})
     except ValueError as exc:
         raise TvrError(f"{config_file}: train: {exc}") from None
-    given = doc.get("pretrain") or {}
-    checked = config_from_dict(PretrainConfig, given, where=f"{config_file}: pretrain")
+    pretrain = _recipe(doc, "pretrain", preset.pretrain, config_file)
+    objects = _recipe(doc, "objects", object_pretrain.default_config(), config_file)
+    return Resolved(name, model, train, pretrain, objects)
+
+
+def _recipe(doc: dict[str, Any], key: str, default: Any, config_file: Path | None) -> Any:
+    """`default` with the fields `doc[key]` gives, each checked for its type and value."""
+    from tvr.models.registry import config_from_dict
+
+    given = doc.get(key) or {}
+    checked = config_from_dict(type(default), given, where=f"{config_file}: {key}")
     try:
-        pretrain = replace(preset.pretrain, **{k: getattr(checked, k) for k in given})
+        return replace(default, **{k: getattr(checked, k) for k in given})
     except ValueError as exc:
-        raise TvrError(f"{config_file}: pretrain: {exc}") from None
-    return name, model, train, pretrain
+        raise TvrError(f"{config_file}: {key}: {exc}") from None

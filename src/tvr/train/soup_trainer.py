@@ -116,7 +116,7 @@ def read_plan(run_dir: Path, method: str) -> dict[str, Any]:
 def _write_plan(run_dir: Path, method: str, config_file: Path | None, epochs: int | None, seed: int | None,
                 dist: Dist) -> dict[str, Any]:
     """Each member's complete config file, then the plan naming them (its existence marks a soup run)."""
-    preset, model_overrides, recipe, pretrain_cfg = resolve(config_file, method)
+    preset, model_overrides, recipe, pretrain_cfg, objects_cfg = resolve(config_file, method)
     recipe = override(recipe, epochs=epochs, seed=seed)
     members = []
     for i in range(len(recipe.soup)):
@@ -125,7 +125,8 @@ def _write_plan(run_dir: Path, method: str, config_file: Path | None, epochs: in
         except ValueError as exc:
             raise TvrError(f"{config_file or 'train'}: {exc}") from None
         config = f"{MEMBERS_DIR}/{i}.config.json"
-        doc = {"preset": preset, "model": model_overrides, "train": asdict(member_cfg), "pretrain": asdict(pretrain_cfg)}
+        doc = {"preset": preset, "model": model_overrides, "train": asdict(member_cfg), "pretrain": asdict(pretrain_cfg),
+               "objects": asdict(objects_cfg)}
         members.append({"run": f"{MEMBERS_DIR}/{i}", "config": config, "differs": _differences(recipe, member_cfg)})
         if dist.is_main:
             atomic_write_json(run_dir / config, doc)

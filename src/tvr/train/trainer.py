@@ -188,6 +188,7 @@ def _train(
         state = read_trainer_state(run_dir, previous=resume_previous)
         found, model_cfg, saved = read_checkpoint_config(run_dir)
         pretrain_record = saved.get("training", {}).get("pretrain")
+        objects_cfg = None  # a resumed run's networks are built and named in its config already
         if found != method:
             raise TvrError(f"{run_dir}: holds a {found!r} run, cannot resume it as {method!r}")
         train_cfg = config_from_dict(TrainConfig, state["train"], where=f"{run_dir}: train")
@@ -196,7 +197,7 @@ def _train(
     else:
         if has_checkpoint(run_dir):
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
-        preset, overrides, train_cfg, pretrain_cfg = resolve(config_file, method)
+        preset, overrides, train_cfg, pretrain_cfg, objects_cfg = resolve(config_file, method)
         train_cfg = override(train_cfg, epochs=epochs, seed=seed)
         model_cfg = make_config(method, overrides, where=f"{config_file or 'model config'}: model")
         uses_synthetic = getattr(getattr(model_cfg, "backbone", None), "pretrained", None) == SYNTHETIC_BACKBONE
@@ -209,7 +210,8 @@ def _train(
     for turn in range(dist.world):  # rank 0 builds the pretrained parts and decodes; the others then find them done
         if turn == dist.rank:
             model_cfg, model, init_record = _prepare(method, preset, run_dir, model_cfg, pretrain_cfg if not resume else None,
-                                                     train_cfg, train_m, both, store, config_file, dev, resume, progress)
+                                                     objects_cfg, train_cfg, train_m, both, store, config_file, dev, resume,
+                                                     progress)
         dist.barrier()
     if resume:
         init_record = saved.get("training", {}).get("init")
@@ -221,15 +223,16 @@ def _train(
                     train_m, train_pairs, val_pairs, dev, resume, progress, dist, t0, label)
 
 
-def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_cfg: Any, train_cfg: TrainConfig, train_m: Manifest,
-             both: Manifest, store: Path, config_file: Path | None, dev: torch.device, resume: bool, progress: bool):
-    """(the final model config, the model, where its weights started or None): the synthetic backbone
-    and `train.init`'s pretrained model built if needed, every clip decoded once."""
+def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_cfg: Any, objects_cfg: Any, train_cfg: TrainConfig,
+             train_m: Manifest, both: Manifest, store: Path, config_file: Path | None, dev: torch.device, resume: bool,
+             progress: bool):
+    """(the final model config, the model, where its weights started or None): the synthetic backbone,
+    the objects network and `train.init`'s pretrained model built if needed, every clip decoded once."""
     init = None
     if not resume:
         needs_backbone = backbone_to_build(model_cfg, pretrain_cfg)
-        spec = init_spec(method, preset, model_cfg, train_cfg, pretrain_cfg)  # the backbone still by name: in its key
-        model_cfg = with_synthetic_objects(model_cfg, progress=progress)  # built on first use
+        spec = init_spec(method, preset, model_cfg, train_cfg, pretrain_cfg, objects_cfg)  # networks still by name: in its key
+        model_cfg = with_synthetic_objects(model_cfg, objects_cfg, progress=progress)  # built on first use
         if needs_backbone or init_to_build(train_cfg.init, spec):
             # decode first (a bad manifest fails in seconds, not after a build), with the backbone's input size
             stand_in = stand_in_config(model_cfg, pretrain_cfg) if needs_backbone else with_synthetic_backbone(model_cfg, pretrain_cfg)

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class InitSpec:
     model: Any
     train: TrainConfig
     backbone: PretrainConfig
+    objects: object_pretrain.ObjectPretrainConfig = field(default_factory=lambda: object_pretrain.default_config())
 
     def key(self) -> str:
         """A short hash of everything that changes the pretrained weights."""
@@ -83,7 +84,7 @@ class InitSpec:
             "format": FORMAT_VERSION,
         }
         if "objects" in getattr(self.model, "experts", ()) and getattr(self.model, "objects", None) == SYNTHETIC_OBJECTS:
-            doc["objects"] = object_pretrain.default_config().key()  # the default network's recipe, like the backbone's
+            doc["objects"] = self.objects.key()  # the network's recipe, like the backbone's
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
     def folder(self) -> Path:
@@ -102,7 +103,8 @@ def _without_unset(fields: dict[str, Any], part: str) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if not (k in later and v == later[k])}
 
 
-def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, backbone: PretrainConfig) -> InitSpec:
+def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, backbone: PretrainConfig,
+              objects: object_pretrain.ObjectPretrainConfig | None = None) -> InitSpec:
     """The pretraining that `train_cfg.init == "synthetic-videos"` asks for (`init_videos`, `init_epochs`,
     `sound_negatives` and `order_streams` taken from `train_cfg`, everything else from the preset's recipe
     for `method`: a run that turns sound negatives off pretrains without them too)."""
@@ -111,7 +113,7 @@ def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, 
     recipe = replace(preset_train(preset, method), init="", epochs=train_cfg.init_epochs, init_videos=train_cfg.init_videos,
                      init_epochs=train_cfg.init_epochs, sound_negatives=train_cfg.sound_negatives,
                      order_streams=train_cfg.order_streams, soup=())
-    return InitSpec(method, model_cfg, recipe, backbone)
+    return InitSpec(method, model_cfg, recipe, backbone, objects or object_pretrain.default_config())
 
 
 def init_to_build(init: str, spec: InitSpec) -> bool:
@@ -151,9 +153,9 @@ def method_init(method: str, config_file: Path | None = None) -> InitSpec:
 
     if not lookup(method)[0].trainable or getattr(lookup(method)[0], "reranker", False):
         raise TvrError(f"{method!r} is not pretrained on videos (only first-stage methods are)")
-    preset, overrides, train_cfg, backbone = resolve(config_file, method)
+    preset, overrides, train_cfg, backbone, objects = resolve(config_file, method)
     model_cfg = make_config(method, overrides, where=f"{config_file or 'model config'}: model")
-    return init_spec(method, preset, model_cfg, train_cfg, backbone)
+    return init_spec(method, preset, model_cfg, train_cfg, backbone, objects)
 
 
 def ensure_method_init(method: str, config_file: Path | None = None, *, progress: bool = True) -> InitResult:
@@ -217,7 +219,7 @@ def _build(spec: InitSpec, final: Path, dev: torch.device, workers: int, progres
                      on_progress=lambda done, _total: report.update(done))
     config_file = work / "train_config.json"
     atomic_write_json(config_file, {"model": config_to_dict(spec.model), "train": {**asdict(spec.train), "workers": workers},
-                                    "pretrain": asdict(spec.backbone)})
+                                    "pretrain": asdict(spec.backbone), "objects": asdict(spec.objects)})
     result = train_in_process(world_dir / "train.jsonl", method, run_dir, config_file=config_file,
                               dev=dev, resume=has_checkpoint(run_dir), progress=progress)
     staging = work / "out"
