@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every row of the README's results table, on the benchmark world of bench/synthetic_methods.py.
 # Finished runs under runs/synth-bench-g4 are reused, so a rerun only evaluates; from nothing it trains
-# for about 6 hours on 2 cores (one-time pretraining included). The full table is on docs/results.md.
+# for several hours on 2 cores (every pretrained start included). The full table is on docs/results.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B="python bench/synthetic_methods.py"
