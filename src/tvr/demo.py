@@ -168,7 +168,7 @@ def _ensure_backbone(cfg: DemoConfig) -> Path:
     from tvr.train.pretrain import ensure_backbone
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    pretrain = resolve(_demo_config_file(cfg), cfg.method)[3]
+    pretrain = resolve(_demo_config_file(cfg), cfg.method).pretrain
     return ensure_backbone(pretrain, progress=True).path
 
 

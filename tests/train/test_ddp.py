@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_testlib import copy_frames, subprocess_env, tiny_run, tiny_world
+from train_testlib import committed_epoch, copy_frames, subprocess_env, tiny_run, tiny_world
 
 CONFIG = {"preset": "tiny", "train": {"batch_size": 4, "workers": 1, "hard_negatives": 0.0, "val_fraction": 0.0,
                                      "order_negatives": 1.0, "text_foils": 1.0}}  # their losses too are split across ranks exactly
@@ -148,8 +148,7 @@ def test_killing_a_rank_then_resume_reaches_the_uninterrupted_weights(tmp_path_f
     try:
         deadline = time.monotonic() + 300
         while job.poll() is None and time.monotonic() < deadline:
-            state = cut / "trainer_state.json"
-            if state.is_file() and json.loads(state.read_text() or "{}").get("epoch", 0) >= 1:
+            if committed_epoch(cut) >= 1:
                 break
             time.sleep(0.01)
         victim = _rank_pid(job.pid, 1)
@@ -161,7 +160,7 @@ def test_killing_a_rank_then_resume_reaches_the_uninterrupted_weights(tmp_path_f
             os.killpg(job.pid, signal.SIGKILL)
             job.wait()
         job.stderr.close()
-    killed_at = json.loads((cut / "trainer_state.json").read_text())["epoch"]
+    killed_at = committed_epoch(cut)
     assert 1 <= killed_at < EPOCHS, f"kill landed at epoch {killed_at}; the run was too fast to interrupt"
     resume = ["train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-seqtransf", "--out", str(cut), "--resume"]
     resumed = subprocess.run([sys.executable, "-m", "tvr", *resume, "--ddp", "2", "--quiet"],

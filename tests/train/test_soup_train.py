@@ -129,10 +129,10 @@ def test_mmt_default_is_a_three_member_soup_from_its_one_pretrained_start(tmp_pa
     members = [recipe.member(i) for i in range(len(recipe.soup))]
     assert [(m.seed, m.order_negatives) for m in members] == [(0, 1.0), (1, 0.5), (0, 0.0)]
     assert len({(m.init, m.init_videos, m.init_epochs, m.sound_negatives, m.order_streams) for m in members}) == 1
-    assert all(not resolve(None, m)[2].soup for m in ("clip4clip-meanp", "clip4clip-seqtransf", "ts2net", "prost"))
+    assert all(not resolve(None, m).train.soup for m in ("clip4clip-meanp", "clip4clip-seqtransf", "ts2net", "prost"))
     single = tmp_path / "single.json"
     single.write_text(json.dumps({"train": {"soup": []}}))
-    assert resolve(single, "mmt")[2].soup == ()  # one MMT run, as before
+    assert resolve(single, "mmt").train.soup == ()  # one MMT run, as before
 
 
 def test_a_soup_trains_under_two_gloo_processes(souped, tmp_path):

@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 from tvr.errors import TvrError
 from tvr.train import object_pretrain
-from tvr.train.object_pretrain import ObjectPretrainConfig
 from tvr.train.pretrain import SYNTHETIC_BACKBONE, PretrainConfig
 
 DEFAULT_PRESET = "cpu-small"
@@ -245,7 +244,7 @@ class Resolved(NamedTuple):
     model: dict[str, Any]  # overrides of the method's model config
     train: TrainConfig
     pretrain: PretrainConfig  # the synthetic backbone's recipe, where the model names "synthetic-clip"
-    objects: ObjectPretrainConfig  # the objects expert's network recipe, where the model names "synthetic-objects"
+    objects: object_pretrain.ObjectPretrainConfig  # the objects expert's network recipe, where the model names "synthetic-objects"
 
 
 KEYS = ("preset", "model", "train", "pretrain", "objects")

@@ -52,7 +52,7 @@ def wanted(run_dir: Path, method: str, config_file: Path | None, resume: bool) -
     """Whether this `tvr train` trains a soup: a resumed soup run, or a recipe that lists members."""
     if resume:
         return is_soup_run(run_dir)
-    return bool(resolve(config_file, method)[2].soup)
+    return bool(resolve(config_file, method).train.soup)
 
 
 def train_soup(manifest_path: Path, method: str, run_dir: Path, *, config_file: Path | None, epochs: int | None,
@@ -139,7 +139,7 @@ def _write_plan(run_dir: Path, method: str, config_file: Path | None, epochs: in
 
 
 def _differences(recipe: TrainConfig, member: TrainConfig) -> str:
-    """The member's changes to the recipe, for the progress line and the plan ("seed 1, order_negatives 0.5")."""
+    """The member's changes to the recipe, for the plan ("seed 1, order_negatives 0.5")."""
     base, own = asdict(recipe), asdict(member)
     return ", ".join(f"{k} {own[k]}" for k in own if k not in ("soup", "split_seed") and own[k] != base[k])
 
@@ -149,8 +149,8 @@ def _average(run_dir: Path, member_dirs: list[Path], plan: dict[str, Any],
     """Write the members' average as RUN's model; its metrics record (validation, cost)."""
     t0, c0 = time.monotonic(), process_cpu_s()
     model, records = averaged_model(member_dirs)
-    training = {**(records[0].get("training") or {}), "train": plan["train"]}  # the members' shared start (init,
-    # pretrain) and the soup recipe
+    # the members' shared start (init, pretrain) and the soup recipe
+    training = {**(records[0].get("training") or {}), "train": plan["train"]}
     member_recipe = config_doc(member_dirs[0] / STATE_FILE).get("train") or {}  # its validation split is every member's
     val = validate(model, config_from_dict(TrainConfig, member_recipe, where=f"{member_dirs[0] / STATE_FILE}: train"))
     save_model(model, run_dir, extra={"training": training, "soup_of": records})
