@@ -6,11 +6,10 @@ import json
 
 import pytest
 import torch
+from test_clip4clip import tiny, video_batch
 
 from tvr.errors import TvrError
 from tvr.models import TextBatch, load_model, save_model
-
-from test_clip4clip import tiny, video_batch
 
 
 def test_round_trip_gives_identical_outputs(tmp_path):
