@@ -16,11 +16,13 @@ $B --out bench/results/video_pretrain.json --postproc none is \
     --run ts2net-video-init-e8=ts2net@$C/video_init_epochs_8.json --run ts2net-video-init-e8-seed1=ts2net@$C/video_init_epochs_8_seed_1.json \
     --run prost-video-init-e8=prost@$C/video_init_epochs_8.json --run prost-video-init-e8-seed1=prost@$C/video_init_epochs_8_seed_1.json \
     --run meanP-video-init-e8=clip4clip-meanp@$C/video_init_epochs_8.json
-# MMT: its default (three fine-tunes averaged) at two seeds
+# MMT: its default (three fine-tunes averaged) at two seeds, and the previous default (the objects network at 600 steps)
+$B --out bench/results/objects_steps.json --postproc none is \
+    --run mmt-objects-1200=mmt --run mmt-objects-1200-seed3=mmt@$C/seed_3.json
 $B --out bench/results/objects_schedule.json --postproc none is \
-    --run mmt-default=mmt --run mmt-default-seed3=mmt@$C/seed_3.json
+    --run mmt-default=mmt@$C/mmt_objects_steps_600.json --run mmt-default-seed3=mmt@$C/mmt_objects_steps_600_seed_3.json
 # MMT single fine-tunes with and without audio (the audio ablation) and the members of the best ensemble,
-# on the previous objects network (their configs pin its recipe: "objects": {"warmup_steps": 30, "min_lr_ratio": 0.05})
+# on an earlier objects network (their configs pin its recipe: "objects": {"steps": 600, "warmup_steps": 30, "min_lr_ratio": 0.05})
 $B --out bench/results/order_streams.json --postproc none is \
     --run mmt-order-streams=mmt@$C/mmt_order_streams.json --run mmt-order-streams-seed1=mmt@$C/mmt_order_streams_seed_1.json \
     --run mmt-order-streams-seed2=mmt@$C/mmt_order_streams_seed_2.json \
