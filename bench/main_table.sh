@@ -30,7 +30,13 @@ $B --out bench/results/order_streams.json --postproc none is \
 $B --out bench/results/sound_negatives.json --postproc none is \
     --run mmt-sound-neg=mmt@$C/mmt_sound_negatives.json --run mmt-sound-neg-seed1=mmt@$C/mmt_sound_negatives_seed_1.json \
     --run mmt-sound-neg-seed2=mmt@$C/mmt_sound_negatives_seed_2.json
-# the best pipeline: nine runs fused (tvr ensemble)
+# the best pipeline: MMT's default at two seeds, the seqTransf soup and meanP fused (tvr ensemble)
+$B --out bench/results/seqtransf_soup_default.json --postproc none is \
+    --run seqTransf-soup-default=clip4clip-seqtransf@$C/seqtransf_soup.json
+$B --out bench/results/soup_ensembles.json --postproc none is --run meanP=clip4clip-meanp
+$B --out bench/results/objects_steps.json --postproc none is \
+    --run ensemble-mmt-1200-2-seqtransf-meanp=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+seqTransf-soup-default+meanP
+# the best pipeline before: nine runs fused
 $B --out bench/results/order_streams.json --postproc none is dis \
     --run ensemble-9-mix=ensemble@meanP-video-init-e8+$S+$S-seed1+mmt-sound-neg+mmt-sound-neg-seed1+mmt-sound-neg-seed2+mmt-order-streams+mmt-order-streams-seed1+mmt-order-streams-seed2
 # CrossTVR re-ranking the default seqTransf's top 15: the paper's match score and the default residual one

@@ -18,7 +18,7 @@ For each: t2v R@1 on the test split (ties ranked as `tvr eval` ranks them), on i
 queries, per tag, and the validation split's R@1 with the training bank (ordinary retrieval: no
 near-duplicates). Written as JSON and Markdown (default `bench/results/qbnorm_bank.{json,md}`):
 
-    python bench/qbnorm_bank.py --run mmt-default --run mmt-default-seed3 --run seqTransf-soup-default --run meanP
+    python bench/qbnorm_bank.py --run mmt-objects-1200 --run mmt-objects-1200-seed3 --run seqTransf-soup-default --run meanP
 """
 
 from __future__ import annotations
