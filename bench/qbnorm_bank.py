@@ -37,12 +37,12 @@ BANK_ORDER = ("train", "train-sequence_beside", "fresh-train", "fresh-test",
 TRANSDUCTIVE = frozenset({"test-other-groups", "test-other-groups-not-heldout", "test-other-groups-heldout"})
 
 
-def fresh_captions(test_path: Path, seed: int) -> dict[str, list[str]]:
-    """Training and test captions of a world shaped like the benchmark's (same split sizes), drawn with `seed`."""
+def fresh_captions(data: Path, seed: int) -> dict[str, list[str]]:
+    """Training and test captions of a world shaped like the benchmark's in `data` (same split sizes), drawn with `seed`."""
     from tvr.synth.captions import captions_for
     from tvr.synth.world import WorldConfig, sample_world
 
-    world_doc = json.loads((test_path.parent / "world.json").read_text())
+    world_doc = json.loads((data / "world.json").read_text())
     counts = world_doc["videos"]
     n = sum(counts.values())
     world = sample_world(WorldConfig(videos=n, seed=seed, val_fraction=counts["val"] / n,
@@ -50,16 +50,12 @@ def fresh_captions(test_path: Path, seed: int) -> dict[str, list[str]]:
     return {split: [c for sc in world.scenes if sc.split == split for c in captions_for(sc)] for split in ("train", "test")}
 
 
-def r_at_1(scores_qg: np.ndarray, gt: np.ndarray, rows: np.ndarray | None = None) -> float:
-    """t2v R@1 (%) over `rows` (default all), ties at their average rank like `tvr eval`."""
+def breakdown(scores_qg: np.ndarray, gt: np.ndarray, rows: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """t2v R@1 (%) over all queries and over each of `rows` (boolean masks), ties at their average rank like `tvr eval`."""
     from tvr.eval.metrics import ranks
 
-    r = ranks(scores_qg, [int(g) for g in gt])
-    return float(np.mean((r if rows is None else r[rows]) == 1) * 100)
-
-
-def breakdown(scores_qg: np.ndarray, gt: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, float]:
-    return {"all": r_at_1(scores_qg, gt)} | {name: r_at_1(scores_qg, gt, m) for name, m in rows.items()}
+    first = ranks(scores_qg, [int(g) for g in gt]) == 1
+    return {"all": float(first.mean() * 100)} | {name: float(first[m].mean() * 100) for name, m in (rows or {}).items()}
 
 
 def measure(run: Path, data: Path, fresh: dict[str, list[str]], beta: float) -> dict[str, Any]:
@@ -117,7 +113,8 @@ def measure(run: Path, data: Path, fresh: dict[str, list[str]], beta: float) -> 
     best["test-other-groups"] = round(float(np.where(own_group, -np.inf, s_test).max(axis=0).mean()), 3)
     return {
         "method": model.method, "beta": beta, "test": results,
-        "val": {"raw": r_at_1(s_val, gt_val), "train": r_at_1(inverted_softmax(QueryBank.from_scores(val_bank, beta=beta), s_val), gt_val)},
+        "val": {"raw": breakdown(s_val, gt_val)["all"],
+                "train": breakdown(inverted_softmax(QueryBank.from_scores(val_bank, beta=beta), s_val), gt_val)["all"]},
         "mean_best_bank_similarity_per_test_video": best,
     }
 
@@ -143,7 +140,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     t0 = time.time()
-    fresh = fresh_captions(args.data / "test.jsonl", args.fresh_seed)
+    fresh = fresh_captions(args.data, args.fresh_seed)
     doc: dict[str, Any] = {"benchmark": "qbnorm_bank", "world": str(args.data), "beta": args.beta,
                            "fresh_seed": args.fresh_seed, "metric": "t2v R@1 (%)", "runs": {}}
     for name in args.run:

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         Without options this builds the default backbone into the cache (about 22 min on 2 cores);
         `tvr train` builds the same one on first use. Options change the recipe, so the result lands
         in its own cache folder, or in --out. --method builds a method pretrained on synthetic videos,
-        --objects the CNN of MMT's `objects` expert (about 5 min).
+        --objects the CNN of MMT's `objects` expert (about 10 min).
         """
         import json
 

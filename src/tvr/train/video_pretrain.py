@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class InitSpec:
     model: Any
     train: TrainConfig
     backbone: PretrainConfig
-    objects: object_pretrain.ObjectPretrainConfig = field(default_factory=lambda: object_pretrain.default_config())
+    objects: object_pretrain.ObjectPretrainConfig  # the objects expert's network; in the key only where the model uses it
 
     def key(self) -> str:
         """A short hash of everything that changes the pretrained weights."""
