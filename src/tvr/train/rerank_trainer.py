@@ -406,8 +406,9 @@ def _train_rerank(
             raise TvrError(f"method {method!r} re-ranks a first stage: pass --first-stage RUN_DIR")
         if has_checkpoint(run_dir):
             raise TvrError(f"{run_dir}: already holds a training run; pass --resume or choose another --out")
-        preset, overrides, train_cfg, *_ = resolve(config_file, method)  # the first stage's backbone is reused
-        train_cfg = override(train_cfg, epochs=epochs, seed=seed)
+        resolved = resolve(config_file, method)  # the first stage's backbone is reused: no pretrain or objects recipe
+        preset, overrides = resolved.preset, resolved.model
+        train_cfg = override(resolved.train, epochs=epochs, seed=seed)
         if train_cfg.soup:
             raise TvrError(f"{config_file}: train.soup: a re-ranker is trained as one run; average its runs with tvr soup")
         model_cfg = None

@@ -43,10 +43,24 @@ from tvr.train.epochs import Batch, EpochLoop, run_epochs, start_or_resume, step
 from tvr.train.negatives import neighbour_batches
 from tvr.train.object_pretrain import with_synthetic_objects
 from tvr.train.presets import TrainConfig, override, resolve
-from tvr.train.pretrain import SYNTHETIC_BACKBONE, backbone_to_build, stand_in_config, with_synthetic_backbone
+from tvr.train.pretrain import backbone_to_build, reads_synthetic_backbone, stand_in_config, with_synthetic_backbone
 from tvr.train.video_pretrain import config_for_init, describe, init_spec, init_to_build, load_init, resolve_init
 
 FRAMES_DIR = "frames"  # feature store of decoded frames, reused by `tvr eval --checkpoint RUN`
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One run being trained: what, with which recipe, where, and how it reports."""
+
+    method: str
+    preset: str
+    run_dir: Path
+    train_cfg: TrainConfig
+    dev: torch.device
+    resume: bool
+    progress: bool
+    dist: Dist
 
 
 @dataclass(frozen=True)
@@ -200,44 +214,49 @@ def _train(
         preset, overrides, train_cfg, pretrain_cfg, objects_cfg = resolve(config_file, method)
         train_cfg = override(train_cfg, epochs=epochs, seed=seed)
         model_cfg = make_config(method, overrides, where=f"{config_file or 'model config'}: model")
-        uses_synthetic = getattr(getattr(model_cfg, "backbone", None), "pretrained", None) == SYNTHETIC_BACKBONE
-        pretrain_record = asdict(pretrain_cfg) if uses_synthetic else None  # the recipe, to rebuild it elsewhere
+        pretrain_record = asdict(pretrain_cfg) if reads_synthetic_backbone(model_cfg) else None  # to rebuild it elsewhere
 
+    job = _Job(method, preset, run_dir, train_cfg, dev, resume, progress, dist)
     train_m, val_m = split_for_training(manifest, train_cfg)
     both = Manifest(train_m.entries + (val_m.entries if val_m else ()), manifest.root, manifest.source)
     store = store or run_dir / FRAMES_DIR
     init_record = None
     for turn in range(dist.world):  # rank 0 builds the pretrained parts and decodes; the others then find them done
         if turn == dist.rank:
-            model_cfg, model, init_record = _prepare(method, preset, run_dir, model_cfg, pretrain_cfg if not resume else None,
-                                                     objects_cfg, train_cfg, train_m, both, store, config_file, dev, resume,
-                                                     progress)
+            model_cfg, model, init_record = _prepare(job, model_cfg, None if resume else pretrain_cfg, objects_cfg,
+                                                     train_m, both, store, config_file)
         dist.barrier()
     if resume:
         init_record = saved.get("training", {}).get("init")
+    extra: dict[str, Any] = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
+    if pretrain_record is not None:
+        extra["training"]["pretrain"] = pretrain_record
+    if init_record is not None:
+        extra["training"]["init"] = init_record  # where the weights started (train.init)
     spec = model.input_spec()
     with ExitStack() as sets:  # a set too large to preload reads its frame store until the end
         train_pairs = sets.enter_context(load_pairs(train_m, spec, store, workers=train_cfg.workers, progress=False))
         val_pairs = sets.enter_context(load_pairs(val_m, spec, store, workers=train_cfg.workers, progress=False)) if val_m else None
-        return _fit(method, run_dir, manifest_path, manifest, model, train_cfg, preset, pretrain_record, init_record, state,
-                    train_m, train_pairs, val_pairs, dev, resume, progress, dist, t0, label)
+        history = _fit(job, model, train_pairs, val_pairs, state=state, extra=extra, source=str(manifest.source),
+                       querybank=[e.caption for e in train_m.entries], label=label)
+    return TrainResult(run_dir, train_cfg.epochs, history, time.monotonic() - t0)
 
 
-def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_cfg: Any, objects_cfg: Any, train_cfg: TrainConfig,
-             train_m: Manifest, both: Manifest, store: Path, config_file: Path | None, dev: torch.device, resume: bool,
-             progress: bool):
+def _prepare(job: _Job, model_cfg: Any, pretrain_cfg: Any, objects_cfg: Any, train_m: Manifest, both: Manifest,
+             store: Path, config_file: Path | None) -> tuple[Any, RetrievalModel, dict[str, Any] | None]:
     """(the final model config, the model, where its weights started or None): the synthetic backbone,
     the objects network and `train.init`'s pretrained model built if needed, every clip decoded once."""
+    method, train_cfg, dev, progress = job.method, job.train_cfg, job.dev, job.progress
     init = None
-    if not resume:
+    if not job.resume:
         needs_backbone = backbone_to_build(model_cfg, pretrain_cfg)
-        spec = init_spec(method, preset, model_cfg, train_cfg, pretrain_cfg, objects_cfg)  # networks still by name: in its key
+        spec = init_spec(method, job.preset, model_cfg, train_cfg, pretrain_cfg, objects_cfg)  # networks still by name: in its key
         model_cfg = with_synthetic_objects(model_cfg, objects_cfg, progress=progress)  # built on first use
         if needs_backbone or init_to_build(train_cfg.init, spec):
             # decode first (a bad manifest fails in seconds, not after a build), with the backbone's input size
             stand_in = stand_in_config(model_cfg, pretrain_cfg) if needs_backbone else with_synthetic_backbone(model_cfg, pretrain_cfg)
             stand_in = lookup(method)[0].adapt_config(stand_in, [e.caption for e in train_m.entries])
-            run_dir.mkdir(parents=True, exist_ok=True)
+            job.run_dir.mkdir(parents=True, exist_ok=True)
             decode_clips(both, build(method, stand_in).input_spec(), store, workers=train_cfg.workers, progress=progress)
         model_cfg = with_synthetic_backbone(model_cfg, pretrain_cfg, progress=progress)  # built on first use
         model_cfg = lookup(method)[0].adapt_config(model_cfg, [e.caption for e in train_m.entries])
@@ -248,24 +267,20 @@ def _prepare(method: str, preset: str, run_dir: Path, model_cfg: Any, pretrain_c
     try:
         model = build(method, model_cfg).to(dev)
     except ValueError as exc:  # a combination of values the model cannot be built with
-        raise TvrError(f"{config_file or run_dir / 'config.json'}: model: {exc}") from None
+        raise TvrError(f"{config_file or job.run_dir / 'config.json'}: model: {exc}") from None
     if init is not None:
         load_init(model, init)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    job.run_dir.mkdir(parents=True, exist_ok=True)
     decode_clips(both, model.input_spec(), store, workers=train_cfg.workers, progress=progress)  # decode everything once
     return model_cfg, model, (describe(init) if init is not None else None)
 
 
-def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, model: RetrievalModel, train_cfg: TrainConfig,
-         preset: str, pretrain_record: Any, init_record: Any, state: dict[str, Any] | None, train_m: Manifest, train_pairs: PairSet,
-         val_pairs: PairSet | None, dev: torch.device, resume: bool, progress: bool, dist: Dist, t0: float,
-         label: str = "") -> TrainResult:
+def _fit(job: _Job, model: RetrievalModel, train_pairs: PairSet, val_pairs: PairSet | None, *, state: dict[str, Any] | None,
+         extra: dict[str, Any], source: str, querybank: list[str], label: str) -> list[dict[str, Any]]:
+    """Train `model` for the recipe's epochs (from `state`'s when resuming) and return the history;
+    `extra` goes into every checkpoint's config.json, `querybank` (the training captions) beside it."""
+    train_cfg, dev, dist = job.train_cfg, job.dev, job.dist
     optimizer = torch.optim.AdamW(param_groups(model, train_cfg), lr=train_cfg.lr)
-    extra: dict[str, Any] = {"training": {"preset": preset, "train": asdict(train_cfg), "manifest": str(Path(manifest_path).resolve())}}
-    if pretrain_record is not None:
-        extra["training"]["pretrain"] = pretrain_record
-    if init_record is not None:
-        extra["training"]["init"] = init_record  # where the weights started (train.init)
 
     use_order = train_cfg.order_negatives > 0 and order_negatives.applies_to(model, train_cfg.order_streams)
     order_streams = model.input_spec().streams if use_order else ()  # swapped with the frames (train.order_streams)
@@ -307,18 +322,18 @@ def _fit(method: str, run_dir: Path, manifest_path: Path, manifest: Manifest, mo
         return total
 
     loop = EpochLoop(
-        run_dir, model, optimizer, train_cfg, batches=lambda epoch: batches_for_epoch(train_pairs, train_cfg, epoch),
+        job.run_dir, model, optimizer, train_cfg, batches=lambda epoch: batches_for_epoch(train_pairs, train_cfg, epoch),
         loss=loss, validate=(lambda: validate(model, val_pairs, dev)) if val_pairs is not None else None,
-        state={"method": method, "preset": preset}, extra=extra, source=str(manifest.source), progress=progress, dist=dist,
+        state={"method": job.method, "preset": job.preset}, extra=extra, source=source, progress=job.progress, dist=dist,
         label=label,
     )
     start_epoch, step, history = start_or_resume(loop, state)
     steps_per_epoch(loop)  # no batch at all: say so before writing anything more
-    if dist.is_main and (not resume or not (run_dir / TRAINING_CAPTIONS_FILE).is_file()):  # the default querybank of indexes
-        # built from this run (index/querybank_texts.py); a run from before this file existed gets it on --resume
-        atomic_write_json(run_dir / TRAINING_CAPTIONS_FILE, [e.caption for e in train_m.entries])
-    history = run_epochs(loop, start_epoch, step, history)
-    return TrainResult(run_dir, train_cfg.epochs, history, time.monotonic() - t0)
+    captions = job.run_dir / TRAINING_CAPTIONS_FILE
+    if dist.is_main and (not job.resume or not captions.is_file()):  # the default querybank of indexes built from
+        # this run (index/querybank_texts.py); a run from before this file existed gets it on --resume
+        atomic_write_json(captions, querybank)
+    return run_epochs(loop, start_epoch, step, history)
 
 
 def batches_for_epoch(pairs: PairSet, cfg: TrainConfig, epoch: int) -> list[tuple[list[int], list[int]]]:
