@@ -15,7 +15,7 @@ from train_testlib import tiny_world
 from tvr.errors import TvrError
 from tvr.models.registry import build, load_model, make_config
 from tvr.train.presets import TrainConfig
-from tvr.train.pretrain import PretrainConfig
+from tvr.train.pretrain import CACHE_ENV, SYNTHETIC_BACKBONE, PretrainConfig, backbone_to_build, with_synthetic_backbone
 from tvr.train.video_pretrain import (
     INFO_FILE,
     LATER_FIELDS,
@@ -75,6 +75,21 @@ def test_fields_added_later_enter_the_key_only_when_set():
     # a soup's members share the one pretrained start: the recipe's soup and split seed stay out of its key
     souped = replace(TrainConfig(**INIT), soup=({}, {"seed_offset": 1}), split_seed=4)
     assert spec_of(tiny_model_config(), souped).key() == spec.key()
+
+
+
+def test_a_model_that_never_builds_its_backbone_neither_builds_it_nor_keys_on_it(tmp_path, monkeypatch):
+    """MMT without its appearance expert carries the preset's backbone name but never reads it: training
+    it must not spend the backbone's build, and its pretrained start must not depend on that recipe."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))  # an empty cache: reading the backbone would build it
+    named = {"backbone": {"pretrained": SYNTHETIC_BACKBONE}}
+    without = make_config("mmt", {"experts": ["motion", "audio"], **named})
+    reading = make_config("mmt", {"experts": ["appearance", "motion", "audio"], **named})
+    assert backbone_to_build(reading, PretrainConfig()) and not backbone_to_build(without, PretrainConfig())
+    assert with_synthetic_backbone(without, PretrainConfig()) is without and not any(tmp_path.iterdir())
+    train, other = TrainConfig(**INIT), replace(PretrainConfig(), steps=7)
+    assert spec_of(without, train, method="mmt").key() == spec_of(without, train, other, method="mmt").key()
+    assert spec_of(reading, train, method="mmt").key() != spec_of(reading, train, other, method="mmt").key()
 
 
 def test_the_default_presets_keep_the_pretrained_folders_built_before():

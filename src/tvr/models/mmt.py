@@ -93,6 +93,11 @@ class MmtConfig(ModelConfig):
         if self.text_head_layers < 0:
             raise ValueError(f"text_head_layers must be ≥ 0, got {self.text_head_layers}")
 
+    @property
+    def reads_backbone(self) -> bool:
+        """Whether the model builds its CLIP backbone: only the appearance expert on pixels reads it."""
+        return APPEARANCE in self.experts and self.appearance == "backbone"
+
 
 @dataclass
 class MmtTextEmb(TextEmb):

@@ -131,17 +131,22 @@ def backbone_dir(cfg: PretrainConfig) -> Path:
 def with_synthetic_backbone(model_cfg: Any, pretrain: PretrainConfig, *, progress: bool = True) -> Any:
     """`model_cfg` with `backbone.pretrained: "synthetic-clip"` replaced by the built folder (built now
     if this machine has none for `pretrain`); any other config is returned as it is."""
-    backbone = getattr(model_cfg, "backbone", None)
-    if backbone is None or getattr(backbone, "pretrained", None) != SYNTHETIC_BACKBONE:
+    if not reads_synthetic_backbone(model_cfg):
         return model_cfg
     path = ensure_backbone(pretrain, progress=progress).path
-    return replace(model_cfg, backbone=replace(backbone, pretrained=str(path)))
+    return replace(model_cfg, backbone=replace(model_cfg.backbone, pretrained=str(path)))
+
+
+def reads_synthetic_backbone(model_cfg: Any) -> bool:
+    """Whether a model built from `model_cfg` reads the backbone named "synthetic-clip". A config may
+    carry a backbone its model never builds (MMT without its appearance expert: `reads_backbone`)."""
+    backbone = getattr(model_cfg, "backbone", None)
+    return getattr(backbone, "pretrained", None) == SYNTHETIC_BACKBONE and getattr(model_cfg, "reads_backbone", True)
 
 
 def backbone_to_build(model_cfg: Any, pretrain: PretrainConfig) -> bool:
-    """Whether `model_cfg` names the synthetic backbone and this machine has not built it yet."""
-    backbone = getattr(model_cfg, "backbone", None)
-    return getattr(backbone, "pretrained", None) == SYNTHETIC_BACKBONE and not _finished(backbone_dir(pretrain))
+    """Whether `model_cfg` reads the synthetic backbone and this machine has not built it yet."""
+    return reads_synthetic_backbone(model_cfg) and not _finished(backbone_dir(pretrain))
 
 
 def stand_in_config(model_cfg: Any, pretrain: PretrainConfig) -> Any:

@@ -78,7 +78,7 @@ class InitSpec:
             "method": self.method,
             "model": _without_unset(config_to_dict(self.model), "model"),
             "train": _without_unset({k: v for k, v in asdict(self.train).items() if k != "workers"}, "train"),
-            "backbone": self.backbone.key(),
+            "backbone": self.backbone.key() if getattr(self.model, "reads_backbone", True) else None,
             "world": {"videos": self.train.init_videos, "seed": WORLD_SEED, "group_size": WORLD_GROUP_SIZE,
                       "size": RENDER_SIZE, "seconds": RENDER_SECONDS, "fps": RENDER_FPS},
             "format": FORMAT_VERSION,
