@@ -19,7 +19,8 @@ $B --out bench/results/video_pretrain.json --postproc none is \
 # MMT: its default (three fine-tunes averaged) at two seeds, and the previous default (the objects network at 600 steps)
 $B --out bench/results/objects_steps.json --postproc none is \
     --run mmt-objects-1200=mmt --run mmt-objects-1200-seed3=mmt@$C/seed_3.json --run mmt-objects-1200-seed6=mmt@$C/seed_6.json \
-    --run mmt-objects-1200-no-audio=mmt@$C/mmt_objects_1200_no_audio.json   # the audio ablation: pretrained and fine-tuned without audio
+    --run mmt-objects-1200-no-audio=mmt@$C/mmt_objects_1200_no_audio.json \
+    --run mmt-no-appearance=mmt@$C/mmt_no_appearance.json --run mmt-no-appearance-seed3=mmt@$C/mmt_no_appearance_seed_3.json   # without audio (the audio ablation), without the appearance expert
 $B --out bench/results/objects_schedule.json --postproc none is \
     --run mmt-default=mmt@$C/mmt_objects_steps_600.json --run mmt-default-seed3=mmt@$C/mmt_objects_steps_600_seed_3.json
 # MMT single fine-tunes with and without audio and the members of the best ensemble before,
@@ -31,12 +32,13 @@ $B --out bench/results/order_streams.json --postproc none is \
 $B --out bench/results/sound_negatives.json --postproc none is \
     --run mmt-sound-neg=mmt@$C/mmt_sound_negatives.json --run mmt-sound-neg-seed1=mmt@$C/mmt_sound_negatives_seed_1.json \
     --run mmt-sound-neg-seed2=mmt@$C/mmt_sound_negatives_seed_2.json
-# the best pipeline: MMT's default at three seeds, two seqTransf soups and meanP fused (tvr ensemble)
+# the best pipeline: MMT's default at three seeds, MMT without appearance, two seqTransf soups and meanP fused (tvr ensemble)
 $B --out bench/results/seqtransf_soup_default.json --postproc none is \
     --run seqTransf-soup-default=clip4clip-seqtransf@$C/seqtransf_soup.json --run seqTransf-soup-seed3=clip4clip-seqtransf@$C/seqtransf_soup_seed_3.json
 $B --out bench/results/soup_ensembles.json --postproc none is --run meanP=clip4clip-meanp
 $B --out bench/results/objects_steps.json --postproc none is \
-    --run ensemble-mmt-1200-3-seqtransf-2-meanp=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP
+    --run ensemble-mmt-1200-3-seqtransf-2-meanp-noapp=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance \
+    --run ensemble-mmt-1200-3-seqtransf-2-meanp-noapp3=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance-seed3
 # the best pipeline before: nine runs fused
 $B --out bench/results/order_streams.json --postproc none is dis \
     --run ensemble-9-mix=ensemble@meanP-video-init-e8+$S+$S-seed1+mmt-sound-neg+mmt-sound-neg-seed1+mmt-sound-neg-seed2+mmt-order-streams+mmt-order-streams-seed1+mmt-order-streams-seed2
