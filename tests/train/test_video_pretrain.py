@@ -92,6 +92,25 @@ def test_a_model_that_never_builds_its_backbone_neither_builds_it_nor_keys_on_it
     assert spec_of(reading, train, method="mmt").key() != spec_of(reading, train, other, method="mmt").key()
 
 
+
+def test_training_mmt_without_appearance_builds_no_backbone(run_cli, tmp_path, tmp_path_factory, monkeypatch):
+    """End to end: the run trains, no backbone is built into the (empty) cache, none is recorded."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    world = tiny_world(tmp_path_factory) / "w"
+    config = tmp_path / "c.json"
+    tiny_recipe = {"steps": 2, "batch_size": 4, "warmup_steps": 1, "image_size": 32, "patch_size": 8, "vision_width": 32,
+                   "vision_layers": 1, "vision_heads": 2, "text_width": 32, "text_layers": 1, "text_heads": 2, "embed_dim": 32}
+    # a tiny recipe, so that a regression builds a backbone in seconds and fails, not in 18 minutes
+    config.write_text(json.dumps({"preset": "tiny", "model": {"experts": ["motion", "audio"], "backbone": {"pretrained": SYNTHETIC_BACKBONE}},
+                                  "pretrain": tiny_recipe, "train": {"epochs": 1, "batch_size": 4, "workers": 1}}))
+    r = run_cli("train", world / "train.jsonl", "--method", "mmt", "--out", tmp_path / "run", "--config", config, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    assert not (cache / "pretrained").exists() or not any((cache / "pretrained").iterdir())
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert "pretrain" not in saved["training"] and saved["config"]["experts"] == ["motion", "audio"]
+
+
 def test_the_default_presets_keep_the_pretrained_folders_built_before():
     """The keys of the cpu-small methods' synthetic-video pretraining, pinned: a change to them makes
     every machine rebuild 11–19 minutes of pretraining per method, so it must be deliberate."""
