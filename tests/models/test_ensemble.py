@@ -111,6 +111,12 @@ def test_members_must_be_inner_product_models_that_sample_frames_alike():
         assemble([a, member("ts2net", 1, 10.0, shift_blocks=(0,))])
     with pytest.raises(ValueError, match="sample frames differently"):
         assemble([a, member("clip4clip-meanp", 1, 10.0, num_frames=3)])
+    # one encoder read with two options would be stored and batched once: every member fed the same
+    motion = [create("mmt", **{**MMT, "experts": ["appearance", "motion"], "expert_dims": [8, 5]}).eval() for _ in range(2)]
+    other = create("mmt", **{**MMT, "experts": ["appearance", "motion:dim=5"], "expert_dims": [8, 5]}).eval()
+    with pytest.raises(ValueError, match=r"stream 'motion' with different options \(motion, motion:dim=5\)"):
+        assemble([motion[0], other])
+    assert assemble(motion).input_spec().streams == ("frames", "motion")  # the same stream twice: one
     with pytest.raises(ValueError, match="at least two members"):
         assemble([a])
     with pytest.raises(ValueError, match="weights has 3 values for 2 members"):
