@@ -15,7 +15,8 @@ unchanged.
 Every member must be an inner-product model (`query_vectors · gallery_vectors`); the ensemble is
 then one too, with the members' vectors concatenated and scaled by √α_m, so an ANN index holds it
 like any single model. Members must sample frames the same way (frames per clip, pixel size,
-rate); the ensemble reads the union of their feature streams. It is assembled from run
+rate) and read any feature-stream encoder with the same options (the ensemble reads the union of
+their feature streams, one per encoder). It is assembled from run
 directories by `tvr ensemble`, never trained, and saved as an ordinary checkpoint holding every
 member's config and weights, so it does not depend on the member folders afterwards. The best moment
 comes from the first member that scores frames the standard way (text vector against each frame
