@@ -77,7 +77,6 @@ def test_fields_added_later_enter_the_key_only_when_set():
     assert spec_of(tiny_model_config(), souped).key() == spec.key()
 
 
-
 def test_a_model_that_never_builds_its_backbone_neither_builds_it_nor_keys_on_it(tmp_path, monkeypatch):
     """MMT without its appearance expert carries the preset's backbone name but never reads it: training
     it must not spend the backbone's build, and its pretrained start must not depend on that recipe."""
@@ -90,7 +89,6 @@ def test_a_model_that_never_builds_its_backbone_neither_builds_it_nor_keys_on_it
     train, other = TrainConfig(**INIT), replace(PretrainConfig(), steps=7)
     assert spec_of(without, train, method="mmt").key() == spec_of(without, train, other, method="mmt").key()
     assert spec_of(reading, train, method="mmt").key() != spec_of(reading, train, other, method="mmt").key()
-
 
 
 def test_training_mmt_without_appearance_builds_no_backbone(run_cli, tmp_path, tmp_path_factory, monkeypatch):
