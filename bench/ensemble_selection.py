@@ -32,44 +32,38 @@ from benchlib import TAGS
 from synthetic_methods import ensure_world
 
 from tvr.atomic import atomic_write_json
+from tvr.models.registry import load_model
 
 
-def member_scores(run: Path, data: Path, frames: Path, device: str) -> tuple[np.ndarray, list[int], float, list[tuple[str, ...]]]:
-    """(scores [captions, videos] on the cosine scale, each caption's video column, the logit scale λ,
-    each caption's tags) of the finished run `run` on `data`'s test split."""
+def member_scores(model: Any, data: Path, frames: Path, device: str) -> dict[str, Any]:
+    """The scores [captions, videos] on the cosine scale of a loaded run on `data`'s test split, each
+    caption's video column ("gt"), its manifest entry ("entries") and the run's logit scale λ."""
     from tvr.data.pairs import load_pairs
-    from tvr.eval.evaluate import tags_of
     from tvr.io.manifest import read_manifest
     from tvr.models.encode import pair_scores
-    from tvr.models.registry import load_model
 
-    model = load_model(run, device=device)
     pairs = load_pairs(read_manifest(data / "test.jsonl"), model.input_spec(), frames, progress=False)
     with torch.no_grad():
         scores, gt = pair_scores(model, pairs, device)
         scale = float(model.scale())
-    tags = [tuple(tags_of(e.extra)) for e in pairs.entries]
-    return scores.astype(np.float64), gt, scale, tags
+    return {"scores": scores.astype(np.float64), "gt": gt, "scale": scale, "entries": pairs.entries}
 
 
 def fused_r1(members: list[str], scored: dict[str, Any]) -> dict[str, float]:
     """t2v R@1 overall and per tag of the equal-weight ensemble of `members` (already scored; one member: itself)."""
+    from tvr.eval.evaluate import metrics_by_tag
     from tvr.eval.metrics import ranks
 
     scales = np.array([scored[m]["scale"] for m in members])
     alphas = scales / scales.sum()
     fused = sum(a * scored[m]["scores"] for a, m in zip(alphas, members))
-    gt, tags = scored[members[0]]["gt"], scored[members[0]]["tags"]
+    gt, entries = scored[members[0]]["gt"], scored[members[0]]["entries"]
     for m in members[1:]:
         if scored[m]["gt"] != gt:
             raise SystemExit(f"{m}: its test pairs differ from {members[0]}'s (another frame sampling?)")
-    first = ranks(fused, gt) == 1
-    out = {"R@1": round(float(first.mean() * 100), 2)}
-    for tag in TAGS:
-        rows = [i for i, t in enumerate(tags) if tag in t]
-        if rows:
-            out[tag] = round(float(first[rows].mean() * 100), 2)
-    return out
+    by_tag = metrics_by_tag(fused, gt, entries)
+    return {"R@1": round(float(np.mean(ranks(fused, gt) == 1) * 100), 2)} | {
+        tag: round(by_tag[tag]["R@1"], 2) for tag in TAGS if tag in by_tag}
 
 
 def main() -> None:
@@ -97,11 +91,11 @@ def main() -> None:
     t0, c0 = time.monotonic(), time.process_time()
     worlds = {"select": args.select_data, "benchmark": args.data}
     scored: dict[str, dict[str, Any]] = {w: {} for w in worlds}
-    for world, data in worlds.items():
-        for m in members:
-            scores, gt, scale, tags = member_scores(args.runs_dir / m, data, data.parent / f"{data.name}-frames", args.device)
-            scored[world][m] = {"scores": scores, "gt": gt, "scale": scale, "tags": tags}
-            print(f"{world}: scored {m}", flush=True)
+    for m in members:  # each run loaded once, scored on both worlds
+        model = load_model(args.runs_dir / m, device=args.device)
+        for world, data in worlds.items():
+            scored[world][m] = member_scores(model, data, data.parent / f"{data.name}-frames", args.device)
+        print(f"scored {m}", flush=True)
 
     recorded = json.loads(args.check.read_text())["runs"] if args.check else {}
     rows, mismatched = {}, []
