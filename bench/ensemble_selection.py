@@ -13,8 +13,14 @@ logit scale), and ranked as `tvr eval` ranks (ties pessimistic). On the benchmar
 R@1 is checked against the R@1 `synthetic_methods.py` measured for the same ensemble run, when
 that run is in `--check`.
 
+`--greedy POOL` builds an ensemble instead of comparing given ones: forward selection from a pool
+of runs (Caruana et al., 2004, without replacement), starting from the pool's best run alone on
+the second world and adding, step by step, the run that lifts the second world's R@1 most, until
+no run lifts it. The path records each step's benchmark R@1 too, which the choice never reads.
+
     python bench/ensemble_selection.py \\
         --ensemble A=mmt-objects-1200+seqTransf-soup-default --ensemble B=... [--check bench/results/objects_steps.json]
+    python bench/ensemble_selection.py --greedy meanP+mmt-objects-1200+... --out bench/results/ensemble_greedy.json
 """
 
 from __future__ import annotations
@@ -66,9 +72,29 @@ def fused_r1(members: list[str], scored: dict[str, Any]) -> dict[str, float]:
         tag: round(by_tag[tag]["R@1"], 2) for tag in TAGS if tag in by_tag}
 
 
+def greedy(pool: list[str], scored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Forward selection without replacement on `scored["select"]`: the path of ensembles, each with
+    its members and R@1 on both worlds; the last one is the choice (ties: the earlier run in `pool`)."""
+    def step(members: list[str]) -> dict[str, Any]:
+        return {"members": members, "select": fused_r1(members, scored["select"]),
+                "benchmark": fused_r1(members, scored["benchmark"])}
+
+    path = [step([max(pool, key=lambda m: fused_r1([m], scored["select"])["R@1"])])]
+    while len(path[-1]["members"]) < len(pool):
+        current = path[-1]["members"]
+        trials = [step(current + [m]) for m in pool if m not in current]
+        best = max(trials, key=lambda t: t["select"]["R@1"])
+        if best["select"]["R@1"] <= path[-1]["select"]["R@1"]:
+            break
+        path.append(best)
+        print(f"greedy: + {best['members'][-1]}: select {best['select']['R@1']:.2f}", flush=True)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ensemble", action="append", required=True, help="NAME=RUN+RUN+… (run folders under --runs-dir)")
+    ap.add_argument("--ensemble", action="append", default=[], help="NAME=RUN+RUN+… (run folders under --runs-dir)")
+    ap.add_argument("--greedy", default=None, metavar="RUN+RUN+…", help="a pool of runs to select an ensemble from")
     ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"), help="the benchmark world")
     ap.add_argument("--select-data", type=Path, default=Path("runs/synth-bench-g4/world-select"))
     ap.add_argument("--select-seed", type=int, default=7)
@@ -77,6 +103,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ensemble_selection.json")
     args = ap.parse_args()
+    if not args.ensemble and not args.greedy:
+        ap.error("give --ensemble or --greedy")
 
     ensembles = {}
     for item in args.ensemble:
@@ -84,7 +112,10 @@ def main() -> None:
         if not spec or len(spec.split("+")) < 2:
             raise SystemExit(f"--ensemble {item!r}: expected NAME=RUN+RUN[+…]")
         ensembles[name] = spec.split("+")
-    members = list(dict.fromkeys(m for ms in ensembles.values() for m in ms))
+    pool = args.greedy.split("+") if args.greedy else []
+    if pool and len(set(pool)) < 2:
+        raise SystemExit(f"--greedy {args.greedy!r}: expected at least two runs")
+    members = list(dict.fromkeys([m for ms in ensembles.values() for m in ms] + pool))
     shape = {"train": 1200, "val": 120, "test": 600, "group_size": 4}
     ensure_world(args.select_data, shape, args.select_seed, 96)
 
@@ -106,8 +137,13 @@ def main() -> None:
             rows[name]["benchmark_recorded"] = expected
             if abs(expected - rows[name]["benchmark"]["R@1"]) > 0.01:
                 mismatched.append(f"{name}: fused R@1 {rows[name]['benchmark']['R@1']} here, {expected} recorded")
+    doc: dict[str, Any] = {}
+    if pool:
+        path = greedy(list(dict.fromkeys(pool)), scored)
+        rows["greedy"] = path[-1]
+        doc["greedy_path"] = path
     chosen = max(rows, key=lambda n: rows[n]["select"]["R@1"])
-    doc = {
+    doc |= {
         "benchmark": "ensemble_selection", "select_world": {**shape, "seed": args.select_seed, "size_px": 96},
         "members_alone": {m: {w: fused_r1([m], scored[w]) for w in worlds} for m in members},
         "ensembles": rows, "chosen_on_select_world": chosen, "chosen_benchmark_R@1": rows[chosen]["benchmark"]["R@1"],

@@ -75,6 +75,29 @@ def test_streams_are_padded_and_a_missing_audio_track_is_masked(world):
     assert (world / "store" / "streams" / "audio" / "store.sqlite").is_file()
 
 
+def test_one_encoder_with_two_option_sets_is_two_stores_and_two_batch_entries(world, tmp_path):
+    from tvr.data.batch import VideoInputSpec
+    from tvr.data.pairs import load_pairs
+    from tvr.data.streams import stream_store_dir
+    from tvr.io.manifest import read_manifest
+
+    spec = VideoInputSpec(4, SIZE, streams=("motion", "motion:grid=2", "audio:n_mels=32"))
+    pairs = load_pairs(read_manifest(world / "all.jsonl"), spec, tmp_path / "store", workers=1, progress=False)
+    batch = pairs.clips.batch(range(N_VIDEOS))
+    assert batch.features["motion"].shape[-1] == 56 and batch.features["motion:grid=2"].shape[-1] == 20
+    assert batch.features["audio:n_mels=32"].shape[-1] == 64 and "audio" not in batch.features
+    stores = {s: stream_store_dir(tmp_path / "store", s) for s in spec.streams}
+    assert stores["motion"] == tmp_path / "store" / "streams" / "motion"  # a plain stream keeps its folder
+    assert len(set(stores.values())) == 3 and all((d / "store.sqlite").is_file() for d in stores.values())
+    assert stream_store_dir(tmp_path, "motion:size=32,grid=2") == stream_store_dir(tmp_path, "motion:grid=2,size=32")
+    # the coarse grid's cells are means of the fine grid's: its first 3·4 values follow from the 3·16
+    fine = batch.features["motion"][..., :48].reshape(*batch.features["motion"].shape[:2], 3, 2, 2, 2, 2)
+    coarse = fine.mean(dim=(-3, -1)).reshape(*fine.shape[:3], 4)  # [B, K, 3, 4] over the 2×2 blocks
+    mask = batch.features["motion_mask"]
+    assert torch.equal(mask, batch.features["motion:grid=2_mask"])
+    assert torch.allclose(coarse.flatten(2)[mask], batch.features["motion:grid=2"][..., :12][mask], atol=1e-4)
+
+
 def test_train_eval_index_search_exact(world, run_cli, tmp_path):
     from tvr.data.pairs import load_pairs
     from tvr.io.manifest import read_manifest

@@ -38,8 +38,9 @@ def test_half_swap_moves_the_second_half_of_real_frames_first():
 
 
 def test_half_swap_of_streams_over_their_own_real_positions():
-    """Each named stream is swapped over its own mask (its length need not be the frames'); other
-    features, masks and timestamps stay; a clip whose stream is absent (all masked) keeps it."""
+    """Each named stream (its batch entries are named by the whole stream, options included) is
+    swapped over its own mask (its length need not be the frames'); other features, masks and
+    timestamps stay; a clip whose stream is absent (all masked) keeps it."""
     mask = torch.tensor([[True] * 4, [True] * 3 + [False]])
     frames = torch.arange(8, dtype=torch.uint8).view(2, 4, 1, 1, 1).expand(2, 4, 3, 1, 1).contiguous()
     audio = torch.arange(2 * 3 * 2, dtype=torch.float32).view(2, 3, 2)
@@ -47,17 +48,18 @@ def test_half_swap_of_streams_over_their_own_real_positions():
     motion = torch.arange(2 * 5, dtype=torch.float32).view(2, 5, 1)
     motion_mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
     features = {"audio": audio, "audio_mask": audio_mask, "audio_timestamps": torch.rand(2, 3),
-                "motion": motion, "motion_mask": motion_mask, "other": torch.rand(2, 7)}
+                "motion:window=2": motion, "motion:window=2_mask": motion_mask, "other": torch.rand(2, 7)}
     batch = VideoBatch(frames, mask, torch.zeros(2, 4), features)
     out = half_swapped(batch, ("audio", "motion:window=2"))
     assert out.frames[:, :, 0, 0, 0].tolist() == [[2, 3, 0, 1], [5, 6, 4, 7]]  # 3 real frames: [5, 6] first, then [4]
     assert out.features["audio"][0, :, 0].tolist() == [2.0, 4.0, 0.0]  # 3 real: [1, 2] first, then [0]
     assert torch.equal(out.features["audio"][1], audio[1])  # no sound in clip 1: nothing to swap
-    assert out.features["motion"][:, :, 0].tolist() == [[2, 3, 4, 0, 1], [6, 5, 7, 8, 9]]
-    for name in ("audio_mask", "audio_timestamps", "motion_mask", "other"):
+    assert out.features["motion:window=2"][:, :, 0].tolist() == [[2, 3, 4, 0, 1], [6, 5, 7, 8, 9]]
+    for name in ("audio_mask", "audio_timestamps", "motion:window=2_mask", "other"):
         assert torch.equal(out.features[name], features[name])
-    only_streams = half_swapped(VideoBatch(None, mask, torch.zeros(2, 4), features), ("motion",))
-    assert only_streams.frames is None and torch.equal(only_streams.features["motion"], out.features["motion"])
+    only_streams = half_swapped(VideoBatch(None, mask, torch.zeros(2, 4), features), ("motion:window=2",))
+    assert only_streams.frames is None
+    assert torch.equal(only_streams.features["motion:window=2"], out.features["motion:window=2"])
     with pytest.raises(ValueError, match="objects"):
         half_swapped(batch, ("objects",))
 

@@ -5,14 +5,17 @@ feature store (resumable, atomic, failures recorded), and batches are cut from i
 
 Models that read precomputed expert streams (`VideoInputSpec.streams`, feature-store encoder names
 such as "audio" or "motion", optionally "name:option=value,...") get each stream extracted into its
-own store `STORE/streams/<name>` and served padded in `VideoBatch.features`: "<name>" [B, K, D],
-"<name>_mask" [B, K] and "<name>_timestamps" [B, K] (seconds; NaN = unknown). A clip whose stream
+own store (`stream_store_dir`) and served padded in `VideoBatch.features` under the stream as the
+model names it: "<stream>" [B, K, D], "<stream>_mask" [B, K] and "<stream>_timestamps" [B, K]
+(seconds; NaN = unknown). One encoder read with two option sets (two `objects` networks, say) is two
+streams: two stores and two batch entries, so models fused in one ensemble each get their own. A clip whose stream
 failed, or that lacks it (e.g. "audio_present" = 0: no audio track), gets an all-False mask, never
 an error. The pixels store stays the primary one: it decides which clips are decodable.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,8 +73,13 @@ def parse_stream(stream: str) -> tuple[str, dict[str, str]]:
 
 
 def stream_store_dir(store_dir: Path, stream: str) -> Path:
-    """Where stream `stream` of the clips cached in `store_dir` is stored."""
-    return Path(store_dir) / STREAMS_DIR / parse_stream(stream)[0]
+    """Where stream `stream` of the clips cached in `store_dir` is stored: `streams/<name>` without
+    options, `streams/<name>-<10 hex digits of its sorted options>` with them."""
+    name, options = parse_stream(stream)
+    if not options:
+        return Path(store_dir) / STREAMS_DIR / name
+    canonical = ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return Path(store_dir) / STREAMS_DIR / f"{name}-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
 
 
 def extract_streams(source: Manifest | Sequence, spec: VideoInputSpec, store_dir: Path, *,
@@ -113,17 +121,19 @@ def stream_arrays(stream: str, arrays: dict[str, np.ndarray]) -> tuple[np.ndarra
 
 
 class StreamRows:
-    """One expert stream of every clip of a `Clips`, held in memory (streams are small)."""
+    """One expert stream of every clip of a `Clips`, held in memory (streams are small); its batch
+    entries are named by the stream as given (`VideoInputSpec.streams`), options included."""
 
     def __init__(self, stream: str, store_dir: Path, keys: Sequence[str]) -> None:
         from tvr.features.store import FeatureStore
 
+        self.stream = stream
         self.name = parse_stream(stream)[0]
         self.rows: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(keys)
         root = stream_store_dir(store_dir, stream)
         self.dim = 0
         if not (root / "store.sqlite").is_file():
-            raise TvrError(f"{root}: stream {self.name!r} was never extracted")
+            raise TvrError(f"{root}: stream {self.stream!r} was never extracted")
         dims: set[int] = set()
         with FeatureStore(root) as store:
             ok = [i for i, k in enumerate(keys) if store.status(k) == "ok"]
@@ -148,5 +158,5 @@ class StreamRows:
                 continue
             n = len(item[0])
             feats[j, :n], mask[j, :n], times[j, :n] = item[0], True, item[1]
-        return {self.name: torch.from_numpy(feats), f"{self.name}_mask": torch.from_numpy(mask),
-                f"{self.name}_timestamps": torch.from_numpy(times)}
+        return {self.stream: torch.from_numpy(feats), f"{self.stream}_mask": torch.from_numpy(mask),
+                f"{self.stream}_timestamps": torch.from_numpy(times)}

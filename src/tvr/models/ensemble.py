@@ -15,10 +15,10 @@ unchanged.
 Every member must be an inner-product model (`query_vectors · gallery_vectors`); the ensemble is
 then one too, with the members' vectors concatenated and scaled by √α_m, so an ANN index holds it
 like any single model. Members must sample frames the same way (frames per clip, pixel size,
-rate) and read any feature-stream encoder with the same options (the ensemble reads the union of
-their feature streams, one per encoder). It is assembled from run
-directories by `tvr ensemble`, never trained, and saved as an ordinary checkpoint holding every
-member's config and weights, so it does not depend on the member folders afterwards. The best moment
+rate). The ensemble reads the union of their feature streams; one encoder read with different
+options (two `objects` networks) is two streams, each fed to the members that read it. It is
+assembled from run directories by `tvr ensemble`, never trained, and saved as an ordinary checkpoint
+holding every member's config and weights, so it does not depend on the member folders afterwards. The best moment
 comes from the first member that scores frames the standard way (text vector against each frame
 vector: CLIP4Clip); an ensemble without one (MMT alone) reports none.
 """
@@ -90,7 +90,6 @@ class Ensemble(RetrievalModel):
         if len({x for x in sampling if x[0] != -1}) > 1 or len({x for x in sampling if x[0] == -1}) > 1:
             raise ValueError("members sample frames differently (frames per clip, rate, pixel size): " + ", ".join(
                 f"{m.method} {(s.num_frames, s.fps, s.image_size if s.pixels else None)}" for m, s in zip(members, specs)))
-        _one_stream_per_encoder([s for spec in specs for s in spec.streams])
         self.weights = tuple(config.weights) or (1.0,) * len(members)
         standard = [i for i, m in enumerate(members) if type(m).frame_similarity is RetrievalModel.frame_similarity]
         self.moment_member = standard[0] if standard else None
@@ -145,21 +144,6 @@ class Ensemble(RetrievalModel):
 
     def loss(self, text_emb: TextEmb, video_emb: VideoEmb) -> Tensor:
         raise NotImplementedError("an ensemble is assembled from trained runs (tvr ensemble), not trained")
-
-
-def _one_stream_per_encoder(streams: list[str]) -> None:
-    """Refuse members that read one encoder with different options (e.g. two MMT whose `objects`
-    experts use different networks): the frame store and the batch hold one stream per encoder name,
-    so every member would be fed the same one of them."""
-    from tvr.data.streams import parse_stream
-
-    by_encoder: dict[str, set[str]] = {}
-    for stream in streams:
-        by_encoder.setdefault(parse_stream(stream)[0], set()).add(stream)
-    for name, variants in by_encoder.items():
-        if len(variants) > 1:
-            raise ValueError(f"members read the stream {name!r} with different options ({', '.join(sorted(variants))}); "
-                             "an ensemble feeds all of them one stream per encoder")
 
 
 def assemble(runs: list[Any], weights: tuple[float, ...] = ()) -> Ensemble:

@@ -300,7 +300,7 @@ class Mmt(RetrievalModel):
                 feats = self.backbone.encode_frames(batch.frames, batch.frame_mask)
                 x = ExpertInput(feats, batch.frame_mask.bool(), batch.timestamps.float())
             else:
-                x = stream_input(batch, self._stream_of(name).split(":")[0])
+                x = stream_input(batch, self._stream_of(name))
             if x.feats.shape[-1] != self.expert_proj[name].in_features:
                 raise TvrError(f"MMT expert {name!r}: features are {x.feats.shape[-1]} wide, the model expects "
                                f"{self.expert_proj[name].in_features} (set model.expert_dims)")

@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 from tvr.data.batch import VideoBatch
-from tvr.data.streams import parse_stream
 from tvr.models.base import RetrievalModel, TextEmb, VideoEmb
 from tvr.models.losses import preferred_pair_loss
 
@@ -78,15 +77,14 @@ def swap_frames(values: Tensor, frame_mask: Tensor) -> Tensor:
 def half_swapped(batch: VideoBatch, streams: Sequence[str] = ()) -> VideoBatch:
     """Every clip with its second half of real frames played first, and likewise each named feature
     stream ("motion", or "name:option=value" as in `VideoInputSpec.streams`) over its own real
-    positions ("<name>_mask"). Timestamps and masks are unchanged: the content moves, the clock does not."""
+    positions ("<stream>_mask"). Timestamps and masks are unchanged: the content moves, the clock does not."""
     if batch.frames is None and not streams:
         raise ValueError("half_swapped needs frames or streams")
     features = dict(batch.features)
     for stream in streams:
-        name = parse_stream(stream)[0]
-        if name not in features or f"{name}_mask" not in features:
-            raise ValueError(f"half_swapped: the batch has no stream {name!r} with a mask '{name}_mask'")
-        features[name] = swap_frames(features[name], features[f"{name}_mask"])
+        if stream not in features or f"{stream}_mask" not in features:
+            raise ValueError(f"half_swapped: the batch has no stream {stream!r} with a mask '{stream}_mask'")
+        features[stream] = swap_frames(features[stream], features[f"{stream}_mask"])
     frames = None if batch.frames is None else swap_frames(batch.frames, batch.frame_mask)
     return dataclasses.replace(batch, frames=frames, features=features)
 
