@@ -17,6 +17,10 @@ that run is in `--check`.
 of runs (Caruana et al., 2004, without replacement), starting from the pool's best run alone on
 the second world and adding, step by step, the run that lifts the second world's R@1 most, until
 no run lifts it. The path records each step's benchmark R@1 too, which the choice never reads.
+`--bags N` adds Caruana's remedy for that procedure's overfitting to the world it selects on:
+selection with replacement, repeated on N random halves of the second world's near-duplicate
+groups, each run weighted by how often it was picked (`tvr ensemble --weights`). Each run's scores
+are kept in `--scores-cache`, so trying another pool costs only the runs it adds.
 
     python bench/ensemble_selection.py \\
         --ensemble A=mmt-objects-1200+seqTransf-soup-default --ensemble B=... [--check bench/results/objects_steps.json]
@@ -26,6 +30,7 @@ no run lifts it. The path records each step's benchmark R@1 too, which the choic
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
@@ -55,12 +60,43 @@ def member_scores(model: Any, data: Path, frames: Path, device: str) -> dict[str
     return {"scores": scores.astype(np.float64), "gt": gt, "scale": scale, "entries": pairs.entries}
 
 
-def fused_r1(members: list[str], scored: dict[str, Any]) -> dict[str, float]:
-    """t2v R@1 overall and per tag of the equal-weight ensemble of `members` (already scored; one member: itself)."""
+def cache_file(cache: Path, run_dir: Path, data: Path) -> Path:
+    """Where a run's scores on a world are kept: named by a hash of its weights, config and the world."""
+    h = hashlib.sha256(str(data.resolve()).encode())
+    for name in ("config.json", "model.safetensors"):
+        with open(run_dir / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                h.update(block)
+    return cache / f"{run_dir.name}.{h.hexdigest()[:16]}.npz"
+
+
+def save_scores(path: Path, scored: dict[str, Any], data: Path) -> None:
+    from tvr.io.manifest import read_manifest
+
+    rows = {(e.video, e.caption, e.id): i for i, e in enumerate(read_manifest(data / "test.jsonl").entries)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, scores=scored["scores"], gt=np.asarray(scored["gt"], dtype=np.int64), scale=scored["scale"],
+             rows=np.array([rows[(e.video, e.caption, e.id)] for e in scored["entries"]], dtype=np.int64))
+    os.replace(tmp, path)
+
+
+def load_scores(path: Path, data: Path) -> dict[str, Any]:
+    from tvr.io.manifest import read_manifest
+
+    entries = read_manifest(data / "test.jsonl").entries
+    with np.load(path) as z:
+        return {"scores": z["scores"], "gt": [int(g) for g in z["gt"]], "scale": float(z["scale"]),
+                "entries": [entries[i] for i in z["rows"]]}
+
+
+def fused_r1(members: list[str], scored: dict[str, Any], weights: list[float] | None = None) -> dict[str, float]:
+    """t2v R@1 overall and per tag of the ensemble of `members` (already scored; one member: itself)
+    with user weights w_m (`tvr ensemble --weights`; default 1 each)."""
     from tvr.eval.evaluate import metrics_by_tag
     from tvr.eval.metrics import ranks
 
-    scales = np.array([scored[m]["scale"] for m in members])
+    scales = np.array([scored[m]["scale"] for m in members]) * np.asarray(weights or [1.0] * len(members))
     alphas = scales / scales.sum()
     fused = sum(a * scored[m]["scores"] for a, m in zip(alphas, members))
     gt, entries = scored[members[0]]["gt"], scored[members[0]]["entries"]
@@ -91,10 +127,49 @@ def greedy(pool: list[str], scored: dict[str, dict[str, Any]]) -> list[dict[str,
     return path
 
 
+def bagged(pool: list[str], scored: dict[str, Any], bags: int, seed: int) -> dict[str, int]:
+    """Bagged forward selection with replacement (Caruana et al., 2004): in each of `bags` bags, a
+    random half of the world's near-duplicate groups; from the run best there alone, repeatedly add the
+    run (again, if it is already in) whose addition lifts those captions' R@1 most, until none lifts
+    it. A run's weight is how often it was added over all bags."""
+    from tvr.eval.metrics import ranks
+
+    entries, gt = scored[pool[0]]["entries"], np.asarray(scored[pool[0]]["gt"])
+    group = np.array([e.extra.get("group") for e in entries])
+    groups = sorted(set(group))
+    logits = {m: scored[m]["scale"] * scored[m]["scores"] for m in pool}  # Σ w_m λ_m s_m ranks as tvr ensemble does
+    rng = np.random.default_rng(seed)
+    counts = dict.fromkeys(pool, 0)
+    for _ in range(bags):
+        rows = np.isin(group, rng.choice(groups, len(groups) // 2, replace=False))
+        sub_gt = gt[rows].tolist()
+
+        def r1(fused: np.ndarray, rows: np.ndarray = rows, sub_gt: list[int] = sub_gt) -> float:
+            return float(np.mean(ranks(fused[rows], sub_gt) == 1))
+
+        first = max(pool, key=lambda m: r1(logits[m]))
+        fused, best, picked = logits[first].copy(), r1(logits[first]), [first]
+        while True:
+            trial = {m: r1(fused + logits[m]) for m in pool}
+            m = max(pool, key=lambda k: trial[k])
+            if trial[m] <= best:
+                break
+            fused, best = fused + logits[m], trial[m]
+            picked.append(m)
+        for m in picked:
+            counts[m] += 1
+    return {m: c for m, c in counts.items() if c}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ensemble", action="append", default=[], help="NAME=RUN+RUN+… (run folders under --runs-dir)")
     ap.add_argument("--greedy", default=None, metavar="RUN+RUN+…", help="a pool of runs to select an ensemble from")
+    ap.add_argument("--bags", type=int, default=0,
+                    help="with --greedy: also bagged selection with replacement over this many bags (weights = picks)")
+    ap.add_argument("--bag-seed", type=int, default=0)
+    ap.add_argument("--scores-cache", type=Path, default=Path("runs/synth-bench-g4/selection-scores"),
+                    help="each run's scores per world, reused while its weights are unchanged")
     ap.add_argument("--data", type=Path, default=Path("runs/synth-bench-g4/world"), help="the benchmark world")
     ap.add_argument("--select-data", type=Path, default=Path("runs/synth-bench-g4/world-select"))
     ap.add_argument("--select-seed", type=int, default=7)
@@ -122,10 +197,16 @@ def main() -> None:
     t0, c0 = time.monotonic(), time.process_time()
     worlds = {"select": args.select_data, "benchmark": args.data}
     scored: dict[str, dict[str, Any]] = {w: {} for w in worlds}
-    for m in members:  # each run loaded once, scored on both worlds
-        model = load_model(args.runs_dir / m, device=args.device)
+    for m in members:  # each run loaded once (if at all), scored on both worlds
+        model = None
         for world, data in worlds.items():
+            cached = cache_file(args.scores_cache, args.runs_dir / m, data)
+            if cached.is_file():
+                scored[world][m] = load_scores(cached, data)
+                continue
+            model = model or load_model(args.runs_dir / m, device=args.device)
             scored[world][m] = member_scores(model, data, data.parent / f"{data.name}-frames", args.device)
+            save_scores(cached, scored[world][m], data)
         print(f"scored {m}", flush=True)
 
     recorded = json.loads(args.check.read_text())["runs"] if args.check else {}
@@ -142,6 +223,11 @@ def main() -> None:
         path = greedy(list(dict.fromkeys(pool)), scored)
         rows["greedy"] = path[-1]
         doc["greedy_path"] = path
+        if args.bags:
+            weights = bagged(list(dict.fromkeys(pool)), scored["select"], args.bags, args.bag_seed)
+            ms, ws = list(weights), [float(w) for w in weights.values()]
+            rows["bagged"] = {"members": ms, "weights": ws, "bags": args.bags, "bag_seed": args.bag_seed,
+                              "select": fused_r1(ms, scored["select"], ws), "benchmark": fused_r1(ms, scored["benchmark"], ws)}
     chosen = max(rows, key=lambda n: rows[n]["select"]["R@1"])
     doc |= {
         "benchmark": "ensemble_selection", "select_world": {**shape, "seed": args.select_seed, "size_px": 96},

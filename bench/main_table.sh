@@ -38,9 +38,9 @@ $B --out bench/results/seqtransf_soup_default.json --postproc none is \
 $B --out bench/results/soup_ensembles.json --postproc none is --run meanP=clip4clip-meanp
 $B --out bench/results/objects_steps.json --postproc none is \
     --run ensemble-mmt-1200-3-seqtransf-2-meanp-noapp=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance \
-    --run ensemble-mmt-1200-3-seqtransf-2-meanp-noapp3=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance-seed3
-# the same choice made on a second world (seed 7) instead of the test split; the committed JSON also holds
-# ensemble-mmt-4-1200-seqtransf-2, whose recorded R@1 the check shows wrong (two objects networks; tvr ensemble refuses it now)
+    --run ensemble-mmt-1200-3-seqtransf-2-meanp-noapp3=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance-seed3 \
+    --run ensemble-mmt-4-1200-seqtransf-2=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-default+mmt-default-seed3+seqTransf-soup-default+seqTransf-soup-seed3
+# the same choice made on a second world (seed 7) instead of the test split
 python bench/ensemble_selection.py --check bench/results/objects_steps.json \
     --ensemble ensemble-mmt-1200-2=mmt-objects-1200+mmt-objects-1200-seed3 \
     --ensemble ensemble-mmt-1200-2-seqtransf=mmt-objects-1200+mmt-objects-1200-seed3+seqTransf-soup-default \
@@ -49,7 +49,8 @@ python bench/ensemble_selection.py --check bench/results/objects_steps.json \
     --ensemble ensemble-mmt-1200-3-seqtransf-meanp=mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+meanP \
     --ensemble ensemble-mmt-1200-3-seqtransf-2-meanp=mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP \
     --ensemble ensemble-mmt-1200-3-seqtransf-2-meanp-noapp=mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance \
-    --ensemble ensemble-mmt-1200-3-seqtransf-2-meanp-noapp3=mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance-seed3
+    --ensemble ensemble-mmt-1200-3-seqtransf-2-meanp-noapp3=mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance-seed3 \
+    --ensemble ensemble-mmt-4-1200-seqtransf-2=mmt-objects-1200+mmt-objects-1200-seed3+mmt-default+mmt-default-seed3+seqTransf-soup-default+seqTransf-soup-seed3
 # the best pipeline before: nine runs fused
 $B --out bench/results/order_streams.json --postproc none is dis \
     --run ensemble-9-mix=ensemble@meanP-video-init-e8+$S+$S-seed1+mmt-sound-neg+mmt-sound-neg-seed1+mmt-sound-neg-seed2+mmt-order-streams+mmt-order-streams-seed1+mmt-order-streams-seed2

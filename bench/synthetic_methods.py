@@ -2,8 +2,8 @@
 
 Every run is `NAME=METHOD` or `NAME=METHOD@CONFIG.json` (a `tvr train --config` file), so a new
 method or ablation is benchmarked by naming it on the command line, not by editing this script.
-`NAME=ensemble@RUN+RUN+…` fuses finished runs of this benchmark with `tvr ensemble` (equal weights)
-and evaluates the fusion; nothing is trained, and its cost is the sum of its members'.
+`NAME=ensemble@RUN+RUN+…` fuses finished runs of this benchmark with `tvr ensemble` (equal weights;
+`RUN*W` gives a run the weight W, `tvr ensemble --weights`) and evaluates the fusion; nothing is trained, and its cost is the sum of its members'.
 `NAME=soup@RUN+RUN+…` averages their weights with `tvr soup` (equal weights) instead: one model.
 The README's table of every method (issue: 1,200 training videos, 600 test videos in 150 groups
 of four near-duplicates, 96 px, each method with its `tvr train` defaults):
@@ -55,7 +55,9 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
     run_dir = runs_dir / name
     t0 = time.monotonic()
     if method in ("ensemble", "soup"):  # ensemble@RUN+RUN+… / soup@…: runs of this benchmark assembled, nothing trained
-        return run_assembled(method, name, [runs_dir / r for r in config.split("+")], data, run_dir, postprocs, device)
+        members = [r.partition("*") for r in config.split("+")]
+        weights = tuple(float(w or 1) for _, _, w in members) if any(w for _, _, w in members) else ()
+        return run_assembled(method, name, [runs_dir / r for r, _, _ in members], data, run_dir, postprocs, device, weights)
     if is_soup_run(run_dir):  # a recipe with soup members (MMT's default): finished members are skipped
         if not (run_dir / "config.json").is_file() or epochs is not None:
             train(data / "all.jsonl", method, run_dir, epochs=epochs, device=device, resume=True, progress=True)
@@ -106,7 +108,7 @@ def evaluate_run(model: Any, run_dir: Path, data: Path, postprocs: list[str], de
 
 
 def run_assembled(kind: str, name: str, members: list[Path], data: Path, run_dir: Path, postprocs: list[str],
-                  device: str) -> dict[str, Any]:
+                  device: str, weights: tuple[float, ...] = ()) -> dict[str, Any]:
     """Fuse finished runs with `tvr ensemble`, or average them with `tvr soup` (`kind`; equal weights),
     and evaluate the result; its training cost is the sum of its members'."""
     from tvr.models.ensemble import write_ensemble
@@ -115,12 +117,12 @@ def run_assembled(kind: str, name: str, members: list[Path], data: Path, run_dir
     from tvr.train.epochs import read_metrics
 
     write = write_ensemble if kind == "ensemble" else write_soup
-    summary = write(members, run_dir, force=True)  # cheap; its frame cache is rebuilt
+    summary = write(members, run_dir, weights, force=True)  # cheap; its frame cache is rebuilt
     model = load_model(run_dir, device=device)
     pairs, results, paraphrase = evaluate_run(model, run_dir, data, postprocs, device)
     histories = [read_metrics(m) for m in members]
     return {
-        "method": kind, "config": None, "members": [m["run"] for m in summary["members"]],
+        "method": kind, "config": None, "members": [m["run"] for m in summary["members"]], "weights": list(weights) or None,
         "shares": [m["share"] for m in summary["members"]], "epochs": None, "selected_epoch": None,
         "train_cpu_s": round(sum(h.get("epoch_cpu_s") or 0 for hist in histories for h in hist), 1),
         "train_wall_s": round(sum(h.get("epoch_s") or 0 for hist in histories for h in hist), 1),

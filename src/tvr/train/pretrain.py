@@ -137,11 +137,16 @@ def with_synthetic_backbone(model_cfg: Any, pretrain: PretrainConfig, *, progres
     return replace(model_cfg, backbone=replace(model_cfg.backbone, pretrained=str(path)))
 
 
+def builds_backbone(model_cfg: Any) -> bool:
+    """Whether a model built from `model_cfg` builds the backbone its config carries; MMT without its
+    appearance expert does not (`reads_backbone`), every other model does."""
+    return bool(getattr(model_cfg, "reads_backbone", True))
+
+
 def reads_synthetic_backbone(model_cfg: Any) -> bool:
-    """Whether a model built from `model_cfg` reads the backbone named "synthetic-clip". A config may
-    carry a backbone its model never builds (MMT without its appearance expert: `reads_backbone`)."""
+    """Whether a model built from `model_cfg` reads the backbone named "synthetic-clip"."""
     backbone = getattr(model_cfg, "backbone", None)
-    return getattr(backbone, "pretrained", None) == SYNTHETIC_BACKBONE and getattr(model_cfg, "reads_backbone", True)
+    return getattr(backbone, "pretrained", None) == SYNTHETIC_BACKBONE and builds_backbone(model_cfg)
 
 
 def backbone_to_build(model_cfg: Any, pretrain: PretrainConfig) -> bool:

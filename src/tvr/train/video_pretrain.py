@@ -40,7 +40,7 @@ from tvr.models.base import RetrievalModel
 from tvr.models.registry import CONFIG_FILE, WEIGHTS_FILE, config_to_dict, load_weights, read_checkpoint_config
 from tvr.train import object_pretrain
 from tvr.train.presets import TrainConfig
-from tvr.train.pretrain import PretrainConfig, build_lock, cache_root
+from tvr.train.pretrain import PretrainConfig, build_lock, builds_backbone, cache_root
 
 SYNTHETIC_VIDEOS = "synthetic-videos"  # the `train.init` value that names the cached pretrained model
 FORMAT_VERSION = 1
@@ -78,7 +78,7 @@ class InitSpec:
             "method": self.method,
             "model": _without_unset(config_to_dict(self.model), "model"),
             "train": _without_unset({k: v for k, v in asdict(self.train).items() if k != "workers"}, "train"),
-            "backbone": self.backbone.key() if getattr(self.model, "reads_backbone", True) else None,
+            "backbone": self.backbone.key() if builds_backbone(self.model) else None,
             "world": {"videos": self.train.init_videos, "seed": WORLD_SEED, "group_size": WORLD_GROUP_SIZE,
                       "size": RENDER_SIZE, "seconds": RENDER_SECONDS, "fps": RENDER_FPS},
             "format": FORMAT_VERSION,
