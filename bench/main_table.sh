@@ -51,6 +51,15 @@ python bench/ensemble_selection.py --check bench/results/objects_steps.json \
     --ensemble ensemble-mmt-1200-3-seqtransf-2-meanp-noapp=mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance \
     --ensemble ensemble-mmt-1200-3-seqtransf-2-meanp-noapp3=mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance-seed3 \
     --ensemble ensemble-mmt-4-1200-seqtransf-2=mmt-objects-1200+mmt-objects-1200-seed3+mmt-default+mmt-default-seed3+seqTransf-soup-default+seqTransf-soup-seed3
+# members chosen on the second world too, from a pool of finished runs (forward and bagged selection), fused with tvr ensemble
+# (the members and weights below are those ensemble_greedy.json records)
+POOL=meanP+seqTransf-soup-default+seqTransf-soup-seed3+$S+soup-seqTransf-mixed-3+mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+mmt-objects-1200-no-audio+mmt-no-appearance+mmt-no-appearance-seed3+mmt-default+mmt-default-seed3+mmt-soup-default+mmt-soup-seed3
+python bench/ensemble_selection.py --out bench/results/ensemble_greedy.json --bags 20 --greedy $POOL
+$B --out bench/results/objects_steps.json --postproc none is \
+    --run ensemble-greedy=ensemble@mmt-objects-1200-seed6+seqTransf-soup-seed3+mmt-objects-1200-no-audio+mmt-objects-1200-seed3 \
+    --run ensemble-bagged=ensemble@seqTransf-soup-default*6+seqTransf-soup-seed3*16+mmt-objects-1200*8+mmt-objects-1200-seed3*9+mmt-objects-1200-seed6*12+mmt-objects-1200-no-audio*21+mmt-no-appearance-seed3*1 \
+    --run mmt-objects-1200-no-audio-seed3=mmt@$C/mmt_objects_1200_no_audio_seed_3.json
+python bench/ensemble_selection.py --out bench/results/ensemble_greedy_16.json --bags 20 --greedy $POOL+mmt-objects-1200-no-audio-seed3
 # the best pipeline before: nine runs fused
 $B --out bench/results/order_streams.json --postproc none is dis \
     --run ensemble-9-mix=ensemble@meanP-video-init-e8+$S+$S-seed1+mmt-sound-neg+mmt-sound-neg-seed1+mmt-sound-neg-seed2+mmt-order-streams+mmt-order-streams-seed1+mmt-order-streams-seed2
