@@ -60,14 +60,20 @@ def member_scores(model: Any, data: Path, frames: Path, device: str) -> dict[str
     return {"scores": scores.astype(np.float64), "gt": gt, "scale": scale, "entries": pairs.entries}
 
 
-def cache_file(cache: Path, run_dir: Path, data: Path) -> Path:
-    """Where a run's scores on a world are kept: named by a hash of its weights, config and the world."""
-    h = hashlib.sha256(str(data.resolve()).encode())
+def run_digest(run_dir: Path) -> str:
+    """A hash of a run's config and weights: its cached scores are reused while both are unchanged."""
+    h = hashlib.sha256()
     for name in ("config.json", "model.safetensors"):
         with open(run_dir / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 24), b""):
                 h.update(block)
-    return cache / f"{run_dir.name}.{h.hexdigest()[:16]}.npz"
+    return h.hexdigest()
+
+
+def cache_file(cache: Path, run_dir: Path, digest: str, data: Path) -> Path:
+    """Where a run's scores on a world are kept."""
+    key = hashlib.sha256(f"{digest}:{data.resolve()}".encode()).hexdigest()[:16]
+    return cache / f"{run_dir.name}.{key}.npz"
 
 
 def save_scores(path: Path, scored: dict[str, Any], data: Path) -> None:
@@ -198,9 +204,9 @@ def main() -> None:
     worlds = {"select": args.select_data, "benchmark": args.data}
     scored: dict[str, dict[str, Any]] = {w: {} for w in worlds}
     for m in members:  # each run loaded once (if at all), scored on both worlds
-        model = None
+        model, digest = None, run_digest(args.runs_dir / m)
         for world, data in worlds.items():
-            cached = cache_file(args.scores_cache, args.runs_dir / m, data)
+            cached = cache_file(args.scores_cache, args.runs_dir / m, digest, data)
             if cached.is_file():
                 scored[world][m] = load_scores(cached, data)
                 continue

@@ -3,7 +3,8 @@
 Every run is `NAME=METHOD` or `NAME=METHOD@CONFIG.json` (a `tvr train --config` file), so a new
 method or ablation is benchmarked by naming it on the command line, not by editing this script.
 `NAME=ensemble@RUN+RUN+…` fuses finished runs of this benchmark with `tvr ensemble` (equal weights;
-`RUN*W` gives a run the weight W, `tvr ensemble --weights`) and evaluates the fusion; nothing is trained, and its cost is the sum of its members'.
+`RUN*W` gives a run the weight W, `tvr ensemble --weights`) and evaluates the fusion; nothing is
+trained, and its cost is the sum of its members'.
 `NAME=soup@RUN+RUN+…` averages their weights with `tvr soup` (equal weights) instead: one model.
 The README's table of every method (issue: 1,200 training videos, 600 test videos in 150 groups
 of four near-duplicates, 96 px, each method with its `tvr train` defaults):
@@ -109,7 +110,7 @@ def evaluate_run(model: Any, run_dir: Path, data: Path, postprocs: list[str], de
 
 def run_assembled(kind: str, name: str, members: list[Path], data: Path, run_dir: Path, postprocs: list[str],
                   device: str, weights: tuple[float, ...] = ()) -> dict[str, Any]:
-    """Fuse finished runs with `tvr ensemble`, or average them with `tvr soup` (`kind`; equal weights),
+    """Fuse finished runs with `tvr ensemble`, or average them with `tvr soup` (`kind`; `weights`, else equal),
     and evaluate the result; its training cost is the sum of its members'."""
     from tvr.models.ensemble import write_ensemble
     from tvr.models.registry import load_model

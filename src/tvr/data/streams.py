@@ -8,9 +8,10 @@ such as "audio" or "motion", optionally "name:option=value,...") get each stream
 own store (`stream_store_dir`) and served padded in `VideoBatch.features` under the stream as the
 model names it: "<stream>" [B, K, D], "<stream>_mask" [B, K] and "<stream>_timestamps" [B, K]
 (seconds; NaN = unknown). One encoder read with two option sets (two `objects` networks, say) is two
-streams: two stores and two batch entries, so models fused in one ensemble each get their own. A clip whose stream
-failed, or that lacks it (e.g. "audio_present" = 0: no audio track), gets an all-False mask, never
-an error. The pixels store stays the primary one: it decides which clips are decodable.
+streams: two stores and two batch entries, so models fused in one ensemble each get their own. A
+clip whose stream failed, or that lacks it (e.g. "audio_present" = 0: no audio track), gets an
+all-False mask, never an error. The pixels store stays the primary one: it decides which clips are
+decodable.
 """
 
 from __future__ import annotations

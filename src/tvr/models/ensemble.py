@@ -18,9 +18,9 @@ like any single model. Members must sample frames the same way (frames per clip,
 rate). The ensemble reads the union of their feature streams; one encoder read with different
 options (two `objects` networks) is two streams, each fed to the members that read it. It is
 assembled from run directories by `tvr ensemble`, never trained, and saved as an ordinary checkpoint
-holding every member's config and weights, so it does not depend on the member folders afterwards. The best moment
-comes from the first member that scores frames the standard way (text vector against each frame
-vector: CLIP4Clip); an ensemble without one (MMT alone) reports none.
+holding every member's config and weights, so it does not depend on the member folders afterwards.
+The best moment comes from the first member that scores frames the standard way (text vector
+against each frame vector: CLIP4Clip); an ensemble without one (MMT alone) reports none.
 """
 
 from __future__ import annotations
