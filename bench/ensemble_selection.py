@@ -114,57 +114,29 @@ def fused_r1(members: list[str], scored: dict[str, Any], weights: list[float] | 
         tag: round(by_tag[tag]["R@1"], 2) for tag in TAGS if tag in by_tag}
 
 
-def greedy(pool: list[str], scored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Forward selection without replacement on `scored["select"]`: the path of ensembles, each with
-    its members and R@1 on both worlds; the last one is the choice (ties: the earlier run in `pool`)."""
-    def step(members: list[str]) -> dict[str, Any]:
-        return {"members": members, "select": fused_r1(members, scored["select"]),
-                "benchmark": fused_r1(members, scored["benchmark"])}
+def logits_of(pool: list[str], scored: dict[str, Any]) -> dict[str, np.ndarray]:
+    """λ_m s_m per run: summed with weights, they rank as `tvr ensemble` ranks."""
+    return {m: scored[m]["scale"] * scored[m]["scores"] for m in pool}
 
-    path = [step([max(pool, key=lambda m: fused_r1([m], scored["select"])["R@1"])])]
-    while len(path[-1]["members"]) < len(pool):
-        current = path[-1]["members"]
-        trials = [step(current + [m]) for m in pool if m not in current]
-        best = max(trials, key=lambda t: t["select"]["R@1"])
-        if best["select"]["R@1"] <= path[-1]["select"]["R@1"]:
-            break
-        path.append(best)
-        print(f"greedy: + {best['members'][-1]}: select {best['select']['R@1']:.2f}", flush=True)
-    return path
+
+def greedy(pool: list[str], scored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """`tvr.eval.selection.forward` on `scored["select"]`: the path of ensembles, each with its members
+    and R@1 on both worlds; the last one is the choice."""
+    from tvr.eval.selection import forward
+
+    path = forward(logits_of(pool, scored["select"]), scored["select"][pool[0]]["gt"])
+    for step in path[1:]:
+        print(f"greedy: + {step.members[-1]}: select {step.r1:.2f}", flush=True)
+    return [{"members": list(step.members), "select": fused_r1(list(step.members), scored["select"]),
+             "benchmark": fused_r1(list(step.members), scored["benchmark"])} for step in path]
 
 
 def bagged(pool: list[str], scored: dict[str, Any], bags: int, seed: int) -> dict[str, int]:
-    """Bagged forward selection with replacement (Caruana et al., 2004): in each of `bags` bags, a
-    random half of the world's near-duplicate groups; from the run best there alone, repeatedly add the
-    run (again, if it is already in) whose addition lifts those captions' R@1 most, until none lifts
-    it. A run's weight is how often it was added over all bags."""
-    from tvr.eval.metrics import ranks
+    """`tvr.eval.selection.bagged` on one world, bagging its near-duplicate groups."""
+    from tvr.eval.selection import bagged as select_bagged
 
-    entries, gt = scored[pool[0]]["entries"], np.asarray(scored[pool[0]]["gt"])
-    group = np.array([e.extra.get("group") for e in entries])
-    groups = sorted(set(group))
-    logits = {m: scored[m]["scale"] * scored[m]["scores"] for m in pool}  # Σ w_m λ_m s_m ranks as tvr ensemble does
-    rng = np.random.default_rng(seed)
-    counts = dict.fromkeys(pool, 0)
-    for _ in range(bags):
-        rows = np.isin(group, rng.choice(groups, len(groups) // 2, replace=False))
-        sub_gt = gt[rows].tolist()
-
-        def r1(fused: np.ndarray, rows: np.ndarray = rows, sub_gt: list[int] = sub_gt) -> float:
-            return float(np.mean(ranks(fused[rows], sub_gt) == 1))
-
-        first = max(pool, key=lambda m: r1(logits[m]))
-        fused, best, picked = logits[first].copy(), r1(logits[first]), [first]
-        while True:
-            trial = {m: r1(fused + logits[m]) for m in pool}
-            m = max(pool, key=lambda k: trial[k])
-            if trial[m] <= best:
-                break
-            fused, best = fused + logits[m], trial[m]
-            picked.append(m)
-        for m in picked:
-            counts[m] += 1
-    return {m: c for m, c in counts.items() if c}
+    units = [e.extra.get("group") for e in scored[pool[0]]["entries"]]
+    return select_bagged(logits_of(pool, scored), scored[pool[0]]["gt"], units, bags=bags, seed=seed)
 
 
 def main() -> None:

@@ -68,3 +68,63 @@ def test_json_summary_and_bad_input(fused, run_cli, tmp_path):
     manifest = fused[1]
     one_line_error(run_cli("train", manifest, "--method", "ensemble", "--out", tmp_path / "t"), "not trained", "tvr ensemble")
     assert not (tmp_path / "t").exists()
+
+
+@pytest.fixture(scope="module")
+def candidates(tmp_path_factory):
+    root = tmp_path_factory.mktemp("select")
+    manifest = make_collection(root, n_videos=10, seed=4)
+    runs = [make_checkpoint(root / f"meanp{s}", seed=s, manifest=manifest) for s in range(4)]
+    runs.append(make_checkpoint(root / "seq", "clip4clip-seqtransf", seed=1, manifest=manifest,
+                                overrides={"temporal_layers": 1}))
+    return root, manifest, runs
+
+
+def test_select_on_fuses_the_runs_that_lift_held_out_r1(candidates, run_cli):
+    root, manifest, runs = candidates
+    r = run_cli("ensemble", *runs, "-o", root / "ens", "--select-on", manifest, "--split", "test", "-w", "1", "--json")
+    assert r.exit_code == 0, r.stderr
+    doc = json.loads(r.stdout)
+    sel = doc["selection"]
+    assert len(sel["runs"]) >= 2 and set(sel["runs"]) <= {str(p) for p in runs}
+    assert [m["run"] for m in doc["members"]] == sel["runs"] and sel["weights"] == [1.0] * len(sel["runs"])
+    assert sel["R@1"] > max(sel["alone"].values())  # fused only because it beats every run alone
+    assert sel["path"][-1]["members"] == sel["runs"] and sel["path"][-1]["R@1"] == sel["R@1"]
+
+    def eval_r1(checkpoint):
+        out = run_cli("eval", manifest, "-c", checkpoint, "--split", "test", "--json")
+        assert out.exit_code == 0, out.stderr
+        return round(json.loads(out.stdout)["t2v"]["R@1"], 2)
+
+    # the selection's numbers are the ones `tvr eval` gives each run and the written ensemble
+    assert eval_r1(root / "ens") == pytest.approx(sel["R@1"], abs=0.01)
+    for run in runs:
+        assert eval_r1(run) == pytest.approx(sel["alone"][str(run)], abs=0.01)
+    # bagged: weights are picks, and the written ensemble holds them
+    r = run_cli("ensemble", *runs, "-o", root / "bag", "--select-on", manifest, "--split", "test", "--bags", "4",
+                "-w", "1", "--json")
+    assert r.exit_code == 0, r.stderr
+    bag = json.loads(r.stdout)
+    weights = bag["selection"]["weights"]
+    assert sum(weights) >= 4 and all(w == int(w) and w >= 1 for w in weights)
+    assert bag["members"][0]["share"] > 0 and eval_r1(root / "bag") == pytest.approx(bag["selection"]["R@1"], abs=0.01)
+
+
+def test_select_on_refusals_are_one_line(candidates, run_cli):
+    import shutil
+
+    root, manifest, runs = candidates
+    twin = root / "twin"
+    shutil.copytree(runs[0], twin)  # the same weights: fusing them never changes a ranking
+    one_line_error(run_cli("ensemble", runs[0], twin, "-o", root / "no", "--select-on", manifest, "--split", "test"),
+                   "no ensemble beats", "use that run as it is")
+    assert not (root / "no").exists()
+    one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "no", "--select-on", manifest, "--weights", "1,2"),
+                   "--weights and --select-on")
+    one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "no", "--select-on", manifest, "--bags", "-1"), "--bags")
+    one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "no", "--select-on", manifest, "--split", "dev"), "--split")
+    one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "no", "--select-on", root / "missing.jsonl"), "missing.jsonl")
+    (root / "full").mkdir()
+    (root / "full" / "x").write_text("keep")
+    one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "full", "--select-on", manifest), "not empty", "--force")
+    assert (root / "full" / "x").read_text() == "keep"
