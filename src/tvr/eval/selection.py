@@ -139,7 +139,7 @@ def choose(runs: Sequence[Path], manifest: Manifest, frames_dir: str, *, bags: i
             with torch.no_grad():
                 scores, run_gt = pair_scores(model, pairs, device)
                 scale = float(model.scale())
-            keys = [pairs.clips.keys[g] for g in run_gt]
+            keys = (tuple(pairs.clips.keys), tuple(pairs.clips.keys[g] for g in run_gt))  # gallery, each caption's clip
         if gt is None:
             gt, entries, first_keys = run_gt, pairs.entries, keys
         elif keys != first_keys:
