@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from benchlib import TAGS
 from synthetic_methods import ensure_world
 
@@ -49,25 +48,18 @@ from tvr.models.registry import load_model
 def member_scores(model: Any, data: Path, frames: Path, device: str) -> dict[str, Any]:
     """The scores [captions, videos] on the cosine scale of a loaded run on `data`'s test split, each
     caption's video column ("gt"), its manifest entry ("entries") and the run's logit scale λ."""
-    from tvr.data.pairs import load_pairs
+    from tvr.eval.selection import run_scores
     from tvr.io.manifest import read_manifest
-    from tvr.models.encode import pair_scores
 
-    pairs = load_pairs(read_manifest(data / "test.jsonl"), model.input_spec(), frames, progress=False)
-    with torch.no_grad():
-        scores, gt = pair_scores(model, pairs, device)
-        scale = float(model.scale())
-    return {"scores": scores.astype(np.float64), "gt": gt, "scale": scale, "entries": pairs.entries}
+    s = run_scores(model, read_manifest(data / "test.jsonl"), frames, progress=False, device=device)
+    return {"scores": s.scores, "gt": s.gt, "scale": s.scale, "entries": s.entries}
 
 
 def run_digest(run_dir: Path) -> str:
     """A hash of a run's config and weights: its cached scores are reused while both are unchanged."""
-    h = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        with open(run_dir / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                h.update(block)
-    return h.hexdigest()
+    from tvr.checksums import sha256_file
+
+    return sha256_file(run_dir / "config.json") + sha256_file(run_dir / "model.safetensors")
 
 
 def cache_file(cache: Path, run_dir: Path, digest: str, data: Path) -> Path:
@@ -100,7 +92,7 @@ def fused_r1(members: list[str], scored: dict[str, Any], weights: list[float] | 
     """t2v R@1 overall and per tag of the ensemble of `members` (already scored; one member: itself)
     with user weights w_m (`tvr ensemble --weights`; default 1 each)."""
     from tvr.eval.evaluate import metrics_by_tag
-    from tvr.eval.metrics import ranks
+    from tvr.eval.selection import r_at_1
 
     scales = np.array([scored[m]["scale"] for m in members]) * np.asarray(weights or [1.0] * len(members))
     alphas = scales / scales.sum()
@@ -110,7 +102,7 @@ def fused_r1(members: list[str], scored: dict[str, Any], weights: list[float] | 
         if scored[m]["gt"] != gt:
             raise SystemExit(f"{m}: its test pairs differ from {members[0]}'s (another frame sampling?)")
     by_tag = metrics_by_tag(fused, gt, entries)
-    return {"R@1": round(float(np.mean(ranks(fused, gt) == 1) * 100), 2)} | {
+    return {"R@1": round(r_at_1(fused, gt), 2)} | {
         tag: round(by_tag[tag]["R@1"], 2) for tag in TAGS if tag in by_tag}
 
 

@@ -64,6 +64,7 @@ def _select(runs: list[Path], out: Path, manifest_path: Path, split: str, bags: 
     from tvr.eval.selection import choose
     from tvr.io.manifest import SPLITS, read_manifest
     from tvr.models.assembled import checked_out
+    from tvr.models.registry import read_checkpoint_config
     from tvr.train.trainer import FRAMES_DIR
 
     if weights is not None:
@@ -74,8 +75,7 @@ def _select(runs: list[Path], out: Path, manifest_path: Path, split: str, bags: 
         raise TvrError(f"--bags must be 0 or more, got {bags}")
     checked_out(out, runs, force, "ensemble")  # before minutes of scoring
     for r in runs:
-        if not Path(r).is_dir():
-            raise TvrError(f"{r}: run folder not found")
+        read_checkpoint_config(r)  # every run a checkpoint, before the first is scored
     m = read_manifest(manifest_path)
     part = m if m.splits() == {None} else m.split(split)
     if not part.entries:

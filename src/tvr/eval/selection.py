@@ -50,22 +50,30 @@ def _check(logits: Mapping[str, np.ndarray], gt: Sequence[int]) -> list[str]:
     return names
 
 
-def forward(logits: Mapping[str, np.ndarray], gt: Sequence[int]) -> list[Step]:
-    """Forward selection without replacement; the last step is the choice."""
-    names = _check(logits, gt)
+def _climb(logits: Mapping[str, np.ndarray], gt: Sequence[int], repeats: bool) -> list[Step]:
+    """From the candidate best alone, add the one whose addition lifts R@1 most (again, if `repeats`)
+    until none lifts it: the path of ensembles."""
+    names = list(logits)
     alone = {m: r_at_1(logits[m], gt) for m in names}
     first = max(names, key=lambda m: alone[m])
     path = [Step((first,), alone[first])]
     fused = np.asarray(logits[first], dtype=np.float64).copy()
-    while len(path[-1].members) < len(names):
-        rest = [m for m in names if m not in path[-1].members]
+    while True:
+        rest = names if repeats else [m for m in names if m not in path[-1].members]
+        if not rest:
+            return path
         trial = {m: r_at_1(fused + logits[m], gt) for m in rest}
         best = max(rest, key=lambda m: trial[m])
         if trial[best] <= path[-1].r1:
-            break
-        fused += logits[best]
+            return path
+        fused = fused + logits[best]
         path.append(Step(path[-1].members + (best,), trial[best]))
-    return path
+
+
+def forward(logits: Mapping[str, np.ndarray], gt: Sequence[int]) -> list[Step]:
+    """Forward selection without replacement; the last step is the choice."""
+    _check(logits, gt)
+    return _climb(logits, gt, repeats=False)
 
 
 def bagged(logits: Mapping[str, np.ndarray], gt: Sequence[int], units: Sequence[Hashable], *, bags: int = 20,
@@ -87,17 +95,7 @@ def bagged(logits: Mapping[str, np.ndarray], gt: Sequence[int], units: Sequence[
     for _ in range(bags):
         rows = np.isin(unit_ids, rng.choice(n_units, n_units // 2, replace=False))
         sub = {m: np.asarray(logits[m], dtype=np.float64)[rows] for m in names}
-        sub_gt = gt_arr[rows].tolist()
-        first = max(names, key=lambda m: r_at_1(sub[m], sub_gt))
-        fused, best, picked = sub[first].copy(), r_at_1(sub[first], sub_gt), [first]
-        while True:
-            trial = {m: r_at_1(fused + sub[m], sub_gt) for m in names}
-            m = max(names, key=lambda k: trial[k])
-            if trial[m] <= best:
-                break
-            fused, best = fused + sub[m], trial[m]
-            picked.append(m)
-        for m in picked:
+        for m in _climb(sub, gt_arr[rows].tolist(), repeats=True)[-1].members:
             counts[m] += 1
     return {m: c for m, c in counts.items() if c}
 
@@ -119,34 +117,52 @@ class Selection:
                 "path": [{"members": list(s.members), "R@1": round(s.r1, 2)} for s in self.path]}
 
 
+@dataclass(frozen=True)
+class RunScores:
+    """One run's scores on a manifest's captions and clips."""
+
+    scores: np.ndarray  # [captions, clips] on the cosine scale, float64
+    gt: list[int]  # each caption's clip column
+    scale: float  # the run's logit scale λ
+    entries: list[Any]  # each caption's manifest entry
+    clips: tuple[str, ...]  # the feature-store key of each clip column
+
+
+def run_scores(model: Any, manifest: Manifest, store_dir: Path, *, workers: int = 2, progress: bool = True,
+               device: Any = "cpu") -> RunScores:
+    """Score a loaded run on every caption × clip of `manifest`, frames cached in `store_dir`."""
+    import torch
+
+    from tvr.data.pairs import load_pairs
+    from tvr.models.encode import pair_scores
+
+    with load_pairs(manifest, model.input_spec(), store_dir, workers=workers, progress=progress) as pairs:
+        with torch.no_grad():
+            scores, gt = pair_scores(model, pairs, device)
+            scale = float(model.scale())
+        return RunScores(np.asarray(scores, dtype=np.float64), gt, scale, list(pairs.entries), tuple(pairs.clips.keys))
+
+
 def choose(runs: Sequence[Path], manifest: Manifest, frames_dir: str, *, bags: int = 0, seed: int = 0, workers: int = 2,
            progress: bool = True, device: Any = "cpu") -> Selection:
     """Score every run on `manifest` (each in its own frame store `RUN/frames_dir`, as `tvr eval`
     does) and choose the members: forward selection, or bagged selection over `bags` halves of the
     videos (or of the near-duplicate groups, where entries name a "group")."""
-    import torch
-
-    from tvr.data.pairs import load_pairs
-    from tvr.models.encode import pair_scores
     from tvr.models.registry import load_model
 
-    logits, gt, entries = {}, None, None
+    logits, first = {}, None
     for run in runs:
         model = load_model(run, device=device)
         if not model.inner_product:
             raise TvrError(f"{run}: a {model.method} model is not an inner-product model; an ensemble cannot hold it")
-        with load_pairs(manifest, model.input_spec(), Path(run) / frames_dir, workers=workers, progress=progress) as pairs:
-            with torch.no_grad():
-                scores, run_gt = pair_scores(model, pairs, device)
-                scale = float(model.scale())
-            keys = (tuple(pairs.clips.keys), tuple(pairs.clips.keys[g] for g in run_gt))  # gallery, each caption's clip
-        if gt is None:
-            gt, entries, first_keys = run_gt, pairs.entries, keys
-        elif keys != first_keys:
+        scored = run_scores(model, manifest, Path(run) / frames_dir, workers=workers, progress=progress, device=device)
+        first = first or scored
+        if (scored.clips, scored.gt) != (first.clips, first.gt):
             raise TvrError(f"{run}: decodes other clips of {manifest.source or 'the manifest'} than {runs[0]}; "
                            "selection needs every run scored on the same captions and videos")
-        logits[str(run)] = scale * np.asarray(scores, dtype=np.float64)
-    assert gt is not None and entries is not None
+        logits[str(run)] = scored.scale * scored.scores
+    assert first is not None
+    gt, entries = first.gt, first.entries
     alone = {m: r_at_1(v, gt) for m, v in logits.items()}
     if bags:
         units = [e.extra.get("group", e.video) for e in entries]
