@@ -124,6 +124,11 @@ def test_select_on_refusals_are_one_line(candidates, run_cli):
     one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "no", "--select-on", manifest, "--bags", "-1"), "--bags")
     one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "no", "--select-on", manifest, "--split", "dev"), "--split")
     one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "no", "--select-on", root / "missing.jsonl"), "missing.jsonl")
+    # a run sampling frames otherwise is refused as it is loaded, before it is scored
+    odd = make_checkpoint(root / "odd", seed=5, manifest=manifest, overrides={"num_frames": 3})
+    one_line_error(run_cli("ensemble", runs[0], odd, runs[1], "-o", root / "no", "--select-on", manifest, "--split", "test"),
+                   "odd cannot be fused with", "sample frames differently")
+    assert not (odd / "frames").exists() and not (root / "no").exists()
     (root / "full").mkdir()
     (root / "full" / "x").write_text("keep")
     one_line_error(run_cli("ensemble", *runs[:2], "-o", root / "full", "--select-on", manifest), "not empty", "--force")

@@ -148,13 +148,18 @@ def choose(runs: Sequence[Path], manifest: Manifest, frames_dir: str, *, bags: i
     """Score every run on `manifest` (each in its own frame store `RUN/frames_dir`, as `tvr eval`
     does) and choose the members: forward selection, or bagged selection over `bags` halves of the
     videos (or of the near-duplicate groups, where entries name a "group")."""
+    from tvr.models.ensemble import sampling_conflict
     from tvr.models.registry import load_model
 
-    logits, first = {}, None
+    logits, first, first_spec = {}, None, None
     for run in runs:
         model = load_model(run, device=device)
         if not model.inner_product:
             raise TvrError(f"{run}: a {model.method} model is not an inner-product model; an ensemble cannot hold it")
+        first_spec = first_spec or (model.method, model.input_spec())
+        conflict = sampling_conflict([first_spec[0], model.method], [first_spec[1], model.input_spec()])
+        if conflict:  # found before this run is scored, not after every run was
+            raise TvrError(f"{run} cannot be fused with {runs[0]}: {conflict}")
         scored = run_scores(model, manifest, Path(run) / frames_dir, workers=workers, progress=progress, device=device)
         first = first or scored
         if (scored.clips, scored.gt) != (first.clips, first.gt):

@@ -85,11 +85,9 @@ class Ensemble(RetrievalModel):
                                  "scale, so the scale cannot weigh it; give explicit weights")
             members.append(model)
         self.members = nn.ModuleList(members)
-        specs = [m.input_spec() for m in members]
-        sampling = {(s.num_frames, s.fps) for s in specs} | {(-1, s.image_size) for s in specs if s.pixels}
-        if len({x for x in sampling if x[0] != -1}) > 1 or len({x for x in sampling if x[0] == -1}) > 1:
-            raise ValueError("members sample frames differently (frames per clip, rate, pixel size): " + ", ".join(
-                f"{m.method} {(s.num_frames, s.fps, s.image_size if s.pixels else None)}" for m, s in zip(members, specs)))
+        conflict = sampling_conflict([m.method for m in members], [m.input_spec() for m in members])
+        if conflict:
+            raise ValueError(conflict)
         self.weights = tuple(config.weights) or (1.0,) * len(members)
         standard = [i for i, m in enumerate(members) if type(m).frame_similarity is RetrievalModel.frame_similarity]
         self.moment_member = standard[0] if standard else None
@@ -144,6 +142,17 @@ class Ensemble(RetrievalModel):
 
     def loss(self, text_emb: TextEmb, video_emb: VideoEmb) -> Tensor:
         raise NotImplementedError("an ensemble is assembled from trained runs (tvr ensemble), not trained")
+
+
+def sampling_conflict(methods: Sequence[str], specs: Sequence[VideoInputSpec]) -> str | None:
+    """Why models of these methods and input specs cannot be fused, or None: they must take the
+    same frames per clip at the same rate, and the same pixel size where they read pixels."""
+    clocks = {(s.num_frames, s.fps) for s in specs}
+    sizes = {s.image_size for s in specs if s.pixels}
+    if len(clocks) <= 1 and len(sizes) <= 1:
+        return None
+    return "members sample frames differently (frames per clip, rate, pixel size): " + ", ".join(
+        f"{m} {(s.num_frames, s.fps, s.image_size if s.pixels else None)}" for m, s in zip(methods, specs))
 
 
 def assemble(runs: list[Any], weights: tuple[float, ...] = ()) -> Ensemble:
