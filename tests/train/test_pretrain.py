@@ -24,8 +24,14 @@ TINY = PretrainConfig(steps=4, batch_size=8, warmup_steps=1, image_size=32, patc
                       context_length=24, checkpoint_every=2)
 
 
+# the distillation teacher's recipe in tests: the objects network of `object_pretrain` at two steps, two
+# layers (a stride-4 map: 8 × 8 at 32 px, pooled to TINY's 4 × 4 patch grid)
+TINY_TEACHER = ("import tvr.train.object_pretrain as O; from dataclasses import replace; _d = O.default_config; "
+                "O.default_config = lambda: replace(_d(), steps=2, batch_size=4, warmup_steps=1, widths=(4, 8), strides=(2, 2)); ")
+
+
 def build_in_subprocess(cfg: PretrainConfig, out: Path) -> subprocess.Popen:
-    code = ("import json, sys; from pathlib import Path; from tvr.train.pretrain import PretrainConfig, ensure_backbone; "
+    code = (TINY_TEACHER + "import json, sys; from pathlib import Path; from tvr.train.pretrain import PretrainConfig, ensure_backbone; "
             "r = ensure_backbone(PretrainConfig(**json.loads(sys.argv[1])), out=Path(sys.argv[2]), progress=False); "
             "print(json.dumps({'built': r.built}))")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -86,7 +92,7 @@ def test_token_embeddings_come_from_minilm_and_stay_frozen(tmp_path):
 
 
 def test_killed_build_resumes_to_the_same_weights(tmp_path):
-    cfg = PretrainConfig(**{**asdict(TINY), "steps": 6, "attributes": 1.0})  # the attribute head resumes too
+    cfg = PretrainConfig(**{**asdict(TINY), "steps": 6, "attributes": 1.0, "distill": 1.0})  # both heads resume too
     whole = tmp_path / "whole"
     p = build_in_subprocess(cfg, whole)
     assert p.wait(timeout=240) == 0, p.stderr.read()
@@ -216,6 +222,7 @@ def test_foils_key_and_held_out_shape_check(tmp_path):
     with pytest.raises(ValueError, match="twins"):
         PretrainConfig(twins=1.5)
     assert PretrainConfig(attributes=0.0).key() == PretrainConfig().key() != PretrainConfig(attributes=1.0).key()
+    assert PretrainConfig(distill=0.0).key() == PretrainConfig().key() != PretrainConfig(distill=1.0).key()
     cfg = PretrainConfig(**{**asdict(TINY), "steps": 2, "foils": 0.5})
     out = tmp_path / "clip"
     ensure_backbone(cfg, out=out, progress=False)
@@ -275,3 +282,31 @@ def test_attribute_loss_sums_binary_cross_entropy_over_attributes_and_trains_the
     assert torch.allclose(loss, want, atol=1e-6)
     loss.backward()
     assert model.visual.conv1.weight.grad.abs().sum() > 0  # the tower learns from it, not only the head
+
+
+def test_distill_loss_reads_the_teachers_map_of_the_raw_pixels_under_each_patch():
+    import torch.nn.functional as F
+
+    from tvr.encoders.frames import pixel_scale
+    from tvr.encoders.objects import ObjectNet, ObjectNetConfig
+    from tvr.train.pretrain import build_model, distill_head, distill_loss, distill_teacher
+
+    assert distill_teacher(TINY) is None and distill_head(TINY, None) is None  # off by default
+    cfg = PretrainConfig(**{**asdict(TINY), "distill": 1.0})
+    torch.manual_seed(0)
+    teacher = ObjectNet(ObjectNetConfig(image_size=32, widths=(4, 8), strides=(2, 2), labels=("a",))).eval()
+    model, head = build_model(cfg, torch.randn(50, 32)), distill_head(cfg, teacher)
+    unit = torch.rand(2, 3, 32, 32)  # pixels in [0, 1], as the teacher was trained on them
+    mean, std = pixel_scale()
+    images = (unit * 255.0 - mean) / std  # what step_batch gives the image tower
+    tokens = model.visual.forward_tokens(images)
+    loss = distill_loss(model, head, teacher, images, tokens, (mean, std))
+    # by hand: the teacher's 8 × 8 map of the raw pixels, each 2 × 2 block averaged into the patch above it
+    fmap = teacher.body((unit - 0.45) / 0.25).detach()
+    blocks = fmap.reshape(2, 8, 4, 2, 4, 2).mean(dim=(3, 5)).reshape(2, 8, 16).transpose(1, 2)  # [N, 16 patches, C]
+    target = (blocks - blocks.mean(-1, keepdim=True)) / torch.sqrt(blocks.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    want = ((head(tokens[:, 1:]) - target) ** 2).mean()
+    assert torch.allclose(loss, want, atol=1e-5)
+    assert not torch.allclose(F.mse_loss(head(tokens[:, 1:]), target[:, torch.randperm(16)]), want)  # the place matters
+    loss.backward()
+    assert model.visual.conv1.weight.grad.abs().sum() > 0 and all(p.grad is None for p in teacher.parameters())

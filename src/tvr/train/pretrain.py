@@ -73,6 +73,7 @@ class PretrainConfig:
     beside: float = 0.0  # fraction of stills holding a small object right beside a large one (synth/stills.py)
     twins: float = 0.0  # fraction of each batch made of twin pairs: a still and itself with a shape changed
     attributes: float = 0.0  # weight of the attribute loss: which (colour, shape, size) each still shows
+    distill: float = 0.0  # weight of dense distillation: patch tokens predict the objects network's feature map
     checkpoint_every: int = 100  # steps between resumable checkpoints
     seed: int = 0
 
@@ -100,7 +101,7 @@ class PretrainConfig:
     def key(self) -> str:
         """A short hash of everything that changes the weights (not the checkpoint interval)."""
         doc = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
-        for name in ("foils", "beside", "twins", "attributes"):
+        for name in ("foils", "beside", "twins", "attributes", "distill"):
             if not doc[name]:
                 del doc[name]  # added later: backbones built before them keep their folder
         doc["format"] = FORMAT_VERSION
@@ -256,7 +257,10 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     tokenizer = HFTokenizer(tok_dir)
     model = build_model(cfg, embedding)
     head = attribute_head(cfg)
-    named = [*model.named_parameters(), *(head.named_parameters(prefix="head") if head else ())]
+    teacher = distill_teacher(cfg, progress)
+    dense = distill_head(cfg, teacher)
+    named = [*model.named_parameters(), *(head.named_parameters(prefix="head") if head else ()),
+             *(dense.named_parameters(prefix="distill") if dense else ())]
     decay = [p for n, p in named if p.requires_grad and p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in named if p.requires_grad and not (p.ndim >= 2 and "embedding" not in n)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
@@ -273,6 +277,8 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
         if head is not None:
             head.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
+        if dense is not None:
+            dense.load_state_dict({k[len("distill."):]: v for k, v in tensors.items() if k.startswith("distill.")})
         load_optimizer(optimizer, tensors, doc["param_groups"])
         step, spent = int(doc["step"]), doc["spent"]
     scale = pixel_scale()
@@ -283,6 +289,8 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         weights = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
         if head is not None:
             weights |= {f"head.{k}": v.detach().contiguous().clone() for k, v in head.state_dict().items()}
+        if dense is not None:
+            weights |= {f"distill.{k}": v.detach().contiguous().clone() for k, v in dense.state_dict().items()}
         tmp = work / f".{STATE_TENSORS}.tmp"
         save_file({**weights, **opt}, str(tmp))
         os.replace(tmp, work / STATE_TENSORS)
@@ -295,9 +303,13 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         while step < cfg.steps:
             apply_lr(optimizer, lr_factor(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio))
             images, ids, mask, targets = step_batch(cfg, step, tokenizer, scale)
-            loss = contrastive_loss(model, images, ids, mask)
+            tokens = model.visual.forward_tokens(images)
+            emb = model.visual.project(tokens[:, 0])  # = model.encode_image(images), one pass for every loss
+            loss = contrastive_loss(model, images, ids, mask, image_emb=emb)
             if head is not None:
-                loss = loss + cfg.attributes * attribute_loss(model, head, images, targets)
+                loss = loss + cfg.attributes * attribute_loss(model, head, images, targets, image_emb=emb)
+            if dense is not None:
+                loss = loss + cfg.distill * distill_loss(model, dense, teacher, images, tokens, scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
@@ -354,15 +366,59 @@ def attribute_head(cfg: PretrainConfig) -> torch.nn.Linear | None:
     return torch.nn.Linear(cfg.embed_dim, len(ATTRIBUTES))
 
 
-def attribute_loss(model: ClipModel, head: torch.nn.Linear, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def attribute_loss(model: ClipModel, head: torch.nn.Linear, images: torch.Tensor, targets: torch.Tensor, *,
+                   image_emb: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy of `head` on the normalised image embeddings against `targets` [B, A]
     (does the still show an object of each (colour, shape, size)?), summed over the A attributes and
     averaged over the stills; a mean over all A would weigh the one to three objects shown as 1/A of
     the absent ones. The renderer knows what it drew, so this is supervised pretraining, as image
     towers pretrained on labelled images have, added to the contrastive loss: captions name shapes
     in varied words and a batch rarely holds two stills that differ only by a shape."""
-    img = F.normalize(model.encode_image(images), dim=-1)
+    img = F.normalize(model.encode_image(images) if image_emb is None else image_emb, dim=-1)
     return F.binary_cross_entropy_with_logits(head(img), targets, reduction="sum") / len(images)
+
+
+def distill_teacher(cfg: PretrainConfig, progress: bool = True):
+    """The frozen teacher of the distillation loss: the `objects` expert's CNN (`object_pretrain`, its
+    default recipe at the backbone's image size), built first if this machine has none; None when
+    the loss is off."""
+    if not cfg.distill:
+        return None
+    from tvr.encoders.objects import load_object_net
+    from tvr.train import object_pretrain
+
+    recipe = replace(object_pretrain.default_config(), image_size=cfg.image_size)
+    net = load_object_net(object_pretrain.ensure_objects(recipe, progress=progress).path).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def distill_head(cfg: PretrainConfig, teacher) -> torch.nn.Linear | None:
+    """The linear map from a patch token to the teacher's feature vector (None when the loss is off);
+    like the attribute head, it is not part of the saved CLIPModel."""
+    if teacher is None:
+        return None
+    torch.manual_seed(cfg.seed + 2)
+    return torch.nn.Linear(cfg.vision_width, teacher.config.dim)
+
+
+def distill_loss(model: ClipModel, head: torch.nn.Linear, teacher, images: torch.Tensor, tokens: torch.Tensor,
+                 scale: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Dense feature distillation: each patch token [N, 1+L, width] (`tokens`, before ln_post), mapped
+    by `head`, predicts the teacher's last feature map at its place (average-pooled to the patch grid,
+    layer-normalised over channels): mean squared error. The CNN names every object's shape on these
+    stills, which the ViT learns slowly from captions or labels alone; its map tells each patch what
+    lies under it, a dense signal where a label or caption gives one per image (as DeiT distils a
+    CNN's inductive bias into a ViT, here at the feature map). `images` are normalised by `scale`
+    (0–255, as `step_batch` gives them)."""
+    mean, std = scale
+    with torch.no_grad():
+        unit = (images * std + mean) / 255.0
+        fmap = teacher.body((unit - teacher.config.mean) / teacher.config.std)  # [N, C, h, w]
+        fmap = F.adaptive_avg_pool2d(fmap, model.visual.patch_grid)
+        target = F.layer_norm(fmap.flatten(2).transpose(1, 2), (fmap.shape[1],))  # [N, L, C]
+    return F.mse_loss(head(tokens[:, 1:]), target)
 
 
 def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig,
@@ -404,15 +460,16 @@ def heldout_accuracy(model: ClipModel, tokenizer, cfg: PretrainConfig,
 
 
 def contrastive_loss(model: ClipModel, images: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
-                     text_groups: int = TEXT_LENGTH_GROUPS) -> torch.Tensor:
+                     text_groups: int = TEXT_LENGTH_GROUPS, *, image_emb: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric InfoNCE over a batch of (image, caption) pairs; identical captions are not negatives.
 
     `ids` may hold more captions than there are images: the extra ones (foils) are hard negatives for
     the image→text direction only, as in NegCLIP (Yuksekgonul et al., 2023); text→image stays over
     the images' own captions. The captions are encoded in `text_groups` runs of similar length
-    (`encode_text_by_length`; 1: one pass padded to the longest caption)."""
+    (`encode_text_by_length`; 1: one pass padded to the longest caption). `image_emb`: the images'
+    embeddings when the caller already has them."""
     n = len(images)
-    img = F.normalize(model.encode_image(images), dim=-1)
+    img = F.normalize(model.encode_image(images) if image_emb is None else image_emb, dim=-1)
     txt = F.normalize(encode_text_by_length(model, ids, mask, text_groups), dim=-1)
     logits = model.logit_scale.exp() * img @ txt.t()  # [n, n + foils]
     same = (ids[:n, None, :] == ids[None, :, :]).all(-1)
