@@ -284,6 +284,28 @@ def test_attribute_loss_sums_binary_cross_entropy_over_attributes_and_trains_the
     assert model.visual.conv1.weight.grad.abs().sum() > 0  # the tower learns from it, not only the head
 
 
+def test_distill_key_follows_the_teachers_recipe(monkeypatch):
+    from dataclasses import replace
+
+    import tvr.train.object_pretrain as O
+
+    before = PretrainConfig(distill=1.0).key()
+    assert PretrainConfig(distill=1.0).teacher_recipe() == O.default_config()  # the CNN MMT reads, at 64 px
+    monkeypatch.setattr(O, "default_config", lambda: replace(O.ObjectPretrainConfig(), steps=600))
+    assert PretrainConfig(distill=1.0).key() != before  # a backbone distilled from another CNN is another folder
+    assert PretrainConfig().key() == "dec4921618"
+
+
+def test_an_int_for_a_float_field_is_the_same_recipe():
+    from tvr.train.object_pretrain import ObjectPretrainConfig
+    from tvr.train.presets import TrainConfig
+
+    one, other = PretrainConfig(distill=5, lr=1), PretrainConfig(distill=5.0, lr=1.0)
+    assert one == other and one.key() == other.key() and type(one.distill) is float and type(one.steps) is int
+    assert ObjectPretrainConfig(lr=1).key() == ObjectPretrainConfig(lr=1.0).key()
+    assert TrainConfig(order_negatives=1) == TrainConfig(order_negatives=1.0)
+
+
 def test_distill_loss_reads_the_teachers_map_of_the_raw_pixels_under_each_patch():
     import torch.nn.functional as F
 

@@ -31,7 +31,7 @@ from tvr.atomic import atomic_write_json
 from tvr.encoders.objects import CONFIG_FILE, SYNTHETIC_OBJECTS, ObjectNet, ObjectNetConfig, load_object_net, save_object_net
 from tvr.errors import TvrError
 from tvr.train.checkpoint import load_optimizer, optimizer_tensors
-from tvr.train.pretrain import build_lock, cache_root
+from tvr.train.pretrain import build_lock, cache_root, declared_floats
 from tvr.train.schedule import apply_lr, lr_factor
 
 INFO_FILE = "tvr_objects.json"  # written last into a finished folder
@@ -56,6 +56,7 @@ class ObjectPretrainConfig:
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
+        declared_floats(self)
         for name in ("steps", "batch_size", "image_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from tvr.errors import TvrError
 from tvr.train import object_pretrain
-from tvr.train.pretrain import SYNTHETIC_BACKBONE, PretrainConfig
+from tvr.train.pretrain import SYNTHETIC_BACKBONE, PretrainConfig, declared_floats
 
 DEFAULT_PRESET = "cpu-small"
 
@@ -50,6 +50,7 @@ class TrainConfig:
     soup: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        declared_floats(self)
         for name, (low, high, low_open) in TRAIN_RANGES.items():
             value = getattr(self, name)
             below = value <= low if low_open else value < low

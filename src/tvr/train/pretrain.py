@@ -48,6 +48,16 @@ STATE_TENSORS = "state.safetensors"
 TEXT_LENGTH_GROUPS = 4  # runs of similar caption length per text pass (encode_text_by_length)
 
 
+def declared_floats(config: Any) -> None:
+    """Store every int given to a dataclass field declared `float` as a float (from `__post_init__`), so
+    `"distill": 5` in a JSON config and `--distill 5` on the command line make one recipe: one cache
+    key, one folder, one resumable build."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.type.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, f.name, float(value))
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """The backbone's shape and its pretraining recipe (defaults: the synthetic CLIP of the presets)."""
@@ -78,6 +88,7 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        declared_floats(self)
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type == "bool":
@@ -104,8 +115,17 @@ class PretrainConfig:
         for name in ("foils", "beside", "twins", "attributes", "distill"):
             if not doc[name]:
                 del doc[name]  # added later: backbones built before them keep their folder
+        if self.distill:  # the teacher's recipe shapes the weights too
+            doc["teacher"] = self.teacher_recipe().key()
         doc["format"] = FORMAT_VERSION
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:10]
+
+
+    def teacher_recipe(self):
+        """The recipe of the distillation teacher: the `objects` network's default at this image size."""
+        from tvr.train import object_pretrain
+
+        return replace(object_pretrain.default_config(), image_size=self.image_size)
 
 
 @dataclass(frozen=True)
@@ -332,7 +352,7 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         "images_seen": step * cfg.batch_size, "final_loss": losses[-1] if losses else None,
         "build_wall_s": round(total["wall_s"], 1), "build_cpu_s": round(total["cpu_s"], 1),
         "torch_threads": torch.get_num_threads(), "heldout_stills": heldout,
-    })
+    } | ({"teacher": cfg.teacher_recipe().key()} if cfg.distill else {}))
     os.replace(staging, final)
     shutil.rmtree(work, ignore_errors=True)
     return PretrainResult(final, step, time.monotonic() - t0, time.process_time() - c0, built=True)
@@ -387,8 +407,7 @@ def distill_teacher(cfg: PretrainConfig, progress: bool = True):
     from tvr.encoders.objects import load_object_net
     from tvr.train import object_pretrain
 
-    recipe = replace(object_pretrain.default_config(), image_size=cfg.image_size)
-    net = load_object_net(object_pretrain.ensure_objects(recipe, progress=progress).path).eval()
+    net = load_object_net(object_pretrain.ensure_objects(cfg.teacher_recipe(), progress=progress).path).eval()
     for p in net.parameters():
         p.requires_grad_(False)
     return net
