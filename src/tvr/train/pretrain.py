@@ -54,7 +54,8 @@ def declared_floats(config: Any) -> None:
     key, one folder, one resumable build."""
     for f in fields(config):
         value = getattr(config, f.name)
-        if f.type.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
+        declared = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))  # postponed or not
+        if declared.startswith("float") and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(config, f.name, float(value))
 
 
