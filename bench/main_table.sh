@@ -10,11 +10,12 @@ S=seqTransf-video-init-e8
 
 # meanP (its default, and QB-Norm IS / DIS on it)
 $B --postproc none is dis --run meanP-v2=clip4clip-meanp
-# meanP (three seeds), seqTransf and TS2-Net from the backbone pretrained with dense distillation (not the default)
+# meanP (three seeds), seqTransf, TS2-Net and ProST from the backbone pretrained with dense distillation (not the default)
 $B --out bench/results/pretrain_distill.json --postproc none is \
     --run meanP-distill=clip4clip-meanp@$C/pretrain_distill.json --run meanP-distill-seed1=clip4clip-meanp@$C/pretrain_distill_seed_1.json \
     --run meanP-distill-seed2=clip4clip-meanp@$C/pretrain_distill_seed_2.json \
-    --run seqTransf-distill=clip4clip-seqtransf@$C/pretrain_distill.json --run ts2net-distill=ts2net@$C/pretrain_distill.json
+    --run seqTransf-distill=clip4clip-seqtransf@$C/pretrain_distill.json --run ts2net-distill=ts2net@$C/pretrain_distill.json \
+    --run prost-distill=prost@$C/pretrain_distill.json
 # seqTransf, TS2-Net, ProST: their defaults (the configs equal them), two seeds each; meanP pretrained the same way
 $B --out bench/results/video_pretrain.json --postproc none is \
     --run $S=clip4clip-seqtransf@$C/video_init_epochs_8.json --run $S-seed1=clip4clip-seqtransf@$C/video_init_epochs_8_seed_1.json \
