@@ -70,10 +70,13 @@ class ObjectNet(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, max(1, len(config.labels)))
 
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """[N, 3, S, S] pixels in [0, 1] → the last feature map [N, dim, h, w]."""
+        return self.body((images - self.config.mean) / self.config.std)
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """[N, 3, S, S] pixels in [0, 1] → [N, dim] (max over the last feature map)."""
-        x = (images - self.config.mean) / self.config.std
-        return self.body(x).amax(dim=(2, 3))
+        return self.feature_map(images).amax(dim=(2, 3))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Label logits [N, len(labels)]."""

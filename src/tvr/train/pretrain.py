@@ -280,8 +280,9 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
     head = attribute_head(cfg)
     teacher = distill_teacher(cfg, progress)
     dense = distill_head(cfg, teacher)
-    named = [*model.named_parameters(), *(head.named_parameters(prefix="head") if head else ()),
-             *(dense.named_parameters(prefix="distill") if dense else ())]
+    # what training updates and a checkpoint holds, by its prefix there (the heads are not saved in the folder)
+    trained = {k: m for k, m in (("model", model), ("head", head), ("distill", dense)) if m is not None}
+    named = [(n, p) for prefix, m in trained.items() for n, p in m.named_parameters(prefix=prefix)]
     decay = [p for n, p in named if p.requires_grad and p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in named if p.requires_grad and not (p.ndim >= 2 and "embedding" not in n)]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr},
@@ -295,11 +296,8 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
         if doc.get("config") != asdict(cfg):
             raise TvrError(f"{work}: holds a build with another config; remove the folder to start over")
         tensors = load_file(str(work / STATE_TENSORS))
-        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        if head is not None:
-            head.load_state_dict({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")})
-        if dense is not None:
-            dense.load_state_dict({k[len("distill."):]: v for k, v in tensors.items() if k.startswith("distill.")})
+        for prefix, m in trained.items():
+            m.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(f"{prefix}.")})
         load_optimizer(optimizer, tensors, doc["param_groups"])
         step, spent = int(doc["step"]), doc["spent"]
     scale = pixel_scale()
@@ -307,11 +305,8 @@ def _build(cfg: PretrainConfig, final: Path, progress: bool) -> PretrainResult:
 
     def checkpoint() -> None:
         opt, groups = optimizer_tensors(optimizer)
-        weights = {f"model.{k}": v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-        if head is not None:
-            weights |= {f"head.{k}": v.detach().contiguous().clone() for k, v in head.state_dict().items()}
-        if dense is not None:
-            weights |= {f"distill.{k}": v.detach().contiguous().clone() for k, v in dense.state_dict().items()}
+        weights = {f"{prefix}.{k}": v.detach().contiguous().clone()
+                   for prefix, m in trained.items() for k, v in m.state_dict().items()}
         tmp = work / f".{STATE_TENSORS}.tmp"
         save_file({**weights, **opt}, str(tmp))
         os.replace(tmp, work / STATE_TENSORS)
@@ -434,8 +429,7 @@ def distill_loss(model: ClipModel, head: torch.nn.Linear, teacher, images: torch
     (0–255, as `step_batch` gives them)."""
     mean, std = scale
     with torch.no_grad():
-        unit = (images * std + mean) / 255.0
-        fmap = teacher.body((unit - teacher.config.mean) / teacher.config.std)  # [N, C, h, w]
+        fmap = teacher.feature_map((images * std + mean) / 255.0)  # [N, C, h, w] of the pixels in [0, 1]
         fmap = F.adaptive_avg_pool2d(fmap, model.visual.patch_grid)
         target = F.layer_norm(fmap.flatten(2).transpose(1, 2), (fmap.shape[1],))  # [N, L, C]
     return F.mse_loss(head(tokens[:, 1:]), target)
