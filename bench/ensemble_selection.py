@@ -42,7 +42,7 @@ from benchlib import TAGS
 from synthetic_methods import ensure_world
 
 from tvr.atomic import atomic_write_json
-from tvr.models.registry import load_model
+from tvr.models.registry import load_model, lookup
 
 
 def member_scores(model: Any, data: Path, frames: Path, device: str) -> dict[str, Any]:
@@ -161,6 +161,10 @@ def main() -> None:
     if pool and len(set(pool)) < 2:
         raise SystemExit(f"--greedy {args.greedy!r}: expected at least two runs")
     members = list(dict.fromkeys([m for ms in ensembles.values() for m in ms] + pool))
+    for m in members:  # what `tvr ensemble` could not write is no candidate (as `tvr ensemble --select-on` refuses it)
+        method = json.loads((args.runs_dir / m / "config.json").read_text())["method"]
+        if not lookup(method)[0].inner_product:
+            raise SystemExit(f"{m}: a {method} model is not an inner-product model; tvr ensemble cannot fuse it")
     shape = {"train": 1200, "val": 120, "test": 600, "group_size": 4}
     ensure_world(args.select_data, shape, args.select_seed, 96)
 

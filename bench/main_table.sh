@@ -8,23 +8,29 @@ B="python bench/synthetic_methods.py"
 C=bench/configs
 S=seqTransf-video-init-e8
 
-# meanP (its default, and QB-Norm IS / DIS on it)
-$B --postproc none is dis --run meanP-v2=clip4clip-meanp
-# meanP (three seeds), seqTransf, TS2-Net and ProST from the backbone pretrained with dense distillation (not the default)
+# The defaults: meanP (three seeds), seqTransf, TS2-Net, ProST (three seeds) and MMT from the backbone pretrained
+# with dense distillation from the objects network (the configs equal the defaults)
 $B --out bench/results/pretrain_distill.json --postproc none is \
     --run meanP-distill=clip4clip-meanp@$C/pretrain_distill.json --run meanP-distill-seed1=clip4clip-meanp@$C/pretrain_distill_seed_1.json \
     --run meanP-distill-seed2=clip4clip-meanp@$C/pretrain_distill_seed_2.json \
     --run seqTransf-distill=clip4clip-seqtransf@$C/pretrain_distill.json --run ts2net-distill=ts2net@$C/pretrain_distill.json \
     --run prost-distill=prost@$C/pretrain_distill.json
-# seqTransf, TS2-Net, ProST: their defaults (the configs equal them), two seeds each; meanP pretrained the same way
+$B --out bench/results/prost_distill_seed_1.json --postproc none is --run prost-distill-seed1=prost@$C/pretrain_distill_seed_1.json
+$B --out bench/results/prost_distill_seed_2.json --postproc none is --run prost-distill-seed2=prost@$C/pretrain_distill_seed_2.json
+$B --out bench/results/mmt_distill.json --postproc none is --run mmt-distill=mmt@$C/mmt_distill.json
+# Every run below fine-tunes from the plain backbone, the default before distillation: its configs pin
+# "pretrain": {"distill": 0} (plain_backbone.json where a run had no config)
+# meanP (and QB-Norm IS / DIS on it)
+$B --postproc none is dis --run meanP-v2=clip4clip-meanp@$C/plain_backbone.json
+# seqTransf, TS2-Net, ProST: their recipes (the defaults but for the backbone), two seeds each; meanP pretrained the same way
 $B --out bench/results/video_pretrain.json --postproc none is \
     --run $S=clip4clip-seqtransf@$C/video_init_epochs_8.json --run $S-seed1=clip4clip-seqtransf@$C/video_init_epochs_8_seed_1.json \
     --run ts2net-video-init-e8=ts2net@$C/video_init_epochs_8.json --run ts2net-video-init-e8-seed1=ts2net@$C/video_init_epochs_8_seed_1.json \
     --run prost-video-init-e8=prost@$C/video_init_epochs_8.json --run prost-video-init-e8-seed1=prost@$C/video_init_epochs_8_seed_1.json \
     --run meanP-video-init-e8=clip4clip-meanp@$C/video_init_epochs_8.json
-# MMT: its default (three fine-tunes averaged) at two seeds, and the previous default (the objects network at 600 steps)
+# MMT: its recipe (three fine-tunes averaged) at three seeds, and the one before (the objects network at 600 steps)
 $B --out bench/results/objects_steps.json --postproc none is \
-    --run mmt-objects-1200=mmt --run mmt-objects-1200-seed3=mmt@$C/seed_3.json --run mmt-objects-1200-seed6=mmt@$C/seed_6.json \
+    --run mmt-objects-1200=mmt@$C/plain_backbone.json --run mmt-objects-1200-seed3=mmt@$C/seed_3.json --run mmt-objects-1200-seed6=mmt@$C/seed_6.json \
     --run mmt-objects-1200-no-audio=mmt@$C/mmt_objects_1200_no_audio.json \
     --run mmt-no-appearance=mmt@$C/mmt_no_appearance.json --run mmt-no-appearance-seed3=mmt@$C/mmt_no_appearance_seed_3.json   # without audio (the audio ablation), without the appearance expert
 $B --out bench/results/objects_schedule.json --postproc none is \
@@ -41,7 +47,7 @@ $B --out bench/results/sound_negatives.json --postproc none is \
 # the best pipeline: MMT's default at three seeds, MMT without appearance, two seqTransf soups and meanP fused (tvr ensemble)
 $B --out bench/results/seqtransf_soup_default.json --postproc none is \
     --run seqTransf-soup-default=clip4clip-seqtransf@$C/seqtransf_soup.json --run seqTransf-soup-seed3=clip4clip-seqtransf@$C/seqtransf_soup_seed_3.json
-$B --out bench/results/soup_ensembles.json --postproc none is --run meanP=clip4clip-meanp
+$B --out bench/results/soup_ensembles.json --postproc none is --run meanP=clip4clip-meanp@$C/plain_backbone.json
 $B --out bench/results/objects_steps.json --postproc none is \
     --run ensemble-mmt-1200-3-seqtransf-2-meanp-noapp=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance \
     --run ensemble-mmt-1200-3-seqtransf-2-meanp-noapp3=ensemble@mmt-objects-1200+mmt-objects-1200-seed3+mmt-objects-1200-seed6+seqTransf-soup-default+seqTransf-soup-seed3+meanP+mmt-no-appearance-seed3 \
@@ -66,6 +72,13 @@ $B --out bench/results/objects_steps.json --postproc none is \
     --run ensemble-bagged=ensemble@seqTransf-soup-default*6+seqTransf-soup-seed3*16+mmt-objects-1200*8+mmt-objects-1200-seed3*9+mmt-objects-1200-seed6*12+mmt-objects-1200-no-audio*21+mmt-no-appearance-seed3*1 \
     --run mmt-objects-1200-no-audio-seed3=mmt@$C/mmt_objects_1200_no_audio_seed_3.json
 python bench/ensemble_selection.py --out bench/results/ensemble_greedy_16.json --bags 20 --greedy $POOL+mmt-objects-1200-no-audio-seed3
+# the best pipeline: the same selection from the pool with the distilled backbone's inner-product runs added (18 runs; TS2-Net and ProST cannot be fused), fused with tvr ensemble
+# (the members and weights below are those ensemble_greedy_distill.json records)
+python bench/ensemble_selection.py --out bench/results/ensemble_greedy_distill.json --bags 20 \
+    --greedy $POOL+meanP-distill+seqTransf-distill+mmt-distill
+$B --out bench/results/ensemble_distill.json --postproc none is \
+    --run ensemble-greedy-distill=ensemble@mmt-objects-1200-seed6+seqTransf-soup-seed3+mmt-objects-1200-no-audio+meanP-distill+mmt-objects-1200-seed3 \
+    --run ensemble-bagged-distill=ensemble@meanP*1+seqTransf-soup-default*9+seqTransf-soup-seed3*16+mmt-objects-1200*11+mmt-objects-1200-seed3*8+mmt-objects-1200-seed6*7+mmt-objects-1200-no-audio*21+mmt-no-appearance-seed3*3+meanP-distill*10+mmt-distill*8
 # the best pipeline before: nine runs fused
 $B --out bench/results/order_streams.json --postproc none is dis \
     --run ensemble-9-mix=ensemble@meanP-video-init-e8+$S+$S-seed1+mmt-sound-neg+mmt-sound-neg-seed1+mmt-sound-neg-seed2+mmt-order-streams+mmt-order-streams-seed1+mmt-order-streams-seed2

@@ -21,16 +21,18 @@ from tvr.atomic import atomic_write_json
 from tvr.errors import TvrError
 
 # The default CPU recipe at a smaller size: a backbone pretrained for fewer steps (its own cache
-# folder), smaller batches (a few hundred videos give too few steps at batch 64), and for a method
-# that starts from itself pretrained on synthetic videos (MMT, seqTransf, TS2-Net, ProST), 400 of
-# them for 3 epochs.
+# folder) and without the dense distillation (its teacher, the objects CNN, takes 10 minutes to
+# build: more than the demo's whole budget), smaller batches (a few hundred videos give too few
+# steps at batch 64), and for a method that starts from itself pretrained on synthetic videos (MMT,
+# seqTransf, TS2-Net, ProST), 400 of them for 3 epochs.
 DEMO_PRETRAIN_STEPS = 150
 
 
 def demo_train_config(pretrain_steps: int) -> dict[str, Any]:
     return {
         "preset": "cpu-small",
-        "pretrain": {"steps": pretrain_steps, "batch_size": 128, "warmup_steps": max(1, pretrain_steps // 10)},
+        "pretrain": {"steps": pretrain_steps, "batch_size": 128, "warmup_steps": max(1, pretrain_steps // 10),
+                     "distill": 0.0},
         "train": {"batch_size": 32, "init_videos": 400, "init_epochs": 3},
     }
 

@@ -197,13 +197,15 @@ def test_the_video_pretraining_key_follows_the_objects_recipe_only_where_it_is_u
     from tvr.train.presets import TrainConfig
     from tvr.train.pretrain import PretrainConfig
 
-    def key(experts):
-        return VP.init_spec("mmt", "tiny", make_config("mmt", {"experts": experts}), TrainConfig(), PretrainConfig()).key()
+    def key(experts, backbone=PretrainConfig(distill=0.0)):
+        return VP.init_spec("mmt", "tiny", make_config("mmt", {"experts": experts}), TrainConfig(), backbone).key()
 
     with_objects, without = key(["appearance", "audio", "objects"]), key(["appearance", "audio"])
+    distilled = key(["appearance", "audio"], PretrainConfig())
     monkeypatch.setattr(OP, "default_config", lambda: TINY)  # another default recipe for the network
     assert key(["appearance", "audio", "objects"]) != with_objects  # a new network, a new pretrained MMT
-    assert key(["appearance", "audio"]) == without
+    assert key(["appearance", "audio"]) == without  # nothing reads the network
+    assert key(["appearance", "audio"], PretrainConfig()) != distilled  # the default backbone learned from it
 
 
 def test_a_config_file_overrides_the_objects_recipe_field_by_field(tmp_path):

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from tvr.train.pretrain import INFO_FILE, PretrainConfig, backbone_dir, ensure_b
 
 TINY = PretrainConfig(steps=4, batch_size=8, warmup_steps=1, image_size=32, patch_size=8, vision_width=32,
                       vision_layers=1, vision_heads=2, text_width=32, text_layers=1, text_heads=2, embed_dim=16,
-                      context_length=24, checkpoint_every=2)
+                      context_length=24, checkpoint_every=2, distill=0.0)  # no teacher to build: the distillation tests add one
 
 
 # the distillation teacher's recipe in tests: the objects network of `object_pretrain` at two steps, two
@@ -136,7 +136,8 @@ def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
 
 def test_cli_builds_reuses_and_refuses_bad_values(run_cli, tmp_path):
     out = tmp_path / "clip"
-    args = ("pretrain", "--out", out, "--steps", "2", "--batch-size", "4", "--image-size", "32", "--patch-size", "16")
+    args = ("pretrain", "--out", out, "--steps", "2", "--batch-size", "4", "--image-size", "32", "--patch-size", "16",
+            "--distill", "0")
     r = run_cli(*args, "--json", "--quiet")
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -154,7 +155,7 @@ def test_cli_builds_reuses_and_refuses_bad_values(run_cli, tmp_path):
     assert r.exit_code == 2 and "--image-size" in r.stderr
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "f").write_text("x")
-    r = run_cli("pretrain", "--out", tmp_path / "junk", "--steps", "1")
+    r = run_cli("pretrain", "--out", tmp_path / "junk", "--steps", "1", "--distill", "0")
     assert r.exit_code == 2 and "--force" in r.stderr
 
 
@@ -214,15 +215,15 @@ def test_contrastive_loss_takes_foils_as_image_to_text_negatives_only():
 
 
 def test_foils_key_and_held_out_shape_check(tmp_path):
-    assert PretrainConfig(foils=0.0).key() == PretrainConfig().key()
-    assert PretrainConfig(foils=0.5).key() != PretrainConfig().key()
-    assert PretrainConfig(beside=0.0).key() == PretrainConfig().key() == "dec4921618"  # built backbones keep their folder
-    assert PretrainConfig(beside=0.5).key() != PretrainConfig().key()
-    assert PretrainConfig(twins=0.0).key() == PretrainConfig().key() and PretrainConfig(twins=0.5).key() != PretrainConfig().key()
+    plain = PretrainConfig(distill=0.0)  # the default until distillation: its built backbones keep their folder
+    assert PretrainConfig(foils=0.0, distill=0.0).key() == plain.key() == "dec4921618"
+    assert PretrainConfig().key() == "1cd4df0763"  # the default: distilled at weight 5
+    for name in ("foils", "beside", "twins"):
+        assert replace(plain, **{name: 0.0}).key() == plain.key() != replace(plain, **{name: 0.5}).key(), name
     with pytest.raises(ValueError, match="twins"):
         PretrainConfig(twins=1.5)
-    assert PretrainConfig(attributes=0.0).key() == PretrainConfig().key() != PretrainConfig(attributes=1.0).key()
-    assert PretrainConfig(distill=0.0).key() == PretrainConfig().key() != PretrainConfig(distill=1.0).key()
+    assert replace(plain, attributes=0.0).key() == plain.key() != replace(plain, attributes=1.0).key()
+    assert plain.key() != PretrainConfig(distill=1.0).key() != PretrainConfig().key()
     cfg = PretrainConfig(**{**asdict(TINY), "steps": 2, "foils": 0.5})
     out = tmp_path / "clip"
     ensure_backbone(cfg, out=out, progress=False)
@@ -285,15 +286,13 @@ def test_attribute_loss_sums_binary_cross_entropy_over_attributes_and_trains_the
 
 
 def test_distill_key_follows_the_teachers_recipe(monkeypatch):
-    from dataclasses import replace
-
     import tvr.train.object_pretrain as O
 
     before = PretrainConfig(distill=1.0).key()
     assert PretrainConfig(distill=1.0).teacher_recipe() == O.default_config()  # the CNN MMT reads, at 64 px
     monkeypatch.setattr(O, "default_config", lambda: replace(O.ObjectPretrainConfig(), steps=600))
     assert PretrainConfig(distill=1.0).key() != before  # a backbone distilled from another CNN is another folder
-    assert PretrainConfig().key() == "dec4921618"
+    assert PretrainConfig(distill=0.0).key() == "dec4921618"  # without distillation the teacher is no part of it
 
 
 def test_an_int_for_a_float_field_is_the_same_recipe():
@@ -313,7 +312,7 @@ def test_distill_loss_reads_the_teachers_map_of_the_raw_pixels_under_each_patch(
     from tvr.encoders.objects import ObjectNet, ObjectNetConfig
     from tvr.train.pretrain import build_model, distill_head, distill_loss, distill_teacher
 
-    assert distill_teacher(TINY) is None and distill_head(TINY, None) is None  # off by default
+    assert distill_teacher(TINY) is None and distill_head(TINY, None) is None  # off at weight 0
     cfg = PretrainConfig(**{**asdict(TINY), "distill": 1.0})
     torch.manual_seed(0)
     teacher = ObjectNet(ObjectNetConfig(image_size=32, widths=(4, 8), strides=(2, 2), labels=("a",))).eval()

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         beside: Annotated[float | None, typer.Option("--beside", help="Fraction of stills holding a small object right beside a large one, captioned so (default 0).")] = None,
         twins: Annotated[float | None, typer.Option("--twins", help="Fraction of each batch made of twin pairs: a still and the same still with one shape changed, each with its caption (default 0).")] = None,
         attributes: Annotated[float | None, typer.Option("--attributes", help="Weight of the attribute loss: a linear read-out of the image embedding learns which (colour, shape, size) each still shows (default 0).")] = None,
-        distill: Annotated[float | None, typer.Option("--distill", help="Weight of dense distillation: each patch token learns to predict the `objects` expert's CNN feature map under it (the CNN is built first if missing; default 0).")] = None,
+        distill: Annotated[float | None, typer.Option("--distill", help="Weight of dense distillation: each patch token learns to predict the `objects` expert's CNN feature map under it; the CNN is built first if missing, and 0 turns it off (default 5).")] = None,
         method: Annotated[str | None, typer.Option("--method", "-m", help="Also pretrain this method on synthetic videos, as `tvr train` does on first use when its train.init is \"synthetic-videos\" (the default of MMT, seqTransf, TS2-Net and ProST). Its recipe and backbone come from the preset or --config.")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="With --method: the `tvr train --config` file whose recipe to pretrain.")] = None,
         objects: Annotated[bool, typer.Option("--objects", help="Build the `objects` expert's CNN (named \"synthetic-objects\" in model configs) instead of the backbone: it learns to name the (colour, shape, size) objects of rendered stills. Takes --out --steps --batch-size --lr --image-size --seed --beside (defaults 1200, 128, 2e-3, 64, 0, 0.5).")] = False,
@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Pretrain the CLIP-layout backbone on synthetic stills and save it as a Hugging Face CLIPModel folder.
 
-        Without options this builds the default backbone into the cache (about 22 min on 2 cores);
+        Without options this builds the default backbone into the cache (about 23 min on 2 cores, after
+        the 10 of its distillation teacher, the objects CNN, where this machine has none);
         `tvr train` builds the same one on first use. Options change the recipe, so the result lands
         in its own cache folder, or in --out. --method builds a method pretrained on synthetic videos,
         --objects the CNN of MMT's `objects` expert (about 10 min).
