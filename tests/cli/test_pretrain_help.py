@@ -26,7 +26,7 @@ def stated_default(help_text: str) -> str:
 def test_the_backbone_options_state_the_backbone_recipe_defaults():
     options = pretrain_options()
     backbone = PretrainConfig()
-    for name in ("steps", "batch_size", "lr", "image_size", "patch_size", "seed", "foils", "beside", "twins", "attributes", "distill"):
+    for name in ("steps", "batch_size", "lr", "image_size", "patch_size", "seed", "foils", "beside", "twins", "attributes", "distill", "teacher_steps"):
         assert float(stated_default(options[name])) == float(getattr(backbone, name)), name
 
 

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         twins: Annotated[float | None, typer.Option("--twins", help="Fraction of each batch made of twin pairs: a still and the same still with one shape changed, each with its caption (default 0).")] = None,
         attributes: Annotated[float | None, typer.Option("--attributes", help="Weight of the attribute loss: a linear read-out of the image embedding learns which (colour, shape, size) each still shows (default 0).")] = None,
         distill: Annotated[float | None, typer.Option("--distill", help="Weight of dense distillation: each patch token learns to predict the `objects` expert's CNN feature map under it; the CNN is built first if missing, and 0 turns it off (default 5).")] = None,
+        teacher_steps: Annotated[int | None, typer.Option("--teacher-steps", help="Steps of the distillation teacher's build, its warmup a twentieth of them; 0 builds the `objects` expert's default CNN, the one MMT reads (default 0).")] = None,
         method: Annotated[str | None, typer.Option("--method", "-m", help="Also pretrain this method on synthetic videos, as `tvr train` does on first use when its train.init is \"synthetic-videos\" (the default of MMT, seqTransf, TS2-Net and ProST). Its recipe and backbone come from the preset or --config.")] = None,
         config: Annotated[Path | None, typer.Option("--config", help="With --method: the `tvr train --config` file whose recipe to pretrain.")] = None,
         objects: Annotated[bool, typer.Option("--objects", help="Build the `objects` expert's CNN (named \"synthetic-objects\" in model configs) instead of the backbone: it learns to name the (colour, shape, size) objects of rendered stills. Takes --out --steps --batch-size --lr --image-size --seed --beside (defaults 1200, 128, 2e-3, 64, 0, 0.5).")] = False,
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
         values = {"steps": steps, "batch_size": batch_size, "lr": lr, "image_size": image_size,
                   "patch_size": patch_size, "seed": seed, "foils": foils, "beside": beside, "twins": twins,
-                  "attributes": attributes, "distill": distill}
+                  "attributes": attributes, "distill": distill, "teacher_steps": teacher_steps}
         if objects:
             _pretrain_objects(out, values, method=method, config=config, force=force, where=where, json_out=json_out,
                               quiet=quiet)

@@ -88,6 +88,7 @@ class PretrainConfig:
     # meanP R@1 14.9 against 12.5 (three seeds), ProST 24.9 against 15.1 (bench/results/pretrain_distill.json,
     # prost_distill_seed_*.json)
     distill: float = 5.0
+    teacher_steps: int = 0  # steps of the distillation teacher; 0: the objects network's default (1,200)
     checkpoint_every: int = 100  # steps between resumable checkpoints
     seed: int = 0
 
@@ -100,7 +101,7 @@ class PretrainConfig:
             if f.type == "float":
                 ok = value > 0 if f.name == "lr" else value >= 0
             else:
-                ok = value >= (0 if f.name in ("warmup_steps", "seed") else 1)
+                ok = value >= (0 if f.name in ("warmup_steps", "seed", "teacher_steps") else 1)
             if not ok:
                 raise ValueError(f"{f.name} is out of range: {value!r}")
         if self.min_lr_ratio > 1:
@@ -115,7 +116,7 @@ class PretrainConfig:
 
     def key(self) -> str:
         """A short hash of everything that changes the weights (not the checkpoint interval)."""
-        doc = {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
+        doc = {k: v for k, v in asdict(self).items() if k not in ("checkpoint_every", "teacher_steps")}  # the teacher's key holds its steps
         for name in ("foils", "beside", "twins", "attributes", "distill"):
             if not doc[name]:
                 del doc[name]  # added later: backbones built before them keep their folder
@@ -126,10 +127,14 @@ class PretrainConfig:
 
 
     def teacher_recipe(self):
-        """The recipe of the distillation teacher: the `objects` network's default at this image size."""
+        """The recipe of the distillation teacher: the `objects` network's default at this image size (and
+        `teacher_steps` steps where set)."""
         from tvr.train import object_pretrain
 
-        return replace(object_pretrain.default_config(), image_size=self.image_size)
+        steps = self.teacher_steps or object_pretrain.default_config().steps
+        # the default's warmup is a twentieth of its steps (60 of 1,200)
+        return replace(object_pretrain.default_config(), image_size=self.image_size, steps=steps,
+                       warmup_steps=max(1, steps // 20))
 
 
 @dataclass(frozen=True)
