@@ -22,9 +22,10 @@ from tvr.errors import TvrError
 
 # The default CPU recipe at a smaller size: a backbone pretrained for fewer steps (its own cache
 # folder) and without the dense distillation (with it, its teacher built for as few steps, the first
-# run took twice as long for no gain 70 test captions show: bench/results/demo_recipes.json), smaller batches (a few hundred videos give too few
-# steps at batch 64), and for a method that starts from itself pretrained on synthetic videos (MMT,
-# seqTransf, TS2-Net, ProST), 400 of them for 3 epochs.
+# run took twice as long for no gain that 70 test captions show: bench/results/demo_recipes.json),
+# smaller batches (a few hundred videos give too few steps at batch 64), and for a method that
+# starts from itself pretrained on synthetic videos (MMT, seqTransf, TS2-Net, ProST), 400 of them
+# for 3 epochs.
 DEMO_PRETRAIN_STEPS = 150
 
 

@@ -301,7 +301,7 @@ def test_teacher_steps_shorten_the_teacher_and_key_only_a_distilled_backbone():
     default = PretrainConfig()
     assert PretrainConfig(teacher_steps=O.default_config().steps).key() == default.key() == "1cd4df0763"
     short = PretrainConfig(teacher_steps=150).teacher_recipe()
-    assert (short.steps, short.warmup_steps) == (150, 7)  # warmup a twentieth of the steps, as the default's 60 of 1,200
+    assert (short.steps, short.warmup_steps) == (150, 7)  # the default's share of warmup steps, 60 of 1,200
     assert replace(short, steps=1200, warmup_steps=60) == default.teacher_recipe()  # nothing else changes
     assert PretrainConfig(teacher_steps=150).key() != default.key()
     assert PretrainConfig(distill=0.0, teacher_steps=150).key() == "dec4921618"  # no teacher, no difference

@@ -131,10 +131,12 @@ class PretrainConfig:
         `teacher_steps` steps where set)."""
         from tvr.train import object_pretrain
 
-        steps = self.teacher_steps or object_pretrain.default_config().steps
-        # the default's warmup is a twentieth of its steps (60 of 1,200)
-        return replace(object_pretrain.default_config(), image_size=self.image_size, steps=steps,
-                       warmup_steps=max(1, steps // 20))
+        default = object_pretrain.default_config()
+        recipe = replace(default, image_size=self.image_size)
+        if self.teacher_steps:  # the same share of warmup steps as the default's
+            warmup = max(1, self.teacher_steps * default.warmup_steps // default.steps)
+            recipe = replace(recipe, steps=self.teacher_steps, warmup_steps=warmup)
+        return recipe
 
 
 @dataclass(frozen=True)
