@@ -1,4 +1,4 @@
-"""Bad input across every command: one subprocess of the real CLI per case.
+"""Bad input across every command: one process of the real CLI per case (`cli_process`).
 
 Each case asserts the documented exit code (2 for a user mistake), exactly one line on stderr that
 names the file, field or flag at fault, no traceback anywhere, and that every file which existed
@@ -12,7 +12,6 @@ import hashlib
 import json
 import shutil
 import socket
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
-from train_testlib import METHOD, subprocess_env
+from train_testlib import METHOD, cli_process
 
 
 @dataclass(frozen=True)
@@ -235,8 +234,7 @@ def test_bad_input(case: Case, world, trained, tmp_path):
     try:
         args = case.setup(ctx)
         before = _snapshot(ctx.tmp, world, run)
-        res = subprocess.run([sys.executable, "-m", "tvr.cli.main", *args], capture_output=True, text=True,
-                             timeout=240, env=subprocess_env(), stdin=subprocess.DEVNULL)
+        res = cli_process(args, timeout=240)
     finally:
         while _HELD:
             _HELD.pop().close()
