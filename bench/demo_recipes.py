@@ -26,6 +26,8 @@ from typing import Any
 
 from tvr.atomic import atomic_write_json
 
+MARKER = ".demo_recipes"  # in each work folder this bench made (and may replace)
+
 
 def demo(folder: Path, cache: Path, *extra: str) -> dict[str, Any]:
     """One `tvr demo --json` process; its report's metrics and timings, with wall and CPU seconds."""
@@ -54,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="append", required=True, metavar="NAME=CONFIG",
                     help="a recipe; CONFIG empty for the demo's own")
-    ap.add_argument("--work", type=Path, default=Path("runs/demo-recipes"), help="work folders (replaced)")
+    ap.add_argument("--work", type=Path, default=Path("runs/demo-recipes"), help="work folders (one per recipe, replaced on a rerun)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "demo_recipes.json")
     args = ap.parse_args()
 
@@ -66,10 +68,16 @@ def main() -> None:
         if config and not Path(config).is_file():
             raise SystemExit(f"--run {spec!r}: {config} is not a file")
         recipes[name] = config
+    for name in recipes:  # replace only what this bench made: refuse a folder it did not
+        work = args.work / name
+        if work.exists() and not (work / MARKER).is_file():
+            raise SystemExit(f"{work}: exists and was not made by this bench; pick another --work")
     results: dict[str, Any] = {}
     for name, config in recipes.items():
         work = args.work / name
         shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        (work / MARKER).touch()
         folder, cache = work / "demo", work / "cache"
         extra = ("--config", str(Path(config).resolve())) if config else ()
         trained = demo(folder, cache, *extra)
