@@ -7,6 +7,7 @@ folder is the cache, so tests in other directories reuse them without a shared c
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -85,18 +86,14 @@ def subprocess_env() -> dict[str, str]:
 # `tvr` in a process of its own, forked from a server that imported the CLI and torch once (the
 # standard library's forkserver, started fresh, never a fork of pytest): a real process with its own
 # exit code, stdout and stderr, without paying ~2 s of imports per call.
-_CLI_SERVER = None
+_CLI_SERVER = multiprocessing.get_context("forkserver")  # the server starts on first use
+_CLI_SERVER.set_forkserver_preload(["torch", "tvr.cli.main", "tvr.models.registry", "tvr.train.trainer"])
 
 
 def cli_process(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
     """`tvr ARGS` as its own process (stdin empty, the offline environment); like `subprocess.run`."""
-    import multiprocessing
     import tempfile
 
-    global _CLI_SERVER
-    if _CLI_SERVER is None:
-        _CLI_SERVER = multiprocessing.get_context("forkserver")
-        _CLI_SERVER.set_forkserver_preload(["torch", "tvr.cli.main", "tvr.models.registry", "tvr.train.trainer"])
     with tempfile.TemporaryDirectory() as tmp:
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         out.touch()
