@@ -6,7 +6,8 @@ Each recipe (NAME=CONFIG; an empty CONFIG is the demo's own recipe, otherwise a 
 file) runs `tvr demo --json` in its own work folder with its own empty cache (TVR_CACHE_DIR), so the
 time includes building the demo's backbone (and, for a distilled recipe, its teacher), then
 `tvr demo --zero-shot --json` on the same folder. Wall time and the CPU seconds of the process and
-its children are recorded beside the test metrics. Recipes run one after another, never at once.
+its children are recorded beside the test metrics, and what the first run built (each build's own
+cost, from its info file). Recipes run one after another, never at once.
 Writes bench/results/demo_recipes.json.
 """
 
@@ -52,6 +53,16 @@ def demo(folder: Path, cache: Path, *extra: str) -> dict[str, Any]:
     }
 
 
+def builds(cache: Path) -> dict[str, Any]:
+    """What the first run built into its empty cache (backbone, teacher), with each build's own cost
+    as its info file records it."""
+    found = {}
+    for info in sorted((cache / "pretrained").glob("*/tvr_*.json")):
+        doc = json.loads(info.read_text())
+        found[info.parent.name] = {"steps": doc["steps"], "wall_s": doc["build_wall_s"], "cpu_s": doc["build_cpu_s"]}
+    return found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", action="append", required=True, metavar="NAME=CONFIG",
@@ -82,7 +93,8 @@ def main() -> None:
         extra = ("--config", str(Path(config).resolve())) if config else ()
         trained = demo(folder, cache, *extra)
         zero_shot = demo(folder, cache, "--zero-shot", *extra)
-        results[name] = {"config": config or None, "fine_tuned": trained, "zero_shot": zero_shot}
+        results[name] = {"config": config or None, "fine_tuned": trained, "zero_shot": zero_shot,
+                         "builds": builds(cache)}
         print(f"{name}: {trained['wall_s']:.0f} s wall / {trained['cpu_s']:.0f} CPU-s, "
               f"R@1 {trained['t2v']['R@1']} R@5 {trained['t2v']['R@5']}; "
               f"zero-shot R@1 {zero_shot['t2v']['R@1']} R@5 {zero_shot['t2v']['R@5']}", flush=True)
