@@ -18,6 +18,10 @@ $B --out bench/results/pretrain_distill.json --postproc none is \
 $B --out bench/results/prost_distill_seed_1.json --postproc none is --run prost-distill-seed1=prost@$C/pretrain_distill_seed_1.json
 $B --out bench/results/prost_distill_seed_2.json --postproc none is --run prost-distill-seed2=prost@$C/pretrain_distill_seed_2.json
 $B --out bench/results/mmt_distill.json --postproc none is --run mmt-distill=mmt@$C/mmt_distill.json
+# the same backbone with its distillation teacher built for 600 steps (meanP at three seeds, ProST)
+$B --out bench/results/teacher_600.json --postproc none is \
+    --run meanP-t600=clip4clip-meanp@$C/teacher_600.json --run meanP-t600-seed1=clip4clip-meanp@$C/teacher_600_seed_1.json \
+    --run meanP-t600-seed2=clip4clip-meanp@$C/teacher_600_seed_2.json --run prost-t600=prost@$C/teacher_600.json
 # Every run below fine-tunes from the plain backbone, the default before distillation: its configs pin
 # "pretrain": {"distill": 0} (plain_backbone.json where a run had no config)
 # meanP (and QB-Norm IS / DIS on it)

@@ -17,7 +17,8 @@ directory is reused; no --epochs: the preset's), evaluated on the test split of 
 requested post-processor (querybank = the training captions), overall and per tag (base, order,
 sound, small, heldout, …), and on the paraphrase twin (`test_paraphrase.jsonl`). Training cost is
 the CPU seconds of the epochs (metrics.jsonl); building the pretrained backbone is not included
-(`tvr pretrain` reports it). Results are merged into the JSON file by run name.
+there but recorded beside it (`backbone_build`, from the backbone's and its teacher's info files).
+Results are merged into the JSON file by run name.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
         "soup_members": len(config_doc.get("soup_of") or []) or None,
         "selected_epoch": config_doc.get("selected_epoch"),
         "backbone": config_doc["config"].get("backbone", {}).get("pretrained"),
+        "backbone_build": backbone_build(config_doc["config"].get("backbone", {}).get("pretrained")),
         "train_wall_s_this_call": round(train_s, 1),
         "train_cpu_s": round(sum(h.get("epoch_cpu_s") or 0 for h in history), 1),
         "train_wall_s": round(sum(h.get("epoch_s") or 0 for h in history), 1),
@@ -87,6 +89,25 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
         "chance_R@1": round(100.0 / len(pairs.clips), 3),
         "results": results, "paraphrase_t2v": paraphrase,
     }
+
+
+def backbone_build(path: str | None) -> dict[str, Any] | None:
+    """What building a synthetic backbone cost, as its folder's info file records it, with its distillation
+    teacher's own build (its folder's info file) where it has one; None for any other backbone."""
+    from tvr.encoders.objects import SYNTHETIC_OBJECTS
+    from tvr.train import object_pretrain, pretrain
+
+    info = Path(path) / pretrain.INFO_FILE if path else None
+    if info is None or not info.is_file():
+        return None
+    doc = json.loads(info.read_text())
+    build = {"steps": doc["steps"], "wall_s": doc["build_wall_s"], "cpu_s": doc["build_cpu_s"]}
+    if doc.get("teacher"):
+        teacher = info.parent.parent / f"{SYNTHETIC_OBJECTS}-{doc['teacher']}" / object_pretrain.INFO_FILE
+        if teacher.is_file():
+            t = json.loads(teacher.read_text())
+            build["teacher"] = {"key": doc["teacher"], "steps": t["steps"], "wall_s": t["build_wall_s"], "cpu_s": t["build_cpu_s"]}
+    return build
 
 
 def evaluate_run(model: Any, run_dir: Path, data: Path, postprocs: list[str], device: str) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:

@@ -116,6 +116,32 @@ def test_killed_build_resumes_to_the_same_weights(tmp_path):
     assert not state.parent.exists()  # the work folder is cleaned up
 
 
+def test_a_builds_recorded_cost_leaves_out_its_teachers_build(tmp_path, monkeypatch):
+    import tvr.train.object_pretrain as O
+    import tvr.train.pretrain as P
+
+    monkeypatch.setenv("TVR_CACHE_DIR", str(tmp_path / "cache"))  # the teacher is built here, in this process
+    recipe = O.default_config()
+    monkeypatch.setattr(O, "default_config", lambda: replace(recipe, steps=2, batch_size=4, warmup_steps=1,
+                                                             widths=(4, 8), strides=(2, 2)))
+    offset = [0.0]  # the clocks jump by an hour while the teacher is built
+    for name in ("monotonic", "process_time"):
+        monkeypatch.setattr(time, name, lambda real=getattr(time, name): real() + offset[0])
+    build_teacher = P.distill_teacher
+
+    def slow_teacher(cfg, progress=True):
+        net = build_teacher(cfg, progress)
+        offset[0] += 3600.0
+        return net
+
+    monkeypatch.setattr(P, "distill_teacher", slow_teacher)
+    result = ensure_backbone(PretrainConfig(**{**asdict(TINY), "distill": 1.0}), out=tmp_path / "clip", progress=False)
+    info = json.loads((result.path / INFO_FILE).read_text())
+    assert info["build_wall_s"] < 3600 and info["build_cpu_s"] < 3600  # the backbone's own steps only
+    assert result.wall_s >= 3600 and result.cpu_s >= 3600  # what the call took, its teacher included
+    assert (tmp_path / "cache" / "pretrained").is_dir()  # the teacher's folder, with its own cost
+
+
 def test_two_racing_builders_build_once(tmp_path):
     out = tmp_path / "clip"
     procs = [build_in_subprocess(TINY, out) for _ in range(2)]
@@ -300,6 +326,7 @@ def test_teacher_steps_shorten_the_teacher_and_key_only_a_distilled_backbone():
 
     default = PretrainConfig()
     assert PretrainConfig(teacher_steps=O.default_config().steps).key() == default.key() == "1cd4df0763"
+    assert PretrainConfig(teacher_steps=600).key() == "396d4e12f3"  # the measured 600-step teacher's backbone
     short = PretrainConfig(teacher_steps=150).teacher_recipe()
     assert (short.steps, short.warmup_steps) == (150, 7)  # the default's share of warmup steps, 60 of 1,200
     assert replace(short, steps=1200, warmup_steps=60) == default.teacher_recipe()  # nothing else changes
