@@ -92,8 +92,9 @@ def run_one(name: str, spec: str, data: Path, runs_dir: Path, epochs: int | None
 
 
 def backbone_build(path: str | None) -> dict[str, Any] | None:
-    """What building a synthetic backbone cost, as its folder's info file records it, with its distillation
-    teacher's own build (its folder's info file) where it has one; None for any other backbone."""
+    """What building a synthetic backbone cost and its held-out check, as its folder's info file records
+    them, with its distillation teacher's own build (its folder's info file) where it has one; None for
+    any other backbone."""
     from tvr.encoders.objects import SYNTHETIC_OBJECTS
     from tvr.train import object_pretrain, pretrain
 
@@ -101,7 +102,8 @@ def backbone_build(path: str | None) -> dict[str, Any] | None:
     if info is None or not info.is_file():
         return None
     doc = json.loads(info.read_text())
-    build = {"steps": doc["steps"], "wall_s": doc["build_wall_s"], "cpu_s": doc["build_cpu_s"]}
+    build = {"steps": doc["steps"], "wall_s": doc["build_wall_s"], "cpu_s": doc["build_cpu_s"],
+             "heldout_stills": doc.get("heldout_stills")}
     if doc.get("teacher"):
         teacher = info.parent.parent / f"{SYNTHETIC_OBJECTS}-{doc['teacher']}" / object_pretrain.INFO_FILE
         if teacher.is_file():
