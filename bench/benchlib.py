@@ -43,6 +43,12 @@ def summarise(report: dict[str, Any], directions: tuple[str, ...] = ("t2v",)) ->
     return out
 
 
+def build_record(info: Path) -> dict[str, Any]:
+    """A pretrained network's build as its folder's info file records it: steps, wall and CPU seconds."""
+    doc = json.loads(info.read_text())
+    return {"steps": doc["steps"], "wall_s": doc["build_wall_s"], "cpu_s": doc["build_cpu_s"]}
+
+
 def finished(run_dir: Path, epochs: int | None) -> bool:
     """Whether `run_dir` holds a run trained for `epochs` (None: its own configured number) or more."""
     from tvr.train.checkpoint import has_checkpoint, read_trainer_state

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchlib import build_record
+
 from tvr.atomic import atomic_write_json
 
 MARKER = ".demo_recipes"  # in each work folder this bench made (and may replace)
@@ -56,11 +58,7 @@ def demo(folder: Path, cache: Path, *extra: str) -> dict[str, Any]:
 def builds(cache: Path) -> dict[str, Any]:
     """What the first run built into its empty cache (backbone, teacher), with each build's own cost
     as its info file records it."""
-    found = {}
-    for info in sorted((cache / "pretrained").glob("*/tvr_*.json")):
-        doc = json.loads(info.read_text())
-        found[info.parent.name] = {"steps": doc["steps"], "wall_s": doc["build_wall_s"], "cpu_s": doc["build_cpu_s"]}
-    return found
+    return {info.parent.name: build_record(info) for info in sorted((cache / "pretrained").glob("*/tvr_*.json"))}
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import METRIC_KEYS, TAGS, finished, fmt, split_pairs, summarise, write_results
+from benchlib import METRIC_KEYS, TAGS, build_record, finished, fmt, split_pairs, summarise, write_results
 
 
 def ensure_world(data: Path, shape: dict[str, int], seed: int, size: int) -> None:
@@ -95,20 +95,17 @@ def backbone_build(path: str | None) -> dict[str, Any] | None:
     """What building a synthetic backbone cost and its held-out check, as its folder's info file records
     them, with its distillation teacher's own build (its folder's info file) where it has one; None for
     any other backbone."""
-    from tvr.encoders.objects import SYNTHETIC_OBJECTS
     from tvr.train import object_pretrain, pretrain
 
     info = Path(path) / pretrain.INFO_FILE if path else None
     if info is None or not info.is_file():
         return None
     doc = json.loads(info.read_text())
-    build = {"steps": doc["steps"], "wall_s": doc["build_wall_s"], "cpu_s": doc["build_cpu_s"],
-             "heldout_stills": doc.get("heldout_stills")}
-    if doc.get("teacher"):
-        teacher = info.parent.parent / f"{SYNTHETIC_OBJECTS}-{doc['teacher']}" / object_pretrain.INFO_FILE
+    build = build_record(info) | {"heldout_stills": doc.get("heldout_stills")}
+    if doc.get("teacher"):  # built into the cache, wherever the backbone went
+        teacher = object_pretrain.key_dir(doc["teacher"]) / object_pretrain.INFO_FILE
         if teacher.is_file():
-            t = json.loads(teacher.read_text())
-            build["teacher"] = {"key": doc["teacher"], "steps": t["steps"], "wall_s": t["build_wall_s"], "cpu_s": t["build_cpu_s"]}
+            build["teacher"] = {"key": doc["teacher"]} | build_record(teacher)
     return build
 
 

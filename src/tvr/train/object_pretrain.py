@@ -90,7 +90,12 @@ def default_config() -> ObjectPretrainConfig:
 
 
 def objects_dir(cfg: ObjectPretrainConfig) -> Path:
-    return cache_root() / "pretrained" / f"{SYNTHETIC_OBJECTS}-{cfg.key()}"
+    return key_dir(cfg.key())
+
+
+def key_dir(key: str) -> Path:
+    """The cache folder of the recipe whose key is `key` (a distilled backbone's info file names its teacher so)."""
+    return cache_root() / "pretrained" / f"{SYNTHETIC_OBJECTS}-{key}"
 
 
 def finished(path: Path) -> bool:
