@@ -12,18 +12,24 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_testlib import committed_epoch, copy_frames, subprocess_env, tiny_run, tiny_world
+from train_testlib import cli_process, committed_epoch, copy_frames, subprocess_env, tiny_run, tiny_world
 
 CONFIG = {"preset": "tiny", "train": {"batch_size": 4, "workers": 1, "hard_negatives": 0.0, "val_fraction": 0.0,
                                      "order_negatives": 1.0, "text_foils": 1.0}}  # their losses too are split across ranks exactly
 
 
+def _tvr(args: list[str]) -> subprocess.CompletedProcess:
+    """`tvr ARGS` in a process of its own: `--ddp 2` starts torchrun's workers from a fresh interpreter;
+    the one-process reference forks from the test library's server, which has the imports done already."""
+    if "--ddp" in args:
+        return subprocess.run([sys.executable, "-m", "tvr", *args], capture_output=True, text=True, timeout=600,
+                              env=subprocess_env())
+    return cli_process(args, timeout=600)
+
+
 def _train(world: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tvr", "train", str(world / "w" / "train_then.jsonl"), "--method", "clip4clip-seqtransf",
-         "--config", str(world / "ddp.json"), "--epochs", "1", "--out", str(out), "--quiet", *extra],
-        capture_output=True, text=True, timeout=600, env=subprocess_env(),
-    )
+    return _tvr(["train", str(world / "w" / "train_then.jsonl"), "--method", "clip4clip-seqtransf",
+                 "--config", str(world / "ddp.json"), "--epochs", "1", "--out", str(out), "--quiet", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +96,8 @@ def test_reranker_on_two_gloo_processes_equals_one_process(world, tmp_path, tmp_
     }))
     runs = {}
     for name, extra in (("one", ()), ("two", ("--ddp", "2"))):
-        done = subprocess.run(
-            [sys.executable, "-m", "tvr", "train", str(world / "w" / "train_then.jsonl"), "--method", "crosstvr",
-             "--first-stage", str(first), "--config", str(config), "--epochs", "1",
-             "--out", str(tmp_path / name), "--quiet", *extra],
-            capture_output=True, text=True, timeout=600, env=subprocess_env(),
-        )
+        done = _tvr(["train", str(world / "w" / "train_then.jsonl"), "--method", "crosstvr", "--first-stage", str(first),
+                     "--config", str(config), "--epochs", "1", "--out", str(tmp_path / name), "--quiet", *extra])
         assert done.returncode == 0, done.stderr[-2000:]
         runs[name] = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     assert runs["one"][0]["step"] == runs["two"][0]["step"] == 3 and runs["two"][0]["processes"] == 2

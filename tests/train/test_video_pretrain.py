@@ -55,8 +55,13 @@ def test_key_follows_the_pretraining_recipe_not_the_fine_tuning_run():
         assert spec_of(cfg, same).key() == key
     assert spec_of(cfg, base).train.epochs == 2 and spec_of(cfg, base).train.init == ""
     for changed in (replace(base, init_videos=13), replace(base, init_epochs=3), replace(base, sound_negatives=1.0),
-                    replace(base, order_streams=True)):
+                    replace(base, order_streams=True), replace(base, init_seed=1)):
         assert spec_of(cfg, changed).key() != key
+    # init_seed is a second build of the same recipe: only its seed moves, whatever the run's own seed
+    other = spec_of(cfg, replace(base, init_seed=2, seed=5))
+    assert (other.train.seed, spec_of(cfg, base).train.seed) == (2, 0)
+    assert replace(other.train, seed=0, init_seed=0) == spec_of(cfg, base).train
+    assert spec_of(cfg, replace(base, init_seed=2, seed=9, lr=1e-4)).key() == other.key() != spec_of(cfg, replace(base, init_seed=3)).key()
     assert spec_of(cfg, base, preset="cpu-small").key() != key  # another preset, another recipe
     assert spec_of(replace(cfg, num_frames=5), base).key() != key
     assert spec_of(cfg, base, method="clip4clip-seqtransf").key() != key

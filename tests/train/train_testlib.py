@@ -87,7 +87,9 @@ def subprocess_env() -> dict[str, str]:
 # standard library's forkserver, started fresh, never a fork of pytest): a real process with its own
 # exit code, stdout and stderr, without paying ~2 s of imports per call.
 _CLI_SERVER = multiprocessing.get_context("forkserver")  # the server starts on first use
-_CLI_SERVER.set_forkserver_preload(["torch", "tvr.cli.main", "tvr.models.registry", "tvr.train.trainer"])
+# torch._dynamo: torch's optimizers import it on first use (~2.5 s); transformers: the tokenizers (~1.5 s)
+_CLI_SERVER.set_forkserver_preload(["torch", "torch._dynamo", "transformers", "tvr.cli.main", "tvr.models.registry",
+                                    "tvr.train.trainer"])
 
 
 def cli_process(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:

@@ -43,6 +43,7 @@ class TrainConfig:
     init: str = ""
     init_videos: int = 4000
     init_epochs: int = 6
+    init_seed: int = 0  # the synthetic-video pretraining's own seed: another value builds another pretrained model
     split_seed: int | None = None  # draws the validation hold-out of a manifest without a val split; None: seed
     # a weight-averaged model (train/soup_trainer.py): one member run per entry, each this recipe with the
     # entry's fields replaced ("seed_offset" is added to the seed), all from the same start, then averaged
@@ -89,7 +90,7 @@ class TrainConfig:
 
 # what every member of a soup shares: where the weights start (`train.init`'s pretraining reads the run's
 # sound_negatives and order_streams too) and what they are validated on
-SOUP_SHARED = frozenset({"soup", "init", "init_videos", "init_epochs", "sound_negatives", "order_streams", "split_seed",
+SOUP_SHARED = frozenset({"soup", "init", "init_videos", "init_epochs", "init_seed", "sound_negatives", "order_streams", "split_seed",
                          "val_fraction", "val_max_videos", "seed"})
 
 
@@ -114,6 +115,7 @@ TRAIN_RANGES: dict[str, tuple[float, float | None, bool]] = {
     "sound_negatives": (0, None, False),
     "init_videos": (2, 100_000, False),
     "init_epochs": (1, None, False),
+    "init_seed": (0, 2**63 - 1, False),
 }
 
 

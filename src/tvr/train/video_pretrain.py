@@ -95,7 +95,7 @@ class InitSpec:
 # value that reproduces the weights from before it existed, so caches built then stay valid
 LATER_FIELDS: dict[str, dict[str, Any]] = {"model": {"text_head_layers": 0},
                                            "train": {"sound_negatives": 0.0, "order_streams": False, "split_seed": None,
-                                                     "soup": ()}}
+                                                     "soup": (), "init_seed": 0}}
 
 
 def _without_unset(fields: dict[str, Any], part: str) -> dict[str, Any]:
@@ -113,6 +113,8 @@ def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, 
     recipe = replace(preset_train(preset, method), init="", epochs=train_cfg.init_epochs, init_videos=train_cfg.init_videos,
                      init_epochs=train_cfg.init_epochs, sound_negatives=train_cfg.sound_negatives,
                      order_streams=train_cfg.order_streams, soup=())
+    if train_cfg.init_seed:  # another build of the same recipe, its seed moved by init_seed (0: the caches built before)
+        recipe = replace(recipe, seed=recipe.seed + train_cfg.init_seed, init_seed=train_cfg.init_seed)
     return InitSpec(method, model_cfg, recipe, backbone, objects or object_pretrain.default_config())
 
 
