@@ -17,6 +17,10 @@ $B --out bench/results/pretrain_distill.json --postproc none is \
     --run prost-distill=prost@$C/pretrain_distill.json
 $B --out bench/results/prost_distill_seed_1.json --postproc none is --run prost-distill-seed1=prost@$C/pretrain_distill_seed_1.json
 $B --out bench/results/prost_distill_seed_2.json --postproc none is --run prost-distill-seed2=prost@$C/pretrain_distill_seed_2.json
+# every pretraining built a second time: ProST's synthetic-video one with train.init_seed 1; the backbone and
+# its teacher were rebuilt on another machine (meanP-distill-rebuild is meanP-distill's recipe on that build)
+$B --out bench/results/prost_init_seed_1.json --postproc none is --run prost-distill-init1=prost@$C/prost_init_seed_1.json \
+    --run meanP-distill-rebuild=clip4clip-meanp@$C/pretrain_distill.json
 $B --out bench/results/mmt_distill.json --postproc none is --run mmt-distill=mmt@$C/mmt_distill.json
 # the same backbone with its distillation teacher built for 600 steps (meanP at three seeds, ProST)
 $B --out bench/results/teacher_600.json --postproc none is \
