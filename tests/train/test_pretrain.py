@@ -26,8 +26,9 @@ TINY = PretrainConfig(steps=4, batch_size=8, warmup_steps=1, image_size=32, patc
 
 # the distillation teacher's recipe in tests: the objects network of `object_pretrain` at two steps, two
 # layers (a stride-4 map: 8 × 8 at 32 px, pooled to TINY's 4 × 4 patch grid)
+TINY_TEACHER_FIELDS = {"steps": 2, "batch_size": 4, "warmup_steps": 1, "widths": (4, 8), "strides": (2, 2)}
 TINY_TEACHER = ("import tvr.train.object_pretrain as O; from dataclasses import replace; _d = O.default_config; "
-                "O.default_config = lambda: replace(_d(), steps=2, batch_size=4, warmup_steps=1, widths=(4, 8), strides=(2, 2)); ")
+                f"O.default_config = lambda: replace(_d(), **{TINY_TEACHER_FIELDS!r}); ")
 
 
 def build_in_subprocess(cfg: PretrainConfig, out: Path) -> subprocess.Popen:
@@ -91,27 +92,25 @@ def test_token_embeddings_come_from_minilm_and_stay_frozen(tmp_path):
     assert cos(vec["red"], vec["crimson"], dim=0) > cos(vec["red"], vec["train"], dim=0)
 
 
-def build_in_this_process(cfg: PretrainConfig, out: Path, monkeypatch) -> None:
-    """The subprocess's build (TINY_TEACHER's objects network, one thread) without a new interpreter's
-    imports, which cost more than the tiny build itself."""
-    import tvr.train.object_pretrain as O
-
-    default = O.default_config
-    monkeypatch.setattr(O, "default_config", lambda: replace(default(), steps=2, batch_size=4, warmup_steps=1,
-                                                             widths=(4, 8), strides=(2, 2)))
+def build_in_this_process(cfg: PretrainConfig, out: Path) -> None:
+    """The subprocess's build (one thread; TINY_TEACHER's objects network, which the test patches in)
+    without a new interpreter's imports, which cost more than the tiny build itself."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         ensure_backbone(cfg, out=out, progress=False)
     finally:
         torch.set_num_threads(threads)
-        monkeypatch.setattr(O, "default_config", default)
 
 
 def test_killed_build_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import tvr.train.object_pretrain as O
+
+    default = O.default_config
+    monkeypatch.setattr(O, "default_config", lambda: replace(default(), **TINY_TEACHER_FIELDS))  # as TINY_TEACHER does
     cfg = PretrainConfig(**{**asdict(TINY), "steps": 6, "attributes": 1.0, "distill": 1.0})  # both heads resume too
     whole = tmp_path / "whole"
-    build_in_this_process(cfg, whole, monkeypatch)
+    build_in_this_process(cfg, whole)
 
     cut = tmp_path / "cut"
     p = build_in_subprocess(cfg, cut)  # killed, so a process of its own
@@ -123,7 +122,7 @@ def test_killed_build_resumes_to_the_same_weights(tmp_path, monkeypatch):
     p.wait()
     assert not (cut / INFO_FILE).exists(), "the build finished before it could be killed"
     assert json.loads(state.read_text())["step"] in (2, 4)
-    build_in_this_process(cfg, cut, monkeypatch)  # the resume: the killed process's state, read by another
+    build_in_this_process(cfg, cut)  # the resume: the killed process's state, read by another
     a, b = weights(whole), weights(cut)
     assert a.keys() == b.keys()
     for k in a:

@@ -110,11 +110,12 @@ def init_spec(method: str, preset: str, model_cfg: Any, train_cfg: TrainConfig, 
     for `method`: a run that turns sound negatives off pretrains without them too)."""
     from tvr.train.presets import preset_train
 
-    recipe = replace(preset_train(preset, method), init="", epochs=train_cfg.init_epochs, init_videos=train_cfg.init_videos,
+    preset_recipe = preset_train(preset, method)
+    recipe = replace(preset_recipe, init="", epochs=train_cfg.init_epochs, init_videos=train_cfg.init_videos,
                      init_epochs=train_cfg.init_epochs, sound_negatives=train_cfg.sound_negatives,
-                     order_streams=train_cfg.order_streams, soup=())
-    if train_cfg.init_seed:  # another build of the same recipe, its seed moved by init_seed (0: the caches built before)
-        recipe = replace(recipe, seed=recipe.seed + train_cfg.init_seed, init_seed=train_cfg.init_seed)
+                     order_streams=train_cfg.order_streams, soup=(),
+                     # another build of the same recipe: its seed moved by init_seed (0: the caches built before)
+                     seed=preset_recipe.seed + train_cfg.init_seed, init_seed=train_cfg.init_seed)
     return InitSpec(method, model_cfg, recipe, backbone, objects or object_pretrain.default_config())
 
 
