@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
-from train_testlib import subprocess_env
+from train_testlib import cli_process
 
 GARBAGE = b"not a video at all " * 50
 
@@ -30,9 +30,8 @@ def broken_copy(world: Path, dest: Path, bad: dict[int, bytes]) -> list[dict]:
 
 def eval_cli(manifest: Path, run_copy: Path, *extra: str) -> subprocess.CompletedProcess:
     # a wide console, so the table's caption lines are never wrapped
-    return subprocess.run([sys.executable, "-m", "tvr.cli.main", "eval", str(manifest), "--checkpoint", str(run_copy),
-                           "--workers", "1", *extra], check=False, capture_output=True, text=True, timeout=240,
-                          env={**subprocess_env(), "COLUMNS": "200"})
+    return cli_process(["eval", str(manifest), "--checkpoint", str(run_copy), "--workers", "1", *extra],
+                       env={"COLUMNS": "200"})
 
 
 def private_run(trained: Path, dest: Path) -> Path:

@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))  # the shared tiny world/run
-from train_testlib import TINY_CONFIG, subprocess_env, tiny_world
+from train_testlib import TINY_CONFIG, cli_process, tiny_world
 
 
 def _tvr(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tvr.cli.main", *args], capture_output=True, text=True,
-                          timeout=240, env=subprocess_env(), cwd=cwd)
+    return cli_process(list(args), cwd=cwd)
 
 
 def test_querybank_is_the_training_captions_from_any_folder(tmp_path_factory, tmp_path):

@@ -170,12 +170,13 @@ def test_another_sampling_re_encodes_everything(clip_dir, tmp_path):
         searcher.close()
 
 
-def test_sigkill_during_an_update_keeps_the_old_index_and_a_rerun_completes_it(clip_dir, tmp_path):
+def test_sigkill_during_an_update_keeps_the_old_index_and_a_rerun_completes_it(clip_dir, tmp_path, run_cli):
     videos = _folder(tmp_path / "videos", n=6)
     out = tmp_path / "idx"
     cmd = ["tvr", "index", str(videos), "--model", str(clip_dir), "--frames", str(FRAMES), "--out", str(out),
            "--workers", "1", "--quiet"]
-    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0
+    # only the killed update needs a process of its own; the first build and the rerun run in this one
+    assert run_cli(*cmd[1:]).exit_code == 0
     before = json.loads((out / "index.json").read_text())
     for i in range(8):
         make_video(videos / f"added{i}.mp4", seed=200 + i)
@@ -196,8 +197,8 @@ def test_sigkill_during_an_update_keeps_the_old_index_and_a_rerun_completes_it(c
         assert len(searcher) == 6 and searcher.search(["a red circle"], k=3)[0]
     finally:
         searcher.close()
-    done = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = run_cli(*cmd[1:], "--json")
+    assert done.exit_code == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["n_items"] == 14 and doc["n_reused"] == 6 and doc["n_encoded"] == 8
     searcher = Searcher.open(out)

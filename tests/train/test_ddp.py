@@ -19,11 +19,8 @@ CONFIG = {"preset": "tiny", "train": {"batch_size": 4, "workers": 1, "hard_negat
 
 
 def _tvr(args: list[str]) -> subprocess.CompletedProcess:
-    """`tvr ARGS` in a process of its own: `--ddp 2` starts torchrun's workers from a fresh interpreter;
-    the one-process reference forks from the test library's server, which has the imports done already."""
-    if "--ddp" in args:
-        return subprocess.run([sys.executable, "-m", "tvr", *args], capture_output=True, text=True, timeout=600,
-                              env=subprocess_env())
+    """`tvr ARGS` in a process of its own, forked from the test library's server (imports done); with
+    `--ddp 2` that process starts torchrun, whose workers are fresh interpreters."""
     return cli_process(args, timeout=600)
 
 
@@ -165,8 +162,7 @@ def test_killing_a_rank_then_resume_reaches_the_uninterrupted_weights(tmp_path_f
     killed_at = committed_epoch(cut)
     assert 1 <= killed_at < EPOCHS, f"kill landed at epoch {killed_at}; the run was too fast to interrupt"
     resume = ["train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-seqtransf", "--out", str(cut), "--resume"]
-    resumed = subprocess.run([sys.executable, "-m", "tvr", *resume, "--ddp", "2", "--quiet"],
-                             capture_output=True, text=True, timeout=600, env=subprocess_env())
+    resumed = _tvr([*resume, "--ddp", "2", "--quiet"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     lines = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == list(range(1, EPOCHS + 1))

@@ -4,10 +4,7 @@ resume after a kill, one build when two processes race, and the synthetic name i
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
+import multiprocessing
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_testlib import tiny_world
+from train_testlib import start_child, tiny_world
 
 from tvr.train.pretrain import INFO_FILE, PretrainConfig, backbone_dir, ensure_backbone
 
@@ -27,17 +24,22 @@ TINY = PretrainConfig(steps=4, batch_size=8, warmup_steps=1, image_size=32, patc
 # the distillation teacher's recipe in tests: the objects network of `object_pretrain` at two steps, two
 # layers (a stride-4 map: 8 × 8 at 32 px, pooled to TINY's 4 × 4 patch grid)
 TINY_TEACHER_FIELDS = {"steps": 2, "batch_size": 4, "warmup_steps": 1, "widths": (4, 8), "strides": (2, 2)}
-TINY_TEACHER = ("import tvr.train.object_pretrain as O; from dataclasses import replace; _d = O.default_config; "
-                f"O.default_config = lambda: replace(_d(), **{TINY_TEACHER_FIELDS!r}); ")
 
 
-def build_in_subprocess(cfg: PretrainConfig, out: Path) -> subprocess.Popen:
-    code = (TINY_TEACHER + "import json, sys; from pathlib import Path; from tvr.train.pretrain import PretrainConfig, ensure_backbone; "
-            "r = ensure_backbone(PretrainConfig(**json.loads(sys.argv[1])), out=Path(sys.argv[2]), progress=False); "
-            "print(json.dumps({'built': r.built}))")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", code, json.dumps(asdict(cfg)), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def build_in_child(cfg: PretrainConfig, out: Path, result: Path) -> multiprocessing.Process:
+    """Build in a process of its own (forked from the test library's server: no imports to pay), one
+    thread, TINY_TEACHER_FIELDS's objects network; `{"built": …}` goes to `result`."""
+    return start_child(_build, asdict(cfg), str(out), str(result))
+
+
+def _build(cfg: dict, out: str, result: str) -> None:
+    import tvr.train.object_pretrain as O
+
+    default = O.default_config
+    O.default_config = lambda: replace(default(), **TINY_TEACHER_FIELDS)
+    torch.set_num_threads(1)
+    r = ensure_backbone(PretrainConfig(**cfg), out=Path(out), progress=False)
+    Path(result).write_text(json.dumps({"built": r.built}))
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -93,8 +95,8 @@ def test_token_embeddings_come_from_minilm_and_stay_frozen(tmp_path):
 
 
 def build_in_this_process(cfg: PretrainConfig, out: Path) -> None:
-    """The subprocess's build (one thread; TINY_TEACHER's objects network, which the test patches in)
-    without a new interpreter's imports, which cost more than the tiny build itself."""
+    """`build_in_child`'s build (one thread; TINY_TEACHER_FIELDS's objects network, which the test patches
+    in) in this process."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -107,19 +109,19 @@ def test_killed_build_resumes_to_the_same_weights(tmp_path, monkeypatch):
     import tvr.train.object_pretrain as O
 
     default = O.default_config
-    monkeypatch.setattr(O, "default_config", lambda: replace(default(), **TINY_TEACHER_FIELDS))  # as TINY_TEACHER does
+    monkeypatch.setattr(O, "default_config", lambda: replace(default(), **TINY_TEACHER_FIELDS))  # as build_in_child does
     cfg = PretrainConfig(**{**asdict(TINY), "steps": 6, "attributes": 1.0, "distill": 1.0})  # both heads resume too
     whole = tmp_path / "whole"
     build_in_this_process(cfg, whole)
 
     cut = tmp_path / "cut"
-    p = build_in_subprocess(cfg, cut)  # killed, so a process of its own
+    p = build_in_child(cfg, cut, tmp_path / "result.json")  # killed, so a process of its own
     state = cut.parent / f"{cut.name}.partial" / "state.json"
     deadline = time.monotonic() + 240
-    while not state.is_file() and p.poll() is None and time.monotonic() < deadline:
+    while not state.is_file() and p.is_alive() and time.monotonic() < deadline:
         time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    p.kill()  # SIGKILL
+    p.join()
     assert not (cut / INFO_FILE).exists(), "the build finished before it could be killed"
     assert json.loads(state.read_text())["step"] in (2, 4)
     build_in_this_process(cfg, cut)  # the resume: the killed process's state, read by another
@@ -151,12 +153,12 @@ def test_a_builds_recorded_cost_leaves_out_its_teachers_build(tmp_path, monkeypa
 
 def test_two_racing_builders_build_once(tmp_path):
     out = tmp_path / "clip"
-    procs = [build_in_subprocess(TINY, out) for _ in range(2)]
+    procs = [build_in_child(TINY, out, tmp_path / f"result-{i}.json") for i in range(2)]
     results = []
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=240)
-        assert p.returncode == 0, stderr
-        results.append(json.loads(stdout.strip().splitlines()[-1])["built"])
+    for i, p in enumerate(procs):
+        p.join(240)
+        assert p.exitcode == 0
+        results.append(json.loads((tmp_path / f"result-{i}.json").read_text())["built"])
     assert sorted(results) == [False, True]
     assert (out / INFO_FILE).is_file()
 
@@ -172,7 +174,7 @@ def test_cli_builds_reuses_and_refuses_bad_values(run_cli, tmp_path):
     args = ("pretrain", "--out", out, "--steps", "2", "--batch-size", "4", "--image-size", "32", "--patch-size", "16",
             "--distill", "0")
     r = run_cli(*args, "--json", "--quiet")
-    assert r.exit_code == 0, r.stderr
+    assert r.exit_code == 0 and r.stderr == "", r.stderr  # quiet: not even transformers' bar for writing the weights
     doc = json.loads(r.stdout)
     assert doc["built"] and doc["steps"] == 2 and doc["info"]["config"]["image_size"] == 32
     r = run_cli(*args, "--json", "--quiet")

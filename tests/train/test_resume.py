@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from train_testlib import EPOCHS, committed_epoch, copy_frames, subprocess_env, tiny_run, train_args, tvr_subprocess
+from train_testlib import EPOCHS, cli_start, committed_epoch, copy_frames, tiny_run, train_args, tvr_subprocess
 
 
 def test_sigkill_then_resume_reproduces_uninterrupted_weights(tmp_path_factory, tmp_path):
@@ -19,13 +16,12 @@ def test_sigkill_then_resume_reproduces_uninterrupted_weights(tmp_path_factory, 
     world = full.parent
     cut = tmp_path / "cut"
     copy_frames(full, cut)  # same decoded frames, no second decode
-    proc = subprocess.Popen([sys.executable, "-m", "tvr.cli.main", *train_args(world), "--out", str(cut)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env())
+    proc = cli_start([*train_args(world), "--out", str(cut)])
     deadline = time.monotonic() + 240
-    while committed_epoch(cut) < 1 and proc.poll() is None and time.monotonic() < deadline:
+    while committed_epoch(cut) < 1 and proc.is_alive() and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.kill()  # SIGKILL
+    proc.join()
     killed_at = committed_epoch(cut)
     assert 1 <= killed_at < EPOCHS, f"kill landed at epoch {killed_at}; the run was too fast to interrupt"
 

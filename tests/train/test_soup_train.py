@@ -4,15 +4,12 @@ their exact average as the run's model, resume after a kill, and the recipes tha
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_testlib import METHOD, committed_epoch, one_line_error, subprocess_env, tiny_run, tiny_world, tvr_subprocess
+from train_testlib import METHOD, cli_start, committed_epoch, one_line_error, tiny_run, tiny_world, tvr_subprocess
 
 from tvr.models.soup import average_states, start_of
 
@@ -74,14 +71,13 @@ def test_the_run_holds_the_exact_average_of_members_trained_from_one_start(soupe
 def test_a_soup_killed_inside_a_member_resumes_to_the_same_average(souped, tmp_path):
     world, _, config, full = souped
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "tvr.cli.main", "train", str(world / "w" / "all.jsonl"), "--method",
-                             METHOD, "--config", str(config), "--out", str(cut), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=subprocess_env())
+    proc = cli_start(["train", str(world / "w" / "all.jsonl"), "--method", METHOD, "--config", str(config), "--out",
+                      str(cut), "--quiet"])
     deadline = time.monotonic() + 240
-    while committed_epoch(cut / "members" / "1") < 1 and proc.poll() is None and time.monotonic() < deadline:
+    while committed_epoch(cut / "members" / "1") < 1 and proc.is_alive() and time.monotonic() < deadline:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.kill()  # SIGKILL
+    proc.join()
     killed_at = committed_epoch(cut / "members" / "1")
     assert 1 <= killed_at < EPOCHS, f"kill landed at member 2's epoch {killed_at}; the run was too fast to interrupt"
     assert not (cut / "model.safetensors").exists() and not (cut / "members" / "2").exists()

@@ -74,9 +74,8 @@ def copy_frames(run: Path, dest: Path) -> None:
     shutil.copytree(run / "frames", dest / "frames")
 
 
-def tvr_subprocess(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tvr.cli.main", *args], capture_output=True, text=True,
-                          timeout=240, env=subprocess_env(), **kw)
+def tvr_subprocess(*args: str) -> subprocess.CompletedProcess:
+    return cli_process(list(args))
 
 
 def subprocess_env() -> dict[str, str]:
@@ -92,23 +91,40 @@ _CLI_SERVER.set_forkserver_preload(["torch", "torch._dynamo", "transformers", "t
                                     "tvr.train.trainer"])
 
 
-def cli_process(args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
-    """`tvr ARGS` as its own process (stdin empty, the offline environment); like `subprocess.run`."""
+def cli_process(args: list[str], timeout: float = 240, cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`tvr ARGS` as its own process (stdin empty, the offline environment plus `env`, in `cwd` or this
+    process's folder); like `subprocess.run`."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         out.touch()
         err.touch()  # empty if the child fails before it writes (its exit code says so)
-        p = _CLI_SERVER.Process(target=_cli_child, args=([str(a) for a in args], subprocess_env(), os.getcwd(),
-                                                         str(out), str(err)))
-        p.start()
+        p = cli_start(args, cwd=cwd, env=env, stdout=out, stderr=err)
         p.join(timeout)
         if p.is_alive():
             p.kill()
             p.join()
             raise subprocess.TimeoutExpired(["tvr", *args], timeout)
         return subprocess.CompletedProcess(["tvr", *args], p.exitcode, out.read_text(), err.read_text())
+
+
+def cli_start(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+              stdout: Path | str = os.devnull, stderr: Path | str = os.devnull) -> multiprocessing.Process:
+    """Start `tvr ARGS` as its own process and return it (to kill, poll with `is_alive`, or `join`);
+    its stdout and stderr go to the files named."""
+    p = _CLI_SERVER.Process(target=_cli_child, args=([str(a) for a in args], {**subprocess_env(), **(env or {})},
+                                                     str(cwd or os.getcwd()), str(stdout), str(stderr)))
+    p.start()
+    return p
+
+
+def start_child(target, *args) -> multiprocessing.Process:
+    """Start `target(*args)` (a module-level function) in a process of its own, forked from the same server."""
+    p = _CLI_SERVER.Process(target=target, args=args)
+    p.start()
+    return p
 
 
 def _cli_child(args: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:

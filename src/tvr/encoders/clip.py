@@ -228,7 +228,15 @@ def save_hf_clip(
         raise RuntimeError(f"CLIPModel weights do not line up: missing {missing[:3]}, unexpected {unexpected[:3]}")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    hf.save_pretrained(str(out))
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' bar for one shard: the caller's own progress (or --quiet) speaks
+    try:
+        hf.save_pretrained(str(out))
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     hf_tok.save_pretrained(str(out))
     size = model.vision_config.image_size
     pre = {
