@@ -253,3 +253,30 @@ def test_not_an_inner_product_but_gives_candidate_vectors():
     c, q = model.candidate_vectors(v), model.candidate_query_vectors(t)
     assert c.shape == (3, 32) and q.shape == (4, 32)
     torch.testing.assert_close(c, F.normalize(v.events.mean(1), dim=-1))
+
+
+def test_a_crosstvr_first_stage_its_tokens_are_its_clip_towers():
+    """ProST under a CrossTVR re-ranker: the frozen text tokens are its text tower's states (as CLIP4Clip's
+    are), the frame tokens its vision tower's CLS + patches on the real frames, and a re-ranker scores them."""
+    from tvr.models.crosstvr import frozen_frame_tokens, frozen_text_tokens, text_emb_from_tokens, video_emb_from_tokens
+
+    model, batch = tiny(), video_batch()
+    tokens, mask = frozen_text_tokens(model, TEXTS)
+    frames = frozen_frame_tokens(model, batch)
+    with torch.no_grad():
+        _, states, valid = model.backbone.encode_text(TEXTS)
+        cls, patches = model.frame_tokens(batch.frames, batch.frame_mask.bool())
+    torch.testing.assert_close(tokens, states)
+    assert torch.equal(mask, valid.bool()) and mask.sum(1).tolist() == [4, 11, 5, 5]  # BOS + words + EOT
+    torch.testing.assert_close(frames[:, :, 0], cls)
+    torch.testing.assert_close(frames[:, :, 1:], patches)
+    assert not frames[0, 2:].any() and frames[0, :2].abs().sum(-1).min() > 0  # padded frames stay zero
+
+    torch.manual_seed(0)
+    reranker = create("crosstvr", width=tokens.shape[-1], heads=2, layers=1, num_queries=2, tokens_per_frame=2).eval()
+    with torch.no_grad():
+        t = text_emb_from_tokens(reranker, tokens, mask)
+        v = video_emb_from_tokens(reranker, frames, batch.frame_mask.bool())
+        pairs = reranker.score_pairs(t.select(torch.tensor([0, 1, 3])), v.select(torch.tensor([2, 0, 1])))
+        full = reranker.similarity(t, v)
+    torch.testing.assert_close(pairs, full[[0, 1, 3], [2, 0, 1]])

@@ -134,7 +134,8 @@ class Prost(RetrievalModel):
     def encode_text(self, batch: TextBatch) -> ProstTextEmb:
         eot, states, valid = self.backbone.encode_text(batch.texts)
         phrases = self.phrase_weights(states, valid.bool())  # [N, N_p, D]
-        return ProstTextEmb(F.normalize(eot, dim=-1), phrases=F.normalize(phrases, dim=-1))
+        # the token states ride along as CLIP4Clip's do: a CrossTVR re-ranker reads them from its first stage
+        return ProstTextEmb(F.normalize(eot, dim=-1), states, valid.bool(), phrases=F.normalize(phrases, dim=-1))
 
     def frame_tokens(self, frames: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """(CLS [B, T, D], patches [B, T, L, D]) in the joint space; only real frames go through the ViT."""
