@@ -93,5 +93,8 @@ $B --out bench/results/order_streams.json --postproc none is dis \
 # CrossTVR re-ranking the default seqTransf's top 15: the paper's match score and the default residual one
 python bench/rerank_synthetic.py --first-stage runs/synth-bench-g4/$S --run seqTransf-video-init=$C/crosstvr_standalone.json \
     --run residual=$C/crosstvr_residual.json --out bench/results/rerank_seqtransf_video_init.json
+# the default residual CrossTVR on the distilled ProST (the second build of every pretraining, above)
+python bench/rerank_synthetic.py --first-stage runs/synth-bench-g4/prost-distill-init1 \
+    --run prost-distill-init1-residual=$C/crosstvr_residual.json --out bench/results/rerank_prost_distill.json
 # the reference model, rebuilt outside tvr
 python bench/plain_dual_encoder.py
