@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from train_testlib import EPOCHS, cli_start, committed_epoch, copy_frames, tiny_run, train_args, tvr_subprocess
+from train_testlib import EPOCHS, cli_process, cli_start, committed_epoch, copy_frames, tiny_run, train_args
 
 
 def test_sigkill_then_resume_reproduces_uninterrupted_weights(tmp_path_factory, tmp_path):
@@ -25,8 +25,8 @@ def test_sigkill_then_resume_reproduces_uninterrupted_weights(tmp_path_factory, 
     killed_at = committed_epoch(cut)
     assert 1 <= killed_at < EPOCHS, f"kill landed at epoch {killed_at}; the run was too fast to interrupt"
 
-    r = tvr_subprocess("train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-seqtransf", "--out", str(cut),
-                       "--resume", "--quiet")
+    r = cli_process(["train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-seqtransf", "--out", str(cut),
+                     "--resume", "--quiet"])
     assert r.returncode == 0, r.stderr
     a, b = load_file(str(full / "model.safetensors")), load_file(str(cut / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -51,12 +51,12 @@ def test_damaged_last_state_resumes_from_the_previous_epoch(tmp_path_factory, tm
     damaged.write_bytes(damaged.read_bytes()[:-100])
     args = ("train", str(world / "w" / "all.jsonl"), "--method", "clip4clip-seqtransf", "--out", str(run), "--quiet")
 
-    r = tvr_subprocess(*args, "--resume")
+    r = cli_process([*args, "--resume"])
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == (f"error: {damaged}: damaged (its sha256 differs from the one recorded at the epoch's "
                                 f"commit); epoch {EPOCHS - 1} is intact: continue from it with --resume-previous")
 
-    r = tvr_subprocess(*args, "--resume-previous")
+    r = cli_process([*args, "--resume-previous"])
     assert r.returncode == 0, r.stderr
     a, b = load_file(str(full / "model.safetensors")), load_file(str(run / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

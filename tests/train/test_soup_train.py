@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_testlib import METHOD, cli_start, committed_epoch, one_line_error, tiny_run, tiny_world, tvr_subprocess
+from train_testlib import METHOD, cli_process, cli_start, committed_epoch, one_line_error, tiny_run, tiny_world
 
 from tvr.models.soup import average_states, start_of
 
@@ -83,7 +83,7 @@ def test_a_soup_killed_inside_a_member_resumes_to_the_same_average(souped, tmp_p
     assert not (cut / "model.safetensors").exists() and not (cut / "members" / "2").exists()
     first = (cut / "members" / "0" / "trainer_state.json").read_bytes()
 
-    r = tvr_subprocess("train", str(world / "w" / "all.jsonl"), "--method", METHOD, "--out", str(cut), "--resume", "--quiet")
+    r = cli_process(["train", str(world / "w" / "all.jsonl"), "--method", METHOD, "--out", str(cut), "--resume", "--quiet"])
     assert r.returncode == 0, r.stderr
     assert (cut / "members" / "0" / "trainer_state.json").read_bytes() == first  # the finished member is not retrained
     a, b = load_file(str(full / "model.safetensors")), load_file(str(cut / "model.safetensors"))
@@ -136,8 +136,8 @@ def test_a_soup_trains_under_two_gloo_processes(souped, tmp_path):
     the members and their exact average once."""
     world, _, config, _ = souped
     run = tmp_path / "ddp"
-    r = tvr_subprocess("train", str(world / "w" / "all.jsonl"), "--method", METHOD, "--config", str(config), "--epochs", "1",
-                       "--out", str(run), "--ddp", "2", "--quiet")
+    r = cli_process(["train", str(world / "w" / "all.jsonl"), "--method", METHOD, "--config", str(config), "--epochs", "1",
+                     "--out", str(run), "--ddp", "2", "--quiet"])
     assert r.returncode == 0, r.stderr[-2000:]
     members = [run / "members" / str(i) for i in range(len(MEMBERS))]
     for m in members:

@@ -74,10 +74,6 @@ def copy_frames(run: Path, dest: Path) -> None:
     shutil.copytree(run / "frames", dest / "frames")
 
 
-def tvr_subprocess(*args: str) -> subprocess.CompletedProcess:
-    return cli_process(list(args))
-
-
 def subprocess_env() -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
