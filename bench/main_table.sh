@@ -93,6 +93,9 @@ $B --out bench/results/order_streams.json --postproc none is dis \
 # CrossTVR re-ranking the default seqTransf's top 15: the paper's match score and the default residual one
 python bench/rerank_synthetic.py --first-stage runs/synth-bench-g4/$S --run seqTransf-video-init=$C/crosstvr_standalone.json \
     --run residual=$C/crosstvr_residual.json --out bench/results/rerank_seqtransf_video_init.json
+# TS2-Net's token shift at ViT-B/32's share of tokens, and its default, on the same backbone
+$B --out bench/results/ts2net_shift_stride.json --postproc none --run ts2net-stride7=ts2net@$C/ts2net_shift_stride_7.json \
+    --run ts2net-rebuild=ts2net
 # the default residual CrossTVR on the distilled ProST (the second build of every pretraining, above)
 python bench/rerank_synthetic.py --first-stage runs/synth-bench-g4/prost-distill-init1 \
     --run prost-distill-init1-residual=$C/crosstvr_residual.json --out bench/results/rerank_prost_distill.json
