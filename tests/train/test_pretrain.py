@@ -37,9 +37,8 @@ def _build(cfg: dict, out: str, result: str) -> None:
 
     default = O.default_config
     O.default_config = lambda: replace(default(), **TINY_TEACHER_FIELDS)
-    torch.set_num_threads(1)
-    r = ensure_backbone(PretrainConfig(**cfg), out=Path(out), progress=False)
-    Path(result).write_text(json.dumps({"built": r.built}))
+    built = build_in_this_process(PretrainConfig(**cfg), Path(out))
+    Path(result).write_text(json.dumps({"built": built}))
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -94,13 +93,13 @@ def test_token_embeddings_come_from_minilm_and_stay_frozen(tmp_path):
     assert cos(vec["red"], vec["crimson"], dim=0) > cos(vec["red"], vec["train"], dim=0)
 
 
-def build_in_this_process(cfg: PretrainConfig, out: Path) -> None:
-    """`build_in_child`'s build (one thread; TINY_TEACHER_FIELDS's objects network, which the test patches
-    in) in this process."""
+def build_in_this_process(cfg: PretrainConfig, out: Path) -> bool:
+    """`build_in_child`'s build (one thread; TINY_TEACHER_FIELDS's objects network, which the caller patches
+    in) in this process; whether it built (False: the folder was there already)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ensure_backbone(cfg, out=out, progress=False)
+        return ensure_backbone(cfg, out=out, progress=False).built
     finally:
         torch.set_num_threads(threads)
 

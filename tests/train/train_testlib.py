@@ -110,10 +110,8 @@ def cli_start(args: list[str], cwd: Path | None = None, env: dict[str, str] | No
               stdout: Path | str = os.devnull, stderr: Path | str = os.devnull) -> multiprocessing.Process:
     """Start `tvr ARGS` as its own process and return it (to kill, poll with `is_alive`, or `join`);
     its stdout and stderr go to the files named."""
-    p = _CLI_SERVER.Process(target=_cli_child, args=([str(a) for a in args], {**subprocess_env(), **(env or {})},
-                                                     str(cwd or os.getcwd()), str(stdout), str(stderr)))
-    p.start()
-    return p
+    return start_child(_cli_child, [str(a) for a in args], {**subprocess_env(), **(env or {})}, str(cwd or os.getcwd()),
+                       str(stdout), str(stderr))
 
 
 def start_child(target, *args) -> multiprocessing.Process:
